@@ -1,0 +1,60 @@
+/* cpx/codec.h — bytes <-> cpx.v1 messages, with every size checked first.
+ *
+ * Decoding checks the length against limits.h *before* protobuf-c sees the bytes and
+ * unpacks with a bounded allocator (CPX_MAX_DECODE_MEMORY), so no input, however
+ * crafted, can make a decode allocate without bound or crash. Decoding checks only
+ * the wire format: run cpx_validate_* (validate.h) on every decoded message.
+ *
+ * Ownership: a decoded message is owned by the caller and freed with cpx_msg_free
+ * (protobuf_c_message_free_unpacked with the default allocator). Encoded buffers
+ * are malloc'd, owned by the caller, freed with free(). */
+#ifndef CPX_CODEC_H
+#define CPX_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "cpx/v1/audit.pb-c.h"
+#include "cpx/v1/bodies.pb-c.h"
+#include "cpx/v1/common.pb-c.h"
+#include "cpx/v1/envelope.pb-c.h"
+#include "cpx/v1/frames.pb-c.h"
+
+/* Short names for the generated types. */
+typedef Cpx__V1__Envelope cpx_envelope_t;
+typedef Cpx__V1__ClientFrame cpx_client_frame_t;
+typedef Cpx__V1__ServerFrame cpx_server_frame_t;
+typedef Cpx__V1__AuditLeaf cpx_audit_leaf_t;
+typedef Cpx__V1__SignedTreeHead cpx_sth_t;
+
+/* Unpacks len bytes as desc; refuses len > max_len (CPX_ERR_TOO_LARGE) and input the
+ * wire format rejects or that needs more than CPX_MAX_DECODE_MEMORY (CPX_ERR_DECODE).
+ * On success *out is the caller's. */
+int cpx_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+               size_t max_len, ProtobufCMessage **out);
+
+/* Typed shorthands: limits CPX_MAX_FRAME_BYTES for frames, CPX_MAX_ENVELOPE_BYTES for
+ * envelopes, CPX_MAX_LEAF_BYTES for audit leaves. */
+int cpx_decode_client_frame(const uint8_t *buf, size_t len, cpx_client_frame_t **out);
+int cpx_decode_server_frame(const uint8_t *buf, size_t len, cpx_server_frame_t **out);
+int cpx_decode_envelope(const uint8_t *buf, size_t len, cpx_envelope_t **out);
+int cpx_decode_audit_leaf(const uint8_t *buf, size_t len, cpx_audit_leaf_t **out);
+int cpx_decode_sth(const uint8_t *buf, size_t len, cpx_sth_t **out);
+
+/* Frees a decoded message; accepts NULL. Use only for messages from cpx_decode*. */
+void cpx_msg_free(void *msg);
+
+/* Packs msg into a new malloc'd buffer; *len receives its size. CPX_ERR_NOMEM on failure. */
+int cpx_encode(const void *msg, uint8_t **out, size_t *len);
+
+/* Packs msg into buf when it fits in size bytes (CPX_ERR_TOO_LARGE otherwise);
+ * *len receives the packed size. No allocation. */
+int cpx_encode_into(const void *msg, uint8_t *buf, size_t size, size_t *len);
+
+/* The body of an envelope as a generic message (NULL when none is set), and the
+ * oneof field name of its kind ("discovery_report", ...; "" when none). */
+const ProtobufCMessage *cpx_envelope_body(const cpx_envelope_t *env);
+const char *cpx_body_kind_name(int body_case);
+
+#endif

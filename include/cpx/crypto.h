@@ -1,0 +1,102 @@
+/* cpx/crypto.h — hashing, Ed25519 signing keys, HMAC, AES-256-GCM, randomness
+ * (OpenSSL 3 EVP).
+ *
+ * Keys are PEM files (PKCS#8 private, SubjectPublicKeyInfo public), the forms
+ * `openssl genpkey -algorithm ed25519` and `openssl pkey -pubout` write, so an
+ * auditor can check any signature with stock OpenSSL.
+ *
+ * Caveats: secrets passed in are borrowed and never copied except into the key
+ * object, which cleanses them on destroy. Compare MACs only with cpx_ct_equal. */
+#ifndef CPX_CRYPTO_H
+#define CPX_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CPX_SHA256_LEN 32
+#define CPX_ED25519_PUB_LEN 32
+#define CPX_ED25519_SIG_LEN 64
+#define CPX_KEY_ID_LEN 8
+#define CPX_AEAD_KEY_LEN 32
+#define CPX_AEAD_NONCE_LEN 12
+#define CPX_AEAD_TAG_LEN 16
+#define CPX_AEAD_OVERHEAD (CPX_AEAD_NONCE_LEN + CPX_AEAD_TAG_LEN)
+
+/* SHA-256 of one buffer. */
+void cpx_sha256(const void *data, size_t len, uint8_t out[CPX_SHA256_LEN]);
+
+/* SHA-256 over several buffers, as if concatenated. */
+typedef struct cpx_iov { const void *base; size_t len; } cpx_iov_t;
+void cpx_sha256_v(const cpx_iov_t *iov, size_t n, uint8_t out[CPX_SHA256_LEN]);
+
+/* HMAC-SHA-256. */
+void cpx_hmac_sha256(const uint8_t *key, size_t key_len, const void *data, size_t len,
+                     uint8_t out[CPX_SHA256_LEN]);
+
+/* Constant-time equality (CRYPTO_memcmp). */
+bool cpx_ct_equal(const void *a, const void *b, size_t len);
+
+/* Cryptographically secure random bytes; returns CPX_OK or CPX_ERR_CRYPTO. */
+int cpx_random(void *buf, size_t len);
+
+/* Wipes memory that held a secret (OPENSSL_cleanse). */
+void cpx_cleanse(void *p, size_t len);
+
+/* ---- Ed25519 keys --------------------------------------------------------------- */
+
+typedef struct cpx_key cpx_key_t;  /* opaque: a public key, or a private key with its public half */
+
+/* New random private key. Caller owns the result; free with cpx_key_destroy. NULL on failure. */
+cpx_key_t *cpx_key_generate(void);
+/* Loads a PEM private key (Ed25519 only). NULL on failure (logged: path and reason). */
+cpx_key_t *cpx_key_load_private(const char *path);
+/* Loads a PEM public key (Ed25519 only). NULL on failure. */
+cpx_key_t *cpx_key_load_public(const char *path);
+/* Public key from its 32 raw bytes. NULL on failure. */
+cpx_key_t *cpx_key_from_raw_public(const uint8_t raw[CPX_ED25519_PUB_LEN]);
+/* Writes the private key as PEM with mode 0600 (fails if the file exists). */
+int cpx_key_save_private(const cpx_key_t *key, const char *path);
+/* Writes the public key as PEM, mode 0644 (replaces an existing file). */
+int cpx_key_save_public(const cpx_key_t *key, const char *path);
+/* Frees the key, cleansing private material; accepts NULL and *key_p == NULL; sets *key_p = NULL. */
+void cpx_key_destroy(cpx_key_t **key_p);
+
+bool cpx_key_has_private(const cpx_key_t *key);
+/* The 32 raw public-key bytes. */
+void cpx_key_public_raw(const cpx_key_t *key, uint8_t out[CPX_ED25519_PUB_LEN]);
+/* Key id: the first 8 bytes of SHA-256(raw public key). */
+void cpx_key_id(const cpx_key_t *key, uint8_t out[CPX_KEY_ID_LEN]);
+
+/* Ed25519 (pure, RFC 8032) signature over msg. CPX_ERR_ARG without a private key. */
+int cpx_key_sign(const cpx_key_t *key, const void *msg, size_t len,
+                 uint8_t sig[CPX_ED25519_SIG_LEN]);
+/* CPX_OK if sig is a valid signature of msg, CPX_ERR_BAD_SIGNATURE otherwise
+ * (including a sig_len other than 64). */
+int cpx_key_verify(const cpx_key_t *key, const void *msg, size_t len,
+                   const uint8_t *sig, size_t sig_len);
+
+/* ---- AES-256-GCM ---------------------------------------------------------------- */
+
+/* Encrypts pt into out = nonce(12) || ciphertext || tag(16); out must hold
+ * pt_len + CPX_AEAD_OVERHEAD bytes. A fresh random nonce every call. aad is bound
+ * (may be NULL with aad_len 0). */
+int cpx_aead_seal(const uint8_t key[CPX_AEAD_KEY_LEN], const void *aad, size_t aad_len,
+                  const void *pt, size_t pt_len, uint8_t *out);
+/* Decrypts in (as written by cpx_aead_seal, in_len >= CPX_AEAD_OVERHEAD) into pt
+ * (in_len - CPX_AEAD_OVERHEAD bytes). CPX_ERR_TAMPERED when the tag fails: wrong
+ * key, wrong aad or altered bytes — never returns unauthenticated plaintext. */
+int cpx_aead_open(const uint8_t key[CPX_AEAD_KEY_LEN], const void *aad, size_t aad_len,
+                  const uint8_t *in, size_t in_len, uint8_t *pt);
+
+/* Reads a 32-byte symmetric key file (raw bytes, or 64 hex characters); refuses a file
+ * readable by group or others. Generates one (mode 0600) with cpx_symkey_create. */
+int cpx_symkey_load(const char *path, uint8_t out[32]);
+int cpx_symkey_create(const char *path);
+
+/* Lower-case hex of len bytes into out (2*len+1 bytes, terminated). */
+void cpx_hex(const uint8_t *in, size_t len, char *out);
+/* Parses exactly 2*len hex characters; CPX_ERR_DECODE otherwise. */
+int cpx_unhex(const char *in, uint8_t *out, size_t len);
+
+#endif

@@ -1,0 +1,130 @@
+/* Codec: limits checked before unpack, bounded decode, round trips. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cpx/codec.h"
+#include "cpx/err.h"
+#include "cpx/limits.h"
+
+static void test_roundtrip_envelope(void **state)
+{
+    (void)state;
+    Cpx__V1__Envelope env = CPX__V1__ENVELOPE__INIT;
+    Cpx__V1__Referral ref = CPX__V1__REFERRAL__INIT;
+    uint8_t id[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    env.message_id.data = id;
+    env.message_id.len = 16;
+    env.sender = "CIVIL_AFFAIRS";
+    env.created_ms = 1764370000000;
+    env.priority = CPX__V1__PRIORITY__URGENT;
+    env.body_case = CPX__V1__ENVELOPE__BODY_REFERRAL;
+    env.referral = &ref;
+    ref.to = "WOMENS_FED";
+    ref.task = CPX__V1__TASK__PSYCHOLOGICAL_CARE;
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(cpx_encode(&env, &buf, &len), CPX_OK);
+    cpx_envelope_t *out = NULL;
+    assert_int_equal(cpx_decode_envelope(buf, len, &out), CPX_OK);
+    assert_string_equal(out->sender, "CIVIL_AFFAIRS");
+    assert_int_equal(out->body_case, CPX__V1__ENVELOPE__BODY_REFERRAL);
+    assert_string_equal(out->referral->to, "WOMENS_FED");
+    assert_memory_equal(out->message_id.data, id, 16);
+    assert_string_equal(cpx_body_kind_name(out->body_case), "referral");
+    assert_ptr_equal(cpx_envelope_body(out), &out->referral->base);
+    cpx_msg_free(out);
+    free(buf);
+}
+
+static void test_refuses_oversize_before_unpack(void **state)
+{
+    (void)state;
+    size_t len = CPX_MAX_ENVELOPE_BYTES + 1;
+    uint8_t *buf = calloc(1, len);
+    cpx_envelope_t *out = (void *)1;
+    assert_int_equal(cpx_decode_envelope(buf, len, &out), CPX_ERR_TOO_LARGE);
+    assert_null(out);
+    free(buf);
+}
+
+static void test_refuses_garbage(void **state)
+{
+    (void)state;
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    cpx_envelope_t *out = NULL;
+    assert_int_equal(cpx_decode_envelope(junk, sizeof junk, &out), CPX_ERR_DECODE);
+    assert_null(out);
+    /* a length-delimited field claiming more bytes than present */
+    const uint8_t trunc[] = {0x12, 0x7f, 'A'};
+    assert_int_equal(cpx_decode_envelope(trunc, sizeof trunc, &out), CPX_ERR_DECODE);
+}
+
+/* Many tiny repeated sub-messages: each costs a full struct on the heap, so the
+ * memory budget must stop the decode rather than the machine. */
+static void test_memory_budget(void **state)
+{
+    (void)state;
+    /* Batch{ repeated Envelope = 1 } with empty envelopes: 2 bytes each on the wire,
+     * sizeof(Envelope) (~200 bytes) each in memory. */
+    size_t n = CPX_MAX_FRAME_BYTES / 2;
+    uint8_t *buf = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) {
+        buf[2 * i] = 0x0a;
+        buf[2 * i + 1] = 0x00;
+    }
+    ProtobufCMessage *out = NULL;
+    int rc = cpx_decode(&cpx__v1__batch__descriptor, buf, n * 2, CPX_MAX_FRAME_BYTES, &out);
+    assert_int_equal(rc, CPX_ERR_DECODE);
+    assert_null(out);
+    /* a few of them decode fine */
+    assert_int_equal(cpx_decode(&cpx__v1__batch__descriptor, buf, 20, CPX_MAX_FRAME_BYTES, &out),
+                     CPX_OK);
+    assert_int_equal(((Cpx__V1__Batch *)out)->n_envelopes, 10);
+    cpx_msg_free(out);
+    free(buf);
+}
+
+static void test_encode_into_bounds(void **state)
+{
+    (void)state;
+    Cpx__V1__Heartbeat hb = CPX__V1__HEARTBEAT__INIT;
+    hb.sent_ms = 1234567;
+    uint8_t small[2], big[32];
+    size_t len = 0;
+    assert_int_equal(cpx_encode_into(&hb, small, sizeof small, &len), CPX_ERR_TOO_LARGE);
+    assert_int_equal(cpx_encode_into(&hb, big, sizeof big, &len), CPX_OK);
+    assert_true(len > 2);
+}
+
+static void test_strerror_and_errors(void **state)
+{
+    (void)state;
+    assert_string_equal(cpx_strerror(CPX_OK), "ok");
+    assert_string_equal(cpx_strerror(-9999), "unknown error");
+    cpx_errors_t errs = {0};
+    for (int i = 0; i < 40; i++)
+        cpx_errors_add(&errs, "a.b", "rule", "n=%d", i);
+    assert_int_equal(errs.count, CPX_MAX_FIELD_ERRORS);
+    assert_true(errs.truncated);
+    char buf[64];
+    cpx_errors_format(&errs, buf, sizeof buf);
+    assert_true(strncmp(buf, "a.b: rule: n=0; ", 16) == 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_envelope),
+        cmocka_unit_test(test_refuses_oversize_before_unpack),
+        cmocka_unit_test(test_refuses_garbage),
+        cmocka_unit_test(test_memory_budget),
+        cmocka_unit_test(test_encode_into_bounds),
+        cmocka_unit_test(test_strerror_and_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
