@@ -1,0 +1,72 @@
+/* cpx/audit.h — the signed, append-only exchange log (RFC 9162 Merkle tree over
+ * AuditLeaf records, Ed25519 signed tree heads) inside an LMDB environment.
+ * Byte-level format: docs/audit-format.md.
+ *
+ * The log appends inside the caller's write transaction, so a leaf commits
+ * atomically with the state change it records; many leaves and one head per
+ * transaction is the normal path (group commit).
+ *
+ * Caveats: the audit object caches the tree's right edge between transactions.
+ * After the caller's write transaction commits call cpx_audit_committed(); after it
+ * aborts call cpx_audit_aborted() (which drops what that transaction appended).
+ * One writer at a time, as LMDB requires; readers (proofs, leaf reads) may run from
+ * any thread in their own read transactions. */
+#ifndef CPX_AUDIT_H
+#define CPX_AUDIT_H
+
+#include <lmdb.h>
+#include <stdint.h>
+
+#include "cpx/codec.h"
+#include "cpx/crypto.h"
+#include "cpx/merkle.h"
+
+typedef struct cpx_audit cpx_audit_t;
+
+/* Opens (creating) the log's databases in env. Caller owns the result; free with
+ * cpx_audit_destroy. NULL on failure (logged). */
+cpx_audit_t *cpx_audit_open(MDB_env *env);
+void cpx_audit_destroy(cpx_audit_t **self_p);
+
+/* Appends one leaf in txn: sets leaf->seq (the leaf index, from 0) and, when 0,
+ * leaf->time_ms; encodes it, stores the bytes and the Merkle nodes it completes.
+ * *seq_out (may be NULL) receives the sequence number. The leaf is borrowed. */
+int cpx_audit_append(cpx_audit_t *self, MDB_txn *txn, cpx_audit_leaf_t *leaf,
+                     uint64_t *seq_out);
+
+/* Signs a head over the tree as it stands in txn (including this transaction's
+ * appends) with the gateway key and stores it; out (may be NULL) receives a copy
+ * the caller frees with cpx_msg_free. A head of the same size as the latest is not
+ * signed again (CPX_OK, *out = latest). */
+int cpx_audit_sign_head(cpx_audit_t *self, MDB_txn *txn, const cpx_key_t *key,
+                        int64_t now_ms, cpx_sth_t **out);
+
+void cpx_audit_committed(cpx_audit_t *self);
+void cpx_audit_aborted(cpx_audit_t *self);
+
+/* Tree size and root as of txn (any transaction). */
+int cpx_audit_size(cpx_audit_t *self, MDB_txn *txn, uint64_t *size);
+int cpx_audit_root(cpx_audit_t *self, MDB_txn *txn, uint64_t size, cpx_hash_t out);
+
+/* Reads leaf seq; caller frees *out with cpx_msg_free. CPX_ERR_NOT_FOUND past the end. */
+int cpx_audit_get_leaf(cpx_audit_t *self, MDB_txn *txn, uint64_t seq, cpx_audit_leaf_t **out);
+/* The latest signed head, or the first head with tree_size >= size (latest when size 0). */
+int cpx_audit_get_head(cpx_audit_t *self, MDB_txn *txn, uint64_t size, cpx_sth_t **out);
+
+/* Proofs, O(log n) node reads. path must hold CPX_MAX_PROOF_PATH hashes. */
+int cpx_audit_prove_inclusion(cpx_audit_t *self, MDB_txn *txn, uint64_t seq,
+                              uint64_t tree_size, cpx_hash_t *path, size_t *path_len);
+int cpx_audit_prove_consistency(cpx_audit_t *self, MDB_txn *txn, uint64_t old_size,
+                                uint64_t new_size, cpx_hash_t *path, size_t *path_len);
+
+/* Head signing bytes: "cpx.v1.sig.tree-head" 0x00 || log_id(32) || BE64(tree_size)
+ * || BE64(timestamp_ms) || root(32). out must hold CPX_STH_SIGNING_LEN bytes. */
+#define CPX_STH_SIGNING_LEN (21 + 32 + 8 + 8 + 32)
+void cpx_sth_signing_bytes(const cpx_sth_t *sth, uint8_t out[CPX_STH_SIGNING_LEN]);
+/* Verifies a head's signature and that log_id = SHA-256(raw public key). */
+int cpx_sth_verify(const cpx_sth_t *sth, const cpx_key_t *gateway_pub);
+
+/* Keyed pseudonym for sealed subjects: "P:" + hex(HMAC-SHA-256(key, subject))[0:32]. */
+void cpx_audit_pseudonym(const uint8_t key[32], const char *subject, char out[35]);
+
+#endif

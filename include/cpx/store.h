@@ -1,0 +1,36 @@
+/* cpx/store.h — the LMDB environment every cpx process keeps its state in.
+ *
+ * One environment per gateway (or adapter spool): a directory holding data.mdb and
+ * lock.mdb. Named databases are opened by the modules that own them (audit, registry,
+ * outbox, ...) inside the caller's transactions.
+ *
+ * Caveats (LMDB's): one write transaction at a time per environment; a write
+ * transaction must stay on the thread that began it; read transactions are cheap
+ * (MDB_NOTLS is set, so a reader may be handed between threads); a map that fills
+ * gives CPX_ERR_FULL: the caller refuses new work and keeps what was committed. */
+#ifndef CPX_STORE_H
+#define CPX_STORE_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CPX_STORE_MAX_DBS 64
+
+/* Opens (creating the directory, mode 0700, if missing) an environment of up to
+ * map_size bytes. flags are extra mdb_env_open flags (e.g. MDB_RDONLY). Caller owns
+ * *env and closes it with mdb_env_close. */
+int cpx_store_open(const char *dir, size_t map_size, unsigned flags, MDB_env **env);
+
+/* Maps an LMDB return code to cpx_err (MDB_MAP_FULL -> CPX_ERR_FULL,
+ * MDB_NOTFOUND -> CPX_ERR_NOT_FOUND, others CPX_ERR_STORE), logging rc with
+ * mdb_strerror and what for the failures. */
+int cpx_store_err(int rc, const char *what);
+
+/* Big-endian u64 keys sort numerically under LMDB's default comparison. */
+void cpx_be64_put(uint8_t out[8], uint64_t v);
+uint64_t cpx_be64_get(const uint8_t in[8]);
+void cpx_be32_put(uint8_t out[4], uint32_t v);
+uint32_t cpx_be32_get(const uint8_t in[4]);
+
+#endif
