@@ -1,0 +1,91 @@
+/* store.c — opening the LMDB environment, LMDB error mapping, big-endian keys. */
+#include "cpx/store.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "cpx/err.h"
+#include "cpx/log.h"
+
+int cpx_store_err(int rc, const char *what)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return CPX_OK;
+    case MDB_NOTFOUND:
+        return CPX_ERR_NOT_FOUND;
+    case MDB_MAP_FULL:
+        cpx_log_error("store", "msg=\"map full\" what=\"%s\"", what ? what : "?");
+        return CPX_ERR_FULL;
+    default:
+        cpx_log_error("store", "msg=\"lmdb failed\" what=\"%s\" rc=%d err=\"%s\"",
+                      what ? what : "?", rc, mdb_strerror(rc));
+        return CPX_ERR_STORE;
+    }
+}
+
+int cpx_store_open(const char *dir, size_t map_size, unsigned flags, MDB_env **env)
+{
+    if (!dir || !env)
+        return CPX_ERR_ARG;
+    *env = NULL;
+    if (!(flags & MDB_RDONLY) && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        cpx_log_error("store", "msg=\"mkdir failed\" dir=\"%s\" err=\"%s\"", dir,
+                      strerror(errno));
+        return CPX_ERR_IO;
+    }
+    MDB_env *e = NULL;
+    int rc = mdb_env_create(&e);
+    if (rc != MDB_SUCCESS)
+        return cpx_store_err(rc, "mdb_env_create");
+    rc = mdb_env_set_maxdbs(e, CPX_STORE_MAX_DBS);
+    if (rc == MDB_SUCCESS && map_size)
+        rc = mdb_env_set_mapsize(e, map_size);
+    /* Durable by default: no MDB_NOSYNC / MDB_NOMETASYNC — an acknowledged message must
+     * survive power loss. MDB_NOTLS lets read transactions move between threads. */
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_open(e, dir, flags | MDB_NOTLS, 0600);
+    if (rc != MDB_SUCCESS) {
+        int err = cpx_store_err(rc, dir);
+        if (rc == ENOENT)
+            err = CPX_ERR_NOT_FOUND;
+        mdb_env_close(e);
+        return err;
+    }
+    *env = e;
+    return CPX_OK;
+}
+
+void cpx_be64_put(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+uint64_t cpx_be64_get(const uint8_t in[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | in[i];
+    return v;
+}
+
+void cpx_be32_put(uint8_t out[4], uint32_t v)
+{
+    for (int i = 3; i >= 0; i--) {
+        out[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+uint32_t cpx_be32_get(const uint8_t in[4])
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v = (v << 8) | in[i];
+    return v;
+}

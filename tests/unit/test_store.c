@@ -1,0 +1,126 @@
+/* Store: environment creation (mode 0700), read-only open, error mapping, BE keys. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "cpx/err.h"
+#include "cpx/store.h"
+
+static char tmpdir[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(tmpdir, "/tmp/cpx_store_XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_be(void **state)
+{
+    (void)state;
+    uint8_t b[8];
+    cpx_be64_put(b, UINT64_C(0x0102030405060708));
+    const uint8_t want[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    assert_memory_equal(b, want, 8);
+    assert_true(cpx_be64_get(b) == UINT64_C(0x0102030405060708));
+    cpx_be32_put(b, 0xa1b2c3d4u);
+    assert_int_equal(b[0], 0xa1);
+    assert_int_equal(b[3], 0xd4);
+    assert_int_equal(cpx_be32_get(b), 0xa1b2c3d4u);
+    /* BE keys sort numerically under memcmp */
+    uint8_t x[8], y[8];
+    cpx_be64_put(x, 255);
+    cpx_be64_put(y, 256);
+    assert_true(memcmp(x, y, 8) < 0);
+}
+
+static void test_open_create_and_readonly(void **state)
+{
+    (void)state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/env", tmpdir);
+    MDB_env *env = NULL;
+    /* read-only on a missing directory fails and creates nothing */
+    assert_int_not_equal(cpx_store_open(dir, 1 << 20, MDB_RDONLY, &env), CPX_OK);
+    assert_null(env);
+    struct stat st;
+    assert_int_not_equal(stat(dir, &st), 0);
+
+    assert_int_equal(cpx_store_open(dir, 1 << 20, 0, &env), CPX_OK);
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    unsigned flags;
+    assert_int_equal(mdb_env_get_flags(env, &flags), 0);
+    assert_true(flags & MDB_NOTLS);
+    assert_false(flags & (MDB_NOSYNC | MDB_NOMETASYNC));
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "t", MDB_CREATE, &dbi), 0);
+    MDB_val k = {3, "abc"}, v = {3, "xyz"};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    /* a reader opens with MDB_RDONLY and sees the data, and cannot write */
+    assert_int_equal(cpx_store_open(dir, 0, MDB_RDONLY, &env), CPX_OK);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "t", 0, &dbi), 0);
+    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    assert_memory_equal(v.mv_data, "xyz", 3);
+    mdb_txn_abort(txn);
+    assert_int_not_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    mdb_env_close(env);
+}
+
+static void test_map_full(void **state)
+{
+    (void)state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/small", tmpdir);
+    MDB_env *env = NULL;
+    assert_int_equal(cpx_store_open(dir, 64 << 10, 0, &env), CPX_OK);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+    int rc = 0;
+    static char big[2048];
+    for (uint64_t i = 0; i < 1000 && rc == 0; i++) {
+        uint8_t key[8];
+        cpx_be64_put(key, i);
+        MDB_val k = {8, key}, v = {sizeof big, big};
+        rc = mdb_put(txn, dbi, &k, &v, MDB_APPEND);
+    }
+    assert_int_equal(cpx_store_err(rc, "fill"), CPX_ERR_FULL);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    assert_int_equal(cpx_store_err(MDB_NOTFOUND, "x"), CPX_ERR_NOT_FOUND);
+    assert_int_equal(cpx_store_err(MDB_CORRUPTED, "x"), CPX_ERR_STORE);
+    assert_int_equal(cpx_store_err(0, "x"), CPX_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_be),
+        cmocka_unit_test(test_open_create_and_readonly),
+        cmocka_unit_test(test_map_full),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
