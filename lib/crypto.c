@@ -1,0 +1,589 @@
+/* crypto.c — SHA-256, HMAC, Ed25519 keys, AES-256-GCM and randomness over OpenSSL 3 EVP.
+ *
+ * SHA-256 is the hot path (Merkle nodes, audit leaves): the EVP_MD is fetched once per
+ * process and each thread reuses one EVP_MD_CTX, so a hash costs no allocation and no
+ * provider lookup. */
+#include "cpx/crypto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#include "cpx/err.h"
+#include "cpx/log.h"
+
+#define MOD "crypto"
+
+/* ---- cached algorithms ------------------------------------------------------------ */
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static EVP_MD *g_sha256;
+static EVP_CIPHER *g_gcm;
+static pthread_key_t g_ctx_key;
+static int g_ctx_key_ok;
+
+static void ctx_free(void *p) { EVP_MD_CTX_free(p); }
+
+/* The main thread never runs pthread_key destructors; free its context at exit so
+ * leak checkers stay quiet. */
+static void at_exit_free(void)
+{
+    if (!g_ctx_key_ok)
+        return;
+    EVP_MD_CTX *ctx = pthread_getspecific(g_ctx_key);
+    if (ctx) {
+        pthread_setspecific(g_ctx_key, NULL);
+        EVP_MD_CTX_free(ctx);
+    }
+}
+
+static void init_once(void)
+{
+    g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    g_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    if (!g_sha256 || !g_gcm)
+        cpx_log_openssl(MOD, "fetching SHA256/AES-256-GCM");
+    if (pthread_key_create(&g_ctx_key, ctx_free) == 0) {
+        g_ctx_key_ok = 1;
+        atexit(at_exit_free);
+    }
+}
+
+static const EVP_MD *sha256_md(void)
+{
+    pthread_once(&g_once, init_once);
+    return g_sha256 ? g_sha256 : EVP_sha256();
+}
+
+static const EVP_CIPHER *gcm_cipher(void)
+{
+    pthread_once(&g_once, init_once);
+    return g_gcm ? g_gcm : EVP_aes_256_gcm();
+}
+
+static EVP_MD_CTX *thread_ctx(void)
+{
+    pthread_once(&g_once, init_once);
+    EVP_MD_CTX *ctx = g_ctx_key_ok ? pthread_getspecific(g_ctx_key) : NULL;
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (ctx && g_ctx_key_ok && pthread_setspecific(g_ctx_key, ctx) != 0) {
+            EVP_MD_CTX_free(ctx);
+            ctx = NULL;
+        }
+    }
+    return ctx;
+}
+
+/* SHA-256 cannot fail short of memory exhaustion or a broken provider; there is no
+ * safe value to return, so stop rather than hand out a wrong hash. */
+static void hash_fatal(void)
+{
+    cpx_log_openssl(MOD, "SHA-256 failed");
+    abort();
+}
+
+void cpx_sha256_v(const cpx_iov_t *iov, size_t n, uint8_t out[CPX_SHA256_LEN])
+{
+    EVP_MD_CTX *ctx = thread_ctx();
+    if (!ctx || !EVP_DigestInit_ex2(ctx, sha256_md(), NULL))
+        hash_fatal();
+    for (size_t i = 0; i < n; i++)
+        if (iov[i].len && !EVP_DigestUpdate(ctx, iov[i].base, iov[i].len))
+            hash_fatal();
+    unsigned int len = 0;
+    if (!EVP_DigestFinal_ex(ctx, out, &len) || len != CPX_SHA256_LEN)
+        hash_fatal();
+}
+
+void cpx_sha256(const void *data, size_t len, uint8_t out[CPX_SHA256_LEN])
+{
+    cpx_iov_t iov = {data, len};
+    cpx_sha256_v(&iov, 1, out);
+}
+
+void cpx_hmac_sha256(const uint8_t *key, size_t key_len, const void *data, size_t len,
+                     uint8_t out[CPX_SHA256_LEN])
+{
+    static const uint8_t empty[1];
+    unsigned int olen = 0;
+    if (!HMAC(sha256_md(), key_len ? key : empty, (int)key_len, len ? data : empty, len, out,
+              &olen) ||
+        olen != CPX_SHA256_LEN)
+        hash_fatal();
+}
+
+bool cpx_ct_equal(const void *a, const void *b, size_t len)
+{
+    return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+int cpx_random(void *buf, size_t len)
+{
+    if (!len)
+        return CPX_OK;
+    if (len > (size_t)INT32_MAX)
+        return CPX_ERR_ARG;
+    if (RAND_bytes(buf, (int)len) != 1) {
+        cpx_log_openssl(MOD, "RAND_bytes");
+        return CPX_ERR_CRYPTO;
+    }
+    return CPX_OK;
+}
+
+void cpx_cleanse(void *p, size_t len)
+{
+    if (p && len)
+        OPENSSL_cleanse(p, len);
+}
+
+/* ---- Ed25519 keys ------------------------------------------------------------------ */
+
+struct cpx_key {
+    EVP_PKEY *pkey;
+    bool priv;
+    uint8_t pub[CPX_ED25519_PUB_LEN];
+    uint8_t id[CPX_KEY_ID_LEN];
+};
+
+/* Wraps pkey (taking ownership) after checking it is Ed25519. */
+static cpx_key_t *key_wrap(EVP_PKEY *pkey, bool priv, const char *what)
+{
+    if (!pkey)
+        return NULL;
+    if (EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519) {
+        cpx_log_error(MOD, "msg=\"not an Ed25519 key\" what=\"%s\"", what);
+        EVP_PKEY_free(pkey);
+        return NULL;
+    }
+    cpx_key_t *k = calloc(1, sizeof *k);
+    size_t len = sizeof k->pub;
+    if (!k || EVP_PKEY_get_raw_public_key(pkey, k->pub, &len) != 1 || len != sizeof k->pub) {
+        if (k)
+            cpx_log_openssl(MOD, "reading raw public key");
+        free(k);
+        EVP_PKEY_free(pkey);
+        return NULL;
+    }
+    k->pkey = pkey;
+    k->priv = priv;
+    uint8_t h[CPX_SHA256_LEN];
+    cpx_sha256(k->pub, sizeof k->pub, h);
+    memcpy(k->id, h, sizeof k->id);
+    return k;
+}
+
+cpx_key_t *cpx_key_generate(void)
+{
+    EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    if (!pkey) {
+        cpx_log_openssl(MOD, "Ed25519 keygen");
+        return NULL;
+    }
+    return key_wrap(pkey, true, "generated");
+}
+
+/* Reads one PEM object from path; priv selects PKCS#8 private or SPKI public. */
+static cpx_key_t *key_load(const char *path, bool priv)
+{
+    if (!path)
+        return NULL;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cpx_log_error(MOD, "msg=\"cannot open key\" path=\"%s\" errno=\"%s\"", path,
+                      strerror(errno));
+        return NULL;
+    }
+    EVP_PKEY *pkey = priv ? PEM_read_PrivateKey(f, NULL, NULL, NULL)
+                          : PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!pkey) {
+        cpx_log_error(MOD, "msg=\"not a PEM %s key\" path=\"%s\"", priv ? "private" : "public",
+                      path);
+        cpx_log_openssl(MOD, "PEM read");
+        return NULL;
+    }
+    return key_wrap(pkey, priv, path);
+}
+
+cpx_key_t *cpx_key_load_private(const char *path) { return key_load(path, true); }
+cpx_key_t *cpx_key_load_public(const char *path) { return key_load(path, false); }
+
+cpx_key_t *cpx_key_from_raw_public(const uint8_t raw[CPX_ED25519_PUB_LEN])
+{
+    if (!raw)
+        return NULL;
+    EVP_PKEY *pkey =
+        EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, CPX_ED25519_PUB_LEN);
+    if (!pkey) {
+        cpx_log_openssl(MOD, "raw Ed25519 public key");
+        return NULL;
+    }
+    return key_wrap(pkey, false, "raw");
+}
+
+/* Test hook (not in the public header): a private key from its 32-byte RFC 8032 seed,
+ * so known-answer vectors can be checked. */
+cpx_key_t *cpx_key_from_raw_private_for_test(const uint8_t seed[32]);
+cpx_key_t *cpx_key_from_raw_private_for_test(const uint8_t seed[32])
+{
+    EVP_PKEY *pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+    if (!pkey) {
+        cpx_log_openssl(MOD, "raw Ed25519 private key");
+        return NULL;
+    }
+    return key_wrap(pkey, true, "raw");
+}
+
+/* Writes a PEM through fd; closes fd. */
+static int write_pem_fd(int fd, const cpx_key_t *key, bool priv, const char *path)
+{
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return CPX_ERR_IO;
+    }
+    int ok = priv ? PEM_write_PrivateKey(f, key->pkey, NULL, NULL, 0, NULL, NULL)
+                  : PEM_write_PUBKEY(f, key->pkey);
+    int flushed = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int closed = fclose(f) == 0;
+    if (!ok) {
+        cpx_log_openssl(MOD, "PEM write");
+        return CPX_ERR_CRYPTO;
+    }
+    if (!flushed || !closed) {
+        cpx_log_error(MOD, "msg=\"cannot write key\" path=\"%s\" errno=\"%s\"", path,
+                      strerror(errno));
+        return CPX_ERR_IO;
+    }
+    return CPX_OK;
+}
+
+int cpx_key_save_private(const cpx_key_t *key, const char *path)
+{
+    if (!key || !path || !key->priv)
+        return CPX_ERR_ARG;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        cpx_log_error(MOD, "msg=\"cannot create private key\" path=\"%s\" errno=\"%s\"", path,
+                      strerror(e));
+        return e == EEXIST ? CPX_ERR_EXISTS : CPX_ERR_IO;
+    }
+    /* umask may have narrowed the mode; never widen past 0600, but make sure it is 0600. */
+    if (fchmod(fd, 0600) != 0) {
+        close(fd);
+        unlink(path);
+        return CPX_ERR_IO;
+    }
+    int rc = write_pem_fd(fd, key, true, path);
+    if (rc != CPX_OK)
+        unlink(path);
+    return rc;
+}
+
+int cpx_key_save_public(const cpx_key_t *key, const char *path)
+{
+    if (!key || !path)
+        return CPX_ERR_ARG;
+    /* Write beside and rename, so a reader never sees a half-written key. */
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return CPX_ERR_NOMEM;
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        cpx_log_error(MOD, "msg=\"cannot create public key\" path=\"%s\" errno=\"%s\"", path,
+                      strerror(errno));
+        free(tmp);
+        return CPX_ERR_IO;
+    }
+    int rc = fchmod(fd, 0644) == 0 ? write_pem_fd(fd, key, false, path)
+                                   : (close(fd), CPX_ERR_IO);
+    if (rc == CPX_OK && rename(tmp, path) != 0)
+        rc = CPX_ERR_IO;
+    if (rc != CPX_OK)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+void cpx_key_destroy(cpx_key_t **key_p)
+{
+    if (!key_p || !*key_p)
+        return;
+    cpx_key_t *k = *key_p;
+    EVP_PKEY_free(k->pkey); /* OpenSSL cleanses Ed25519 private material on free */
+    cpx_cleanse(k, sizeof *k);
+    free(k);
+    *key_p = NULL;
+}
+
+bool cpx_key_has_private(const cpx_key_t *key) { return key && key->priv; }
+
+void cpx_key_public_raw(const cpx_key_t *key, uint8_t out[CPX_ED25519_PUB_LEN])
+{
+    memcpy(out, key->pub, CPX_ED25519_PUB_LEN);
+}
+
+void cpx_key_id(const cpx_key_t *key, uint8_t out[CPX_KEY_ID_LEN])
+{
+    memcpy(out, key->id, CPX_KEY_ID_LEN);
+}
+
+int cpx_key_sign(const cpx_key_t *key, const void *msg, size_t len,
+                 uint8_t sig[CPX_ED25519_SIG_LEN])
+{
+    if (!key || !key->priv || !sig || (!msg && len))
+        return CPX_ERR_ARG;
+    static const uint8_t empty[1];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    size_t slen = CPX_ED25519_SIG_LEN;
+    int ok = ctx && EVP_DigestSignInit_ex(ctx, NULL, NULL, NULL, NULL, key->pkey, NULL) == 1 &&
+             EVP_DigestSign(ctx, sig, &slen, len ? msg : empty, len) == 1 &&
+             slen == CPX_ED25519_SIG_LEN;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        cpx_log_openssl(MOD, "Ed25519 sign");
+        return CPX_ERR_CRYPTO;
+    }
+    return CPX_OK;
+}
+
+int cpx_key_verify(const cpx_key_t *key, const void *msg, size_t len, const uint8_t *sig,
+                   size_t sig_len)
+{
+    if (!key || (!msg && len))
+        return CPX_ERR_ARG;
+    if (!sig || sig_len != CPX_ED25519_SIG_LEN)
+        return CPX_ERR_BAD_SIGNATURE;
+    static const uint8_t empty[1];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_DigestVerifyInit_ex(ctx, NULL, NULL, NULL, NULL, key->pkey, NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
+        cpx_log_openssl(MOD, "Ed25519 verify init");
+        return CPX_ERR_CRYPTO;
+    }
+    int r = EVP_DigestVerify(ctx, sig, sig_len, len ? msg : empty, len);
+    EVP_MD_CTX_free(ctx);
+    /* A bad signature leaves an error queued; it is an expected outcome, not a fault. */
+    ERR_clear_error();
+    return r == 1 ? CPX_OK : CPX_ERR_BAD_SIGNATURE;
+}
+
+/* ---- AES-256-GCM ------------------------------------------------------------------- */
+
+/* The seal core with a caller-chosen nonce. Exported only for known-answer tests:
+ * production code must use cpx_aead_seal, which never reuses a nonce. */
+int cpx_aead_seal_with_nonce_for_test(const uint8_t key[CPX_AEAD_KEY_LEN],
+                                      const uint8_t nonce[CPX_AEAD_NONCE_LEN], const void *aad,
+                                      size_t aad_len, const void *pt, size_t pt_len,
+                                      uint8_t *out);
+int cpx_aead_seal_with_nonce_for_test(const uint8_t key[CPX_AEAD_KEY_LEN],
+                                      const uint8_t nonce[CPX_AEAD_NONCE_LEN], const void *aad,
+                                      size_t aad_len, const void *pt, size_t pt_len,
+                                      uint8_t *out)
+{
+    if (!key || !nonce || !out || (!aad && aad_len) || (!pt && pt_len) ||
+        pt_len > (size_t)INT32_MAX - CPX_AEAD_OVERHEAD || aad_len > (size_t)INT32_MAX)
+        return CPX_ERR_ARG;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int outl = 0, finl = 0;
+    memmove(out, nonce, CPX_AEAD_NONCE_LEN);
+    uint8_t *ct = out + CPX_AEAD_NONCE_LEN;
+    int ok = c && EVP_EncryptInit_ex2(c, gcm_cipher(), key, out, NULL) == 1 &&
+             (!aad_len || EVP_EncryptUpdate(c, NULL, &outl, aad, (int)aad_len) == 1) &&
+             (!pt_len || EVP_EncryptUpdate(c, ct, &outl, pt, (int)pt_len) == 1) &&
+             EVP_EncryptFinal_ex(c, ct + (pt_len ? outl : 0), &finl) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CPX_AEAD_TAG_LEN, ct + pt_len) == 1;
+    EVP_CIPHER_CTX_free(c);
+    if (!ok) {
+        cpx_log_openssl(MOD, "AES-256-GCM seal");
+        return CPX_ERR_CRYPTO;
+    }
+    return CPX_OK;
+}
+
+int cpx_aead_seal(const uint8_t key[CPX_AEAD_KEY_LEN], const void *aad, size_t aad_len,
+                  const void *pt, size_t pt_len, uint8_t *out)
+{
+    uint8_t nonce[CPX_AEAD_NONCE_LEN];
+    int rc = cpx_random(nonce, sizeof nonce);
+    if (rc != CPX_OK)
+        return rc;
+    return cpx_aead_seal_with_nonce_for_test(key, nonce, aad, aad_len, pt, pt_len, out);
+}
+
+int cpx_aead_open(const uint8_t key[CPX_AEAD_KEY_LEN], const void *aad, size_t aad_len,
+                  const uint8_t *in, size_t in_len, uint8_t *pt)
+{
+    if (!key || !in || (!aad && aad_len) || aad_len > (size_t)INT32_MAX ||
+        in_len > (size_t)INT32_MAX)
+        return CPX_ERR_ARG;
+    if (in_len < CPX_AEAD_OVERHEAD)
+        return CPX_ERR_TAMPERED;
+    size_t ct_len = in_len - CPX_AEAD_OVERHEAD;
+    if (ct_len && !pt)
+        return CPX_ERR_ARG;
+    const uint8_t *ct = in + CPX_AEAD_NONCE_LEN;
+    uint8_t tag[CPX_AEAD_TAG_LEN];
+    memcpy(tag, ct + ct_len, sizeof tag);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int outl = 0, finl = 0;
+    int ok = c && EVP_DecryptInit_ex2(c, gcm_cipher(), key, in, NULL) == 1 &&
+             (!aad_len || EVP_DecryptUpdate(c, NULL, &outl, aad, (int)aad_len) == 1) &&
+             (!ct_len || EVP_DecryptUpdate(c, pt, &outl, ct, (int)ct_len) == 1) &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CPX_AEAD_TAG_LEN, tag) == 1;
+    if (!ok) {
+        EVP_CIPHER_CTX_free(c);
+        cpx_log_openssl(MOD, "AES-256-GCM open");
+        if (ct_len)
+            cpx_cleanse(pt, ct_len);
+        return CPX_ERR_CRYPTO;
+    }
+    uint8_t dummy[16];
+    int fin = EVP_DecryptFinal_ex(c, ct_len ? pt + outl : dummy, &finl);
+    EVP_CIPHER_CTX_free(c);
+    if (fin != 1) {
+        ERR_clear_error();
+        /* Never leave unauthenticated plaintext behind. */
+        if (ct_len)
+            cpx_cleanse(pt, ct_len);
+        return CPX_ERR_TAMPERED;
+    }
+    return CPX_OK;
+}
+
+/* ---- symmetric key files ----------------------------------------------------------- */
+
+int cpx_symkey_load(const char *path, uint8_t out[32])
+{
+    if (!path || !out)
+        return CPX_ERR_ARG;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cpx_log_error(MOD, "msg=\"cannot open key file\" path=\"%s\" errno=\"%s\"", path,
+                      strerror(errno));
+        return errno == ENOENT ? CPX_ERR_NOT_FOUND : CPX_ERR_IO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        cpx_log_error(MOD, "msg=\"key file is not a regular file\" path=\"%s\"", path);
+        return CPX_ERR_IO;
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        cpx_log_error(MOD, "msg=\"key file readable by group or others; chmod 600\" "
+                           "path=\"%s\" mode=%03o", path, (unsigned)(st.st_mode & 0777));
+        return CPX_ERR_REFUSED;
+    }
+    uint8_t buf[80];
+    ssize_t n = 0, r;
+    while ((size_t)n < sizeof buf && (r = read(fd, buf + n, sizeof buf - (size_t)n)) > 0)
+        n += r;
+    close(fd);
+    int rc = CPX_ERR_INVALID;
+    if (n == 32) {
+        memcpy(out, buf, 32);
+        rc = CPX_OK;
+    } else if (n >= 64 && n <= 66) {
+        size_t len = (size_t)n;
+        while (len > 64 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+            len--;
+        char hex[65];
+        memcpy(hex, buf, 64);
+        hex[64] = '\0';
+        if (len == 64 && cpx_unhex(hex, out, 32) == CPX_OK)
+            rc = CPX_OK;
+        cpx_cleanse(hex, sizeof hex);
+    }
+    cpx_cleanse(buf, sizeof buf);
+    if (rc != CPX_OK)
+        cpx_log_error(MOD, "msg=\"key file must hold 32 raw bytes or 64 hex characters\" "
+                           "path=\"%s\" size=%zd", path, n);
+    return rc;
+}
+
+int cpx_symkey_create(const char *path)
+{
+    if (!path)
+        return CPX_ERR_ARG;
+    uint8_t key[32];
+    char hex[66];
+    int rc = cpx_random(key, sizeof key);
+    if (rc != CPX_OK)
+        return rc;
+    cpx_hex(key, sizeof key, hex);
+    cpx_cleanse(key, sizeof key);
+    hex[64] = '\n';
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        cpx_cleanse(hex, sizeof hex);
+        cpx_log_error(MOD, "msg=\"cannot create key file\" path=\"%s\" errno=\"%s\"", path,
+                      strerror(e));
+        return e == EEXIST ? CPX_ERR_EXISTS : CPX_ERR_IO;
+    }
+    ssize_t w = fchmod(fd, 0600) == 0 ? write(fd, hex, 65) : -1;
+    int ok = w == 65 && fsync(fd) == 0;
+    ok = (close(fd) == 0) && ok;
+    cpx_cleanse(hex, sizeof hex);
+    if (!ok) {
+        unlink(path);
+        return CPX_ERR_IO;
+    }
+    return CPX_OK;
+}
+
+/* ---- hex ----------------------------------------------------------------------------- */
+
+void cpx_hex(const uint8_t *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static int nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int cpx_unhex(const char *in, uint8_t *out, size_t len)
+{
+    if (!in || (!out && len))
+        return CPX_ERR_ARG;
+    for (size_t i = 0; i < len; i++) {
+        int hi = nibble(in[2 * i]);
+        if (hi < 0)
+            return CPX_ERR_DECODE;
+        int lo = nibble(in[2 * i + 1]);
+        if (lo < 0)
+            return CPX_ERR_DECODE;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return in[2 * len] == '\0' ? CPX_OK : CPX_ERR_DECODE;
+}
