@@ -1,0 +1,68 @@
+/* cpx/client.h — a department's connection to the gateway (docs/protocol.md).
+ *
+ * A DEALER socket, CURVE client: the gateway's public key is required, so the
+ * client talks only to the real gateway. One ZeroMQ message per frame. This is the
+ * thin, synchronous layer under cpxctl, the benchmarks and the adapter SDK (which
+ * adds the durable spool and resending): it neither spools nor retries by itself.
+ *
+ * Ownership: the client borrows opts' strings only during cpx_client_new. Frames
+ * returned by cpx_client_recv are the caller's (cpx_msg_free).
+ *
+ * Caveats: a client is used from one thread at a time (ZeroMQ sockets are not
+ * thread-safe). Sending never blocks past opts.send_timeout_ms; a full send queue
+ * gives CPX_ERR_FULL. */
+#ifndef CPX_CLIENT_H
+#define CPX_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpx/codec.h"
+
+#define CPX_Z85_KEY_LEN 40
+
+typedef struct cpx_client cpx_client_t;
+
+typedef struct cpx_client_opts {
+    const char *endpoint;       /* e.g. "tcp://127.0.0.1:7400" */
+    char server_pub[CPX_Z85_KEY_LEN + 1];  /* gateway CURVE public key, Z85 */
+    char public_key[CPX_Z85_KEY_LEN + 1];  /* this department's CURVE key pair, Z85 */
+    char secret_key[CPX_Z85_KEY_LEN + 1];
+    int send_timeout_ms;        /* 0: 5000 */
+    int send_hwm;               /* 0: 100000 */
+} cpx_client_opts_t;
+
+/* Reads a Z85 key (40 characters, surrounding white space ignored) from a file.
+ * CPX_ERR_IO or CPX_ERR_DECODE (names the file in the log). */
+int cpx_client_read_z85(const char *path, char out[CPX_Z85_KEY_LEN + 1]);
+
+/* Fills opts from a key folder as written by `cpxctl keygen`: DIR/DEPT.curve.key,
+ * DIR/DEPT.curve.pub and the gateway's DIR/gateway.curve.pub (or server_pub_path when
+ * not NULL). endpoint is borrowed and must outlive the client's creation. */
+int cpx_client_opts_from_dir(cpx_client_opts_t *opts, const char *endpoint, const char *dir,
+                             const char *dept, const char *server_pub_path);
+
+/* Connects (asynchronously: ZeroMQ reconnects by itself). Caller owns the result and
+ * frees it with cpx_client_destroy. NULL on failure (logged). */
+cpx_client_t *cpx_client_new(const cpx_client_opts_t *opts);
+void cpx_client_destroy(cpx_client_t **self_p);
+
+/* The ZeroMQ socket, for zmq_poll. Borrowed. */
+void *cpx_client_socket(cpx_client_t *self);
+
+/* Sends one frame (encoded here). CPX_ERR_FULL when the send would block past the
+ * timeout; CPX_ERR_NET on other failures. */
+int cpx_client_send(cpx_client_t *self, const cpx_client_frame_t *frame);
+/* Shorthands: one signed envelope; a batch of signed envelopes (one frame). */
+int cpx_client_submit(cpx_client_t *self, const cpx_envelope_t *env);
+int cpx_client_submit_batch(cpx_client_t *self, cpx_envelope_t *const *envs, size_t n);
+/* Confirms a delivery: TAKEN, or REFUSED_BY_LOCAL with a reason. */
+int cpx_client_confirm(cpx_client_t *self, uint64_t delivery_id, const uint8_t *message_id,
+                       size_t id_len, Cpx__V1__DeliveryStatus status, const char *reason);
+int cpx_client_heartbeat(cpx_client_t *self, int64_t now_ms);
+
+/* Waits up to timeout_ms (-1: forever) for one server frame. CPX_ERR_TIMEOUT when none
+ * came; CPX_ERR_DECODE for a frame that does not decode (dropped). */
+int cpx_client_recv(cpx_client_t *self, int timeout_ms, cpx_server_frame_t **out);
+
+#endif

@@ -1,0 +1,210 @@
+/* client.c — DEALER + CURVE connection to the gateway; one frame per message. */
+#include "cpx/client.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "cpx/err.h"
+#include "cpx/log.h"
+
+struct cpx_client {
+    void *ctx;
+    void *sock;
+    uint8_t *buf;      /* reused encode buffer */
+    size_t buf_size;
+};
+
+int cpx_client_read_z85(const char *path, char out[CPX_Z85_KEY_LEN + 1])
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cpx_log_error("client", "msg=\"cannot read key\" path=\"%s\" errno=%d", path, errno);
+        return CPX_ERR_IO;
+    }
+    char line[256];
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    char *s = line;
+    while (*s && isspace((unsigned char)*s))
+        s++;
+    size_t len = 0;
+    while (s[len] && !isspace((unsigned char)s[len]))
+        len++;
+    uint8_t raw[32];
+    if (len != CPX_Z85_KEY_LEN) {
+        cpx_log_error("client", "msg=\"not a Z85 CURVE key\" path=\"%s\" length=%zu", path, len);
+        return CPX_ERR_DECODE;
+    }
+    memcpy(out, s, CPX_Z85_KEY_LEN);
+    out[CPX_Z85_KEY_LEN] = '\0';
+    if (!zmq_z85_decode(raw, out)) {
+        cpx_log_error("client", "msg=\"not a Z85 CURVE key\" path=\"%s\"", path);
+        return CPX_ERR_DECODE;
+    }
+    return CPX_OK;
+}
+
+int cpx_client_opts_from_dir(cpx_client_opts_t *opts, const char *endpoint, const char *dir,
+                             const char *dept, const char *server_pub_path)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->endpoint = endpoint;
+    char path[4096];
+    int rc;
+    snprintf(path, sizeof path, "%s/%s.curve.key", dir, dept);
+    if ((rc = cpx_client_read_z85(path, opts->secret_key)) != CPX_OK)
+        return rc;
+    snprintf(path, sizeof path, "%s/%s.curve.pub", dir, dept);
+    if ((rc = cpx_client_read_z85(path, opts->public_key)) != CPX_OK)
+        return rc;
+    if (!server_pub_path) {
+        snprintf(path, sizeof path, "%s/gateway.curve.pub", dir);
+        server_pub_path = path;
+    }
+    return cpx_client_read_z85(server_pub_path, opts->server_pub);
+}
+
+cpx_client_t *cpx_client_new(const cpx_client_opts_t *opts)
+{
+    if (!opts || !opts->endpoint || !opts->server_pub[0] || !opts->public_key[0] ||
+        !opts->secret_key[0])
+        return NULL;
+    cpx_client_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->ctx = zmq_ctx_new();
+    self->sock = self->ctx ? zmq_socket(self->ctx, ZMQ_DEALER) : NULL;
+    if (!self->sock)
+        goto fail;
+    int timeout = opts->send_timeout_ms ? opts->send_timeout_ms : 5000;
+    int hwm = opts->send_hwm ? opts->send_hwm : 100000;
+    int linger = 2000;
+    int64_t maxmsg = CPX_MAX_FRAME_BYTES;
+    if (zmq_setsockopt(self->sock, ZMQ_CURVE_SERVERKEY, opts->server_pub, CPX_Z85_KEY_LEN) ||
+        zmq_setsockopt(self->sock, ZMQ_CURVE_PUBLICKEY, opts->public_key, CPX_Z85_KEY_LEN) ||
+        zmq_setsockopt(self->sock, ZMQ_CURVE_SECRETKEY, opts->secret_key, CPX_Z85_KEY_LEN) ||
+        zmq_setsockopt(self->sock, ZMQ_SNDTIMEO, &timeout, sizeof timeout) ||
+        zmq_setsockopt(self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger) ||
+        zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
+        zmq_connect(self->sock, opts->endpoint)) {
+        cpx_log_error("client", "msg=\"cannot connect\" endpoint=\"%s\" zmq=\"%s\"",
+                      opts->endpoint, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    return self;
+fail:
+    cpx_client_destroy(&self);
+    return NULL;
+}
+
+void cpx_client_destroy(cpx_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cpx_client_t *self = *self_p;
+    if (self->sock)
+        zmq_close(self->sock);
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    free(self->buf);
+    free(self);
+    *self_p = NULL;
+}
+
+void *cpx_client_socket(cpx_client_t *self) { return self ? self->sock : NULL; }
+
+int cpx_client_send(cpx_client_t *self, const cpx_client_frame_t *frame)
+{
+    size_t n = protobuf_c_message_get_packed_size(&frame->base);
+    if (n > CPX_MAX_FRAME_BYTES)
+        return CPX_ERR_TOO_LARGE;
+    if (n > self->buf_size) {
+        uint8_t *b = realloc(self->buf, n);
+        if (!b)
+            return CPX_ERR_NOMEM;
+        self->buf = b;
+        self->buf_size = n;
+    }
+    size_t len = protobuf_c_message_pack(&frame->base, self->buf);
+    if (zmq_send(self->sock, self->buf, len, 0) < 0)
+        return zmq_errno() == EAGAIN ? CPX_ERR_FULL : CPX_ERR_NET;
+    return CPX_OK;
+}
+
+int cpx_client_submit(cpx_client_t *self, const cpx_envelope_t *env)
+{
+    Cpx__V1__Submit sub = CPX__V1__SUBMIT__INIT;
+    sub.content_case = CPX__V1__SUBMIT__CONTENT_ENVELOPE;
+    sub.envelope = (cpx_envelope_t *)env;
+    cpx_client_frame_t frame = CPX__V1__CLIENT_FRAME__INIT;
+    frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_SUBMIT;
+    frame.submit = &sub;
+    return cpx_client_send(self, &frame);
+}
+
+int cpx_client_submit_batch(cpx_client_t *self, cpx_envelope_t *const *envs, size_t n)
+{
+    Cpx__V1__Batch batch = CPX__V1__BATCH__INIT;
+    batch.n_envelopes = n;
+    batch.envelopes = (cpx_envelope_t **)envs;
+    Cpx__V1__Submit sub = CPX__V1__SUBMIT__INIT;
+    sub.content_case = CPX__V1__SUBMIT__CONTENT_BATCH;
+    sub.batch = &batch;
+    cpx_client_frame_t frame = CPX__V1__CLIENT_FRAME__INIT;
+    frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_SUBMIT;
+    frame.submit = &sub;
+    return cpx_client_send(self, &frame);
+}
+
+int cpx_client_confirm(cpx_client_t *self, uint64_t delivery_id, const uint8_t *message_id,
+                       size_t id_len, Cpx__V1__DeliveryStatus status, const char *reason)
+{
+    Cpx__V1__DeliveryAck ack = CPX__V1__DELIVERY_ACK__INIT;
+    ack.delivery_id = delivery_id;
+    ack.message_id.data = (uint8_t *)message_id;
+    ack.message_id.len = id_len;
+    ack.status = status;
+    if (reason)
+        ack.reason = (char *)reason;
+    cpx_client_frame_t frame = CPX__V1__CLIENT_FRAME__INIT;
+    frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACK;
+    frame.delivery_ack = &ack;
+    return cpx_client_send(self, &frame);
+}
+
+int cpx_client_heartbeat(cpx_client_t *self, int64_t now_ms)
+{
+    Cpx__V1__Heartbeat hb = CPX__V1__HEARTBEAT__INIT;
+    hb.sent_ms = now_ms;
+    cpx_client_frame_t frame = CPX__V1__CLIENT_FRAME__INIT;
+    frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_HEARTBEAT;
+    frame.heartbeat = &hb;
+    return cpx_client_send(self, &frame);
+}
+
+int cpx_client_recv(cpx_client_t *self, int timeout_ms, cpx_server_frame_t **out)
+{
+    *out = NULL;
+    zmq_pollitem_t item = {.socket = self->sock, .events = ZMQ_POLLIN};
+    int n = zmq_poll(&item, 1, timeout_ms);
+    if (n < 0)
+        return CPX_ERR_NET;
+    if (n == 0)
+        return CPX_ERR_TIMEOUT;
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    if (zmq_msg_recv(&msg, self->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&msg);
+        return zmq_errno() == EAGAIN ? CPX_ERR_TIMEOUT : CPX_ERR_NET;
+    }
+    int rc = cpx_decode_server_frame(zmq_msg_data(&msg), zmq_msg_size(&msg), out);
+    zmq_msg_close(&msg);
+    return rc;
+}
