@@ -13,21 +13,8 @@ FUZZ_SECONDS=${CPX_FUZZ_SECONDS:-20}
 say() { printf '\n== %s\n' "$*"; }
 
 # ---- 1. Debian packages (only the missing ones, non-interactive) -------------------
-PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libzmq3-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev lmdb-utils
-      libssl-dev openssl libyaml-dev libjansson-dev libcmocka-dev
-      libcsv-dev libmicrohttpd-dev libcurl4-openssl-dev libpq-dev librabbitmq-dev libnats-dev
-      protobuf-compiler python3 python3-zmq python3-protobuf python3-cryptography)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing: ${missing[*]}"
-  SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+. "$ROOT/deploy/lib/deps.sh"
+cpx_install_deps
 
 # ---- 2. builds and tests -------------------------------------------------------------
 build_and_test() { # dir, cmake args...
