@@ -69,4 +69,36 @@ int cpx_sth_verify(const cpx_sth_t *sth, const cpx_key_t *gateway_pub);
 /* Keyed pseudonym for sealed subjects: "P:" + hex(HMAC-SHA-256(key, subject))[0:32]. */
 void cpx_audit_pseudonym(const uint8_t key[32], const char *subject, char out[35]);
 
+/* ---- additions for readers that scan the log (verifier, export, timeline) -------------
+ * Database layout: docs/audit-format.md. */
+
+typedef struct cpx_audit_dbs {
+    MDB_dbi leaves; /* BE64 seq -> AuditLeaf bytes */
+    MDB_dbi nodes;  /* BE64 i -> hashes of the perfect subtrees ending at leaf i, level 0 up */
+    MDB_dbi heads;  /* BE64 tree_size -> SignedTreeHead bytes */
+    MDB_dbi meta;   /* "version", "log_id" */
+    MDB_dbi cases;  /* case_ref -> BE64 seq (DUPSORT, DUPFIXED) */
+    MDB_dbi keys;   /* BE64 seq -> u8 event, for every KEY_ENROLLED / KEY_REVOKED leaf */
+} cpx_audit_dbs_t;
+
+/* The database handles, for cursors over the raw records. */
+void cpx_audit_dbs(const cpx_audit_t *self, cpx_audit_dbs_t *out);
+
+/* Leaf seq's stored bytes, borrowed: valid until txn ends. CPX_ERR_NOT_FOUND past the end. */
+int cpx_audit_get_leaf_raw(cpx_audit_t *self, MDB_txn *txn, uint64_t seq,
+                           const uint8_t **data, size_t *len);
+
+/* Hash of the perfect subtree (level, index) as stored: a node source for cpx_merkle_*.
+ * CPX_ERR_NOT_FOUND when not stored, CPX_ERR_TAMPERED when the record is malformed. */
+int cpx_audit_get_node(cpx_audit_t *self, MDB_txn *txn, unsigned level, uint64_t index,
+                       cpx_hash_t out);
+
+/* Calls fn(ctx, seq) for each leaf with this case_ref, in sequence order, stopping at
+ * the first non-zero return (which is returned). CPX_OK when none. */
+int cpx_audit_case_foreach(cpx_audit_t *self, MDB_txn *txn, const char *case_ref,
+                           int (*fn)(void *ctx, uint64_t seq), void *ctx);
+
+/* Monotonic-enough wall clock in milliseconds since the epoch (leaf and head times). */
+int64_t cpx_audit_now_ms(void);
+
 #endif
