@@ -743,9 +743,13 @@ cpx_router_t *cpx_router_load_string(const char *yaml, size_t len, const char *n
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
     int rc = -1;
     if (!yaml_parser_load(&parser, &doc)) {
-        fail_at(&ld, parser.problem_mark, "YAML syntax: %s%s%s",
+        char where[64] = "";
+        if (parser.context && parser.context_mark.line != parser.problem_mark.line)
+            snprintf(where, sizeof where, " (begun at %zu:%zu)", parser.context_mark.line + 1,
+                     parser.context_mark.column + 1);
+        fail_at(&ld, parser.problem_mark, "YAML syntax: %s%s%s%s",
                 parser.problem ? parser.problem : "error", parser.context ? " " : "",
-                parser.context ? parser.context : "");
+                parser.context ? parser.context : "", where);
         yaml_parser_delete(&parser);
         cpx_router_destroy(&r);
         return NULL;

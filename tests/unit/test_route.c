@@ -1102,6 +1102,11 @@ static const bad_config_t BAD[] = {
      "  - name: a\n"
      "\tmatch: {body: referral}\n",
      "bad.yaml:4:1: YAML syntax: found a tab character that violates indentation"},
+    {"version: 1\n\trules: []\n", "bad.yaml:2:1: YAML syntax: found a tab character"},
+    /* an unclosed flow mapping: where it ends and where it began */
+    {"version: 1\nrules:\n- {name: a, match: {body: referral}, to: [X]\n",
+     "bad.yaml:4:1: YAML syntax: did not find expected ',' or '}' while parsing a flow mapping "
+     "(begun at 3:3)"},
     /* inconsistent indentation */
     {"version: 1\n"
      "rules:\n"
