@@ -77,6 +77,16 @@ typedef struct cpx_envsign_result {
 int cpx_envsign_verify(const cpx_envelope_t *env, const cpx_key_t *pub,
                        cpx_envsign_result_t *res);
 
+/* Verifies a whole batch as cpx_envsign_verify does each envelope, but checks each
+ * distinct (size, root, root_signature) with Ed25519 once: a 1000-envelope batch costs
+ * one signature verification plus per-envelope hashing. Envelopes with a per-message
+ * signature are verified individually. results[i] and rcs[i] receive each envelope's
+ * outcome (arrays of n, caller-owned). Returns CPX_OK when every envelope verifies,
+ * else the first failing envelope's code; CPX_ERR_ARG for NULL arguments or
+ * n > CPX_MAX_BATCH_ENVELOPES. */
+int cpx_envsign_verify_batch(cpx_envelope_t *const *envs, size_t n, const cpx_key_t *pub,
+                             cpx_envsign_result_t *results, int *rcs);
+
 /* Removes the given top-level body fields and their salts, keeping the commitments
  * and signature, so cpx_envsign_verify still passes and reports them withheld. */
 int cpx_envsign_redact(cpx_envelope_t *env, const uint32_t *fields, size_t n);
