@@ -266,10 +266,11 @@ int cpx_outbox_kill(cpx_outbox_t *self, MDB_txn *txn, const cpx_outbox_entry_t *
     return rc ? cpx_store_err(rc, "outbox: dead letter") : CPX_OK;
 }
 
-int cpx_outbox_is_case_head(cpx_outbox_t *self, MDB_txn *txn, const cpx_outbox_entry_t *e)
+int cpx_outbox_case_head(cpx_outbox_t *self, MDB_txn *txn, const char *dept,
+                         const char *case_id, uint64_t *seq, uint8_t *cls)
 {
     uint8_t kc[CKEY];
-    if (ckey(kc, e->dept, e->case_id, 0))
+    if (ckey(kc, dept, case_id, 0))
         return CPX_ERR_ARG;
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, self->cases, &cur);
@@ -277,13 +278,29 @@ int cpx_outbox_is_case_head(cpx_outbox_t *self, MDB_txn *txn, const cpx_outbox_e
         return cpx_store_err(rc, "outbox: case cursor");
     MDB_val k = {CKEY, kc}, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    int head = 1;
-    if (rc == 0 && k.mv_size == CKEY && !memcmp(k.mv_data, kc, DEPT_W + CASE_W))
-        head = cpx_be64_get((const uint8_t *)k.mv_data + DEPT_W + CASE_W) == e->seq;
-    else if (rc && rc != MDB_NOTFOUND)
-        head = cpx_store_err(rc, "outbox: case head");
+    int ret;
+    if (rc == 0 && k.mv_size == CKEY && !memcmp(k.mv_data, kc, DEPT_W + CASE_W) &&
+        v.mv_size == 1) {
+        *seq = cpx_be64_get((const uint8_t *)k.mv_data + DEPT_W + CASE_W);
+        *cls = *(const uint8_t *)v.mv_data;
+        ret = CPX_OK;
+    } else if (rc == 0 || rc == MDB_NOTFOUND) {
+        ret = CPX_ERR_NOT_FOUND;
+    } else {
+        ret = cpx_store_err(rc, "outbox: case head");
+    }
     mdb_cursor_close(cur);
-    return head;
+    return ret;
+}
+
+int cpx_outbox_is_case_head(cpx_outbox_t *self, MDB_txn *txn, const cpx_outbox_entry_t *e)
+{
+    uint64_t seq;
+    uint8_t cls;
+    int rc = cpx_outbox_case_head(self, txn, e->dept, e->case_id, &seq, &cls);
+    if (rc == CPX_ERR_NOT_FOUND)
+        return 1;
+    return rc ? rc : seq == e->seq;
 }
 
 int cpx_outbox_each(cpx_outbox_t *self, MDB_txn *txn, const char *dept, size_t max,

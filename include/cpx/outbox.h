@@ -74,6 +74,11 @@ int cpx_outbox_remove(cpx_outbox_t *self, MDB_txn *txn, const cpx_outbox_entry_t
 int cpx_outbox_kill(cpx_outbox_t *self, MDB_txn *txn, const cpx_outbox_entry_t *e,
                     const char *reason, int64_t now_ms);
 
+/* The head of the (dept, case) chain: its seq and class. CPX_ERR_NOT_FOUND when the
+ * case has nothing queued for dept. */
+int cpx_outbox_case_head(cpx_outbox_t *self, MDB_txn *txn, const char *dept,
+                         const char *case_id, uint64_t *seq, uint8_t *cls);
+
 /* True (1) when e is the head of its (department, case) chain, 0 when an earlier
  * entry of the same case is still queued, negative on error. */
 int cpx_outbox_is_case_head(cpx_outbox_t *self, MDB_txn *txn, const cpx_outbox_entry_t *e);

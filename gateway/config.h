@@ -1,0 +1,44 @@
+/* gateway/config.h — cpx-gateway configuration (YAML, libyaml).
+ *
+ * Every error names file:line:column and the key, and the gateway refuses to start
+ * on any of them. Relative paths are resolved against the configuration file's
+ * directory, so a deployment folder can be moved as a whole. */
+#ifndef CPX_GW_CONFIG_H
+#define CPX_GW_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CPX_GW_PATH_MAX 1024
+
+typedef struct cpx_gw_config {
+    char endpoint[256];             /* e.g. tcp://127.0.0.1:7400 */
+    char data_dir[CPX_GW_PATH_MAX];
+    size_t map_size;                /* bytes */
+    char curve_secret[CPX_GW_PATH_MAX]; /* Z85 CURVE secret key file */
+    char signing_key[CPX_GW_PATH_MAX];  /* Ed25519 private key, PEM */
+    char routes[CPX_GW_PATH_MAX];   /* routing rules (YAML); "" = built-in fallback */
+    uint32_t heartbeat_ms;
+    uint32_t offline_after_ms;
+    uint32_t retry_base_ms;
+    uint32_t retry_max_ms;
+    uint32_t retry_max_attempts;
+    uint32_t queue_limit;           /* waiting deliveries per department */
+    uint32_t in_flight;             /* unconfirmed deliveries per department */
+    uint32_t batch_max;             /* envelopes per poll cycle (group commit) */
+    uint32_t head_interval;         /* sign a head every N cycles that appended (1 = each) */
+    uint32_t status_interval_ms;    /* status record for cpxctl status */
+    uint32_t auth_refused_per_key_ms; /* at most one AUTH_REFUSED leaf per key per ... */
+    uint32_t auth_refused_per_min;  /* ... and at most this many per minute overall */
+    int log_level;                  /* cpx_log_level */
+} cpx_gw_config_t;
+
+/* Fills cfg with defaults (everything but endpoint, data_dir and keys, which are
+ * required in the file). */
+void cpx_gw_config_defaults(cpx_gw_config_t *cfg);
+
+/* Loads path over the defaults. CPX_OK, or CPX_ERR_CONFIG / CPX_ERR_IO with a
+ * "file:line:col: key: problem" message written into err (always terminated). */
+int cpx_gw_config_load(const char *path, cpx_gw_config_t *cfg, char *err, size_t err_size);
+
+#endif

@@ -1,0 +1,563 @@
+/* server.c — the gateway loop: read a batch, one write transaction, commit, reply. */
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "outbox.h"
+#include "writer.h"
+#include "cpx/client.h"
+#include "cpx/err.h"
+#include "cpx/log.h"
+#include "cpx/store.h"
+
+#define MAX_CYCLE_BYTES (64u << 20)   /* frames buffered per cycle */
+#define MAX_REFUSALS_PER_CYCLE 1024
+#define IDLE_STATUS_FACTOR 10
+
+static volatile sig_atomic_t stop_requested;
+
+void cpx_gw_server_stop(void)
+{
+    stop_requested = 1;
+}
+
+int64_t cpx_gw_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- out list -------------------------------------------------------------------- */
+
+cpx_gw_out_t *cpx_gw_out_push(cpx_gw_t *self, cpx_gw_out_kind kind, const uint8_t *rid,
+                              size_t rid_len)
+{
+    if (self->n_out == self->cap_out) {
+        size_t cap = self->cap_out ? self->cap_out * 2 : 1024;
+        cpx_gw_out_t *n = realloc(self->out, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        self->out = n;
+        self->cap_out = cap;
+    }
+    cpx_gw_out_t *o = &self->out[self->n_out++];
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->rid_len = rid_len < CPX_GW_MAX_RID ? rid_len : CPX_GW_MAX_RID;
+    memcpy(o->rid, rid, o->rid_len);
+    return o;
+}
+
+int cpx_gw_out_frame(cpx_gw_t *self, const uint8_t *rid, size_t rid_len,
+                     const cpx_server_frame_t *frame, cpx_gw_out_kind kind)
+{
+    cpx_gw_out_t *o = cpx_gw_out_push(self, kind, rid, rid_len);
+    if (!o)
+        return CPX_ERR_NOMEM;
+    int rc = cpx_encode(frame, &o->buf, &o->len);
+    if (rc)
+        self->n_out--;
+    return rc;
+}
+
+int cpx_gw_leaf(cpx_gw_t *self, cpx_audit_leaf_t *leaf, uint64_t *seq)
+{
+    if (!leaf->time_ms)
+        leaf->time_ms = self->now_ms;
+    int rc = cpx_audit_append(self->audit, self->txn, leaf, seq);
+    if (!rc)
+        self->appended++;
+    return rc;
+}
+
+static void send_frame(cpx_gw_t *self, const uint8_t *rid, size_t rid_len, const void *buf,
+                       size_t len)
+{
+    /* A reply that cannot be queued is dropped: the client resends (idempotent) and the
+     * gateway resends unconfirmed deliveries. Nothing durable depends on it. */
+    if (zmq_send(self->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return;
+    zmq_send(self->router, buf, len, ZMQ_DONTWAIT);
+}
+
+static void send_out(cpx_gw_t *self, cpx_gw_out_t *o, uint64_t tree_size)
+{
+    if (o->kind == OUT_ACK) {
+        Cpx__V1__Ack ack = CPX__V1__ACK__INIT;
+        ack.message_id = (ProtobufCBinaryData){o->message_id_len, o->message_id};
+        ack.leaf_seq = o->leaf_seq;
+        ack.tree_size = o->tree_size ? o->tree_size : tree_size;
+        ack.case_id = o->case_id;
+        ack.duplicate = o->duplicate;
+        cpx_server_frame_t f = CPX__V1__SERVER_FRAME__INIT;
+        f.frame_case = CPX__V1__SERVER_FRAME__FRAME_ACK;
+        f.ack = &ack;
+        uint8_t buf[256];
+        size_t len;
+        if (!cpx_encode_into(&f, buf, sizeof buf, &len))
+            send_frame(self, o->rid, o->rid_len, buf, len);
+        return;
+    }
+    if (o->buf)
+        send_frame(self, o->rid, o->rid_len, o->buf, o->len);
+}
+
+static void out_clear(cpx_gw_t *self)
+{
+    for (size_t i = 0; i < self->n_out; i++)
+        free(self->out[i].buf);
+    self->n_out = 0;
+    memset(self->seen_idx, 0, self->seen_cap * sizeof *self->seen_idx);
+}
+
+/* After a failed commit: every submission gets a retryable Nack; deliveries are not
+ * sent (they were not recorded) and windows restart from the durable outbox. */
+static void out_fail(cpx_gw_t *self, int err)
+{
+    int code = err == CPX_ERR_FULL ? CPX__V1__ERROR_CODE__STORE_FULL : CPX__V1__ERROR_CODE__INTERNAL;
+    for (size_t i = 0; i < self->n_out; i++) {
+        cpx_gw_out_t *o = &self->out[i];
+        if (o->kind == OUT_ACK && o->duplicate && o->tree_size)
+            continue;  /* from committed data: still true */
+        if (o->kind == OUT_DELIVER || o->kind == OUT_RAW) {
+            free(o->buf);
+            o->buf = NULL;
+            continue;
+        }
+        Cpx__V1__Nack n = CPX__V1__NACK__INIT;
+        n.message_id = (ProtobufCBinaryData){o->message_id_len, o->message_id};
+        n.code = code;
+        n.retryable = 1;
+        n.retry_after_ms = 5000;
+        cpx_server_frame_t f = CPX__V1__SERVER_FRAME__INIT;
+        f.frame_case = CPX__V1__SERVER_FRAME__FRAME_NACK;
+        f.nack = &n;
+        free(o->buf);
+        o->buf = NULL;
+        o->kind = OUT_NACK;
+        cpx_encode(&f, &o->buf, &o->len);
+    }
+    for (size_t i = 0; i < cpx_gw_sessions_count(self->sessions); i++) {
+        cpx_gw_session_t *s = cpx_gw_sessions_at(self->sessions, i);
+        s->n_flight = 0;
+        s->scan_more = 1;
+    }
+    cpx_gw_outbox_load(self);
+}
+
+/* ---- status ---------------------------------------------------------------------- */
+
+static int write_status(cpx_gw_t *self)
+{
+    char buf[16384];
+    size_t off = 0;
+    uint64_t dead = 0;
+    cpx_outbox_dead_count(self->ob, self->txn, &dead);
+    off += (size_t)snprintf(buf + off, sizeof buf - off,
+                            "updated_ms=%lld\nendpoint=%s\naccepted=%llu rejected=%llu "
+                            "delivered=%llu confirmed=%llu dead_letters=%llu\n",
+                            (long long)self->now_ms, self->cfg.endpoint,
+                            (unsigned long long)self->stat_accepted,
+                            (unsigned long long)self->stat_rejected,
+                            (unsigned long long)self->stat_delivered,
+                            (unsigned long long)self->stat_confirmed, (unsigned long long)dead);
+    for (size_t i = 0; i < cpx_gw_sessions_count(self->sessions) && off < sizeof buf - 256; i++) {
+        cpx_gw_session_t *s = cpx_gw_sessions_at(self->sessions, i);
+        int64_t oldest = 0;
+        for (size_t j = 0; j < s->n_flight; j++)
+            if (!oldest || s->flight[j].sent_ms < oldest)
+                oldest = s->flight[j].sent_ms;
+        off += (size_t)snprintf(buf + off, sizeof buf - off,
+                                "dept=%s state=%s last_seen_ms=%lld queued=%llu unconfirmed=%zu "
+                                "oldest_unconfirmed_ms=%lld\n",
+                                s->dept, s->state == CPX_GW_ONLINE ? "online" : "offline",
+                                (long long)s->last_seen_ms, (unsigned long long)s->depth,
+                                s->n_flight, (long long)oldest);
+    }
+    return cpx_outbox_status_set(self->ob, self->txn, buf);
+}
+
+/* ---- the cycle ------------------------------------------------------------------- */
+
+typedef struct inbound {
+    zmq_msg_t msg;
+    cpx_gw_in_t in;
+} inbound_t;
+
+typedef struct refusal {
+    uint8_t key[CPX_CURVE_KEY_LEN];
+    char peer[64];
+} refusal_t;
+
+static int reopen_audit(cpx_gw_t *self)
+{
+    /* Another process (cpxctl enroll) appended while we were idle: the audit object's
+     * cached right edge is stale, so rebuild it from the store. */
+    cpx_audit_destroy(&self->audit);
+    self->audit = cpx_audit_open(self->env);
+    if (!self->audit)
+        return CPX_ERR_STORE;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return cpx_store_err(rc, "server: begin");
+    rc = cpx_audit_size(self->audit, txn, &self->tree_size);
+    mdb_txn_abort(txn);
+    cpx_log_info("server", "msg=\"audit log changed by another process\" tree_size=%llu",
+                 (unsigned long long)self->tree_size);
+    return rc;
+}
+
+static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, size_t n_ref,
+                 int status_due)
+{
+    MDB_txn *txn;
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        if ((rc = mdb_txn_begin(self->env, NULL, 0, &txn)))
+            return cpx_store_err(rc, "server: begin cycle");
+        uint64_t size = 0;
+        if ((rc = cpx_audit_size(self->audit, txn, &size))) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+        if (size == self->tree_size)
+            break;
+        mdb_txn_abort(txn);
+        if (attempt || (rc = reopen_audit(self)))
+            return rc ? rc : CPX_ERR_STATE;
+    }
+    self->txn = txn;
+    self->appended = 0;
+
+    rc = CPX_OK;
+    for (size_t i = 0; i < n_in && !rc; i++)
+        rc = cpx_gw_writer_frame(self, &in[i].in);
+    for (size_t i = 0; i < n_ref && !rc; i++)
+        rc = cpx_gw_writer_auth_refused(self, ref[i].key, ref[i].peer);
+    if (!rc)
+        rc = cpx_gw_outbox_tick(self);
+    if (!rc && status_due)
+        rc = write_status(self);
+
+    uint64_t head_size = self->tree_size;
+    if (!rc && self->appended) {
+        cpx_sth_t *sth = NULL;
+        rc = cpx_audit_sign_head(self->audit, txn, self->sign_key, self->now_ms, &sth);
+        if (!rc)
+            head_size = sth->tree_size;
+        cpx_msg_free(sth);
+    }
+    /* The stored original Acks learn the size of the head that covers them. */
+    for (size_t i = 0; i < self->n_out && !rc; i++) {
+        cpx_gw_out_t *o = &self->out[i];
+        if (o->kind != OUT_ACK || o->tree_size)
+            continue;
+        o->tree_size = head_size;
+        if (o->duplicate)
+            continue;
+        Cpx__V1__Ack ack = CPX__V1__ACK__INIT;
+        ack.message_id = (ProtobufCBinaryData){o->message_id_len, o->message_id};
+        ack.leaf_seq = o->leaf_seq;
+        ack.tree_size = head_size;
+        ack.case_id = o->case_id;
+        rc = cpx_gw_cases_put_ack(self->cases, txn, &ack);
+    }
+    if (!rc && (rc = mdb_txn_commit(txn)))
+        rc = cpx_store_err(rc, "server: commit");
+    else if (rc)
+        mdb_txn_abort(txn);
+    self->txn = NULL;
+    if (rc) {
+        cpx_audit_aborted(self->audit);
+        cpx_log_error("server", "msg=\"cycle failed, nothing applied\" err=%s frames=%zu",
+                      cpx_strerror(rc), n_in);
+        out_fail(self, rc);
+    } else {
+        cpx_audit_committed(self->audit);
+        self->tree_size = head_size;
+    }
+    for (size_t i = 0; i < self->n_out; i++)
+        send_out(self, &self->out[i], head_size);
+    out_clear(self);
+    return rc == CPX_ERR_FULL || rc == CPX_ERR_STORE ? CPX_OK : rc;
+}
+
+static void heartbeats(cpx_gw_t *self)
+{
+    for (size_t i = 0; i < cpx_gw_sessions_count(self->sessions); i++) {
+        cpx_gw_session_t *s = cpx_gw_sessions_at(self->sessions, i);
+        if (s->state != CPX_GW_ONLINE || self->now_ms - s->last_hb_ms < (int64_t)self->cfg.heartbeat_ms)
+            continue;
+        Cpx__V1__Heartbeat hb = CPX__V1__HEARTBEAT__INIT;
+        hb.sent_ms = self->now_ms;
+        hb.queued = s->depth;
+        cpx_server_frame_t f = CPX__V1__SERVER_FRAME__INIT;
+        f.frame_case = CPX__V1__SERVER_FRAME__FRAME_HEARTBEAT;
+        f.heartbeat = &hb;
+        uint8_t buf[64];
+        size_t len;
+        if (!cpx_encode_into(&f, buf, sizeof buf, &len))
+            send_frame(self, s->rid, s->rid_len, buf, len);
+        s->last_hb_ms = self->now_ms;
+    }
+}
+
+int cpx_gw_server_run(cpx_gw_t *self)
+{
+    size_t cap_in = self->cfg.batch_max;
+    inbound_t *in = calloc(cap_in, sizeof *in);
+    refusal_t *ref = calloc(MAX_REFUSALS_PER_CYCLE, sizeof *ref);
+    if (!in || !ref) {
+        free(in);
+        free(ref);
+        return CPX_ERR_NOMEM;
+    }
+    int rc = CPX_OK;
+    int64_t idle_since = cpx_gw_now_ms();
+    while (!stop_requested) {
+        self->now_ms = cpx_gw_now_ms();
+        int64_t next = cpx_gw_outbox_next_due(self);
+        int64_t hb = self->last_hb_ms + self->cfg.heartbeat_ms;
+        if (hb < next)
+            next = hb;
+        int64_t timeout = next - self->now_ms;
+        if (timeout > 1000)
+            timeout = 1000;
+        if (timeout < 0)
+            timeout = 0;
+        zmq_pollitem_t items[] = {{self->router, 0, ZMQ_POLLIN, 0},
+                                  {self->refused, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, (long)timeout) < 0 && zmq_errno() != EINTR) {
+            cpx_log_error("server", "msg=\"poll failed\" err=\"%s\"", zmq_strerror(zmq_errno()));
+            rc = CPX_ERR_NET;
+            break;
+        }
+        self->now_ms = cpx_gw_now_ms();
+
+        size_t n_in = 0, bytes = 0;
+        while (n_in < cap_in && bytes < MAX_CYCLE_BYTES) {
+            zmq_msg_t rid;
+            zmq_msg_init(&rid);
+            if (zmq_msg_recv(&rid, self->router, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&rid);
+                break;
+            }
+            inbound_t *x = &in[n_in];
+            zmq_msg_init(&x->msg);
+            int ok = zmq_msg_more(&rid) && zmq_msg_recv(&x->msg, self->router, 0) >= 0;
+            int extra = ok && zmq_msg_more(&x->msg);
+            while (extra) {  /* one frame per message: drop anything after it */
+                zmq_msg_t junk;
+                zmq_msg_init(&junk);
+                extra = zmq_msg_recv(&junk, self->router, 0) >= 0 && zmq_msg_more(&junk);
+                zmq_msg_close(&junk);
+                ok = 0;
+            }
+            const char *user = ok ? zmq_msg_gets(&x->msg, "User-Id") : NULL;
+            if (!user || !*user || strlen(user) > CPX_MAX_DEPT_CODE) {
+                zmq_msg_close(&rid);
+                zmq_msg_close(&x->msg);
+                continue;
+            }
+            x->in.rid_len = zmq_msg_size(&rid) < CPX_GW_MAX_RID ? zmq_msg_size(&rid) : CPX_GW_MAX_RID;
+            memcpy(x->in.rid, zmq_msg_data(&rid), x->in.rid_len);
+            zmq_msg_close(&rid);
+            snprintf(x->in.dept, sizeof x->in.dept, "%s", user);
+            x->in.data = zmq_msg_data(&x->msg);
+            x->in.len = zmq_msg_size(&x->msg);
+            bytes += x->in.len;
+            cpx_gw_session_t *s = cpx_gw_sessions_get(self->sessions, x->in.dept, 1);
+            if (s)
+                cpx_gw_session_touch(s, x->in.rid, x->in.rid_len, self->now_ms);
+            n_in++;
+        }
+        size_t n_ref = 0;
+        while (n_ref < MAX_REFUSALS_PER_CYCLE) {
+            uint8_t buf[CPX_CURVE_KEY_LEN + 64];
+            int n = zmq_recv(self->refused, buf, sizeof buf - 1, ZMQ_DONTWAIT);
+            if (n < 0)
+                break;
+            if (n < (int)CPX_CURVE_KEY_LEN)
+                continue;
+            memcpy(ref[n_ref].key, buf, CPX_CURVE_KEY_LEN);
+            size_t pl = (size_t)n - CPX_CURVE_KEY_LEN;
+            if (pl >= sizeof ref[n_ref].peer)
+                pl = sizeof ref[n_ref].peer - 1;
+            memcpy(ref[n_ref].peer, buf + CPX_CURVE_KEY_LEN, pl);
+            ref[n_ref].peer[pl] = '\0';
+            n_ref++;
+        }
+        cpx_gw_sessions_expire(self->sessions, self->now_ms, self->cfg.offline_after_ms);
+
+        int active = n_in || n_ref || cpx_gw_outbox_next_due(self) <= self->now_ms;
+        if (active)
+            idle_since = self->now_ms;
+        uint32_t si = self->cfg.status_interval_ms;
+        int64_t since = self->now_ms - self->last_status_ms;
+        int status_due = since >= (int64_t)si &&
+                         (self->now_ms - idle_since < (int64_t)si * 2 ||
+                          since >= (int64_t)si * IDLE_STATUS_FACTOR);
+        if (active || status_due) {
+            rc = cycle(self, in, n_in, ref, n_ref, status_due);
+            if (status_due)
+                self->last_status_ms = self->now_ms;
+        }
+        for (size_t i = 0; i < n_in; i++)
+            zmq_msg_close(&in[i].msg);
+        if (rc)
+            break;
+        if (self->now_ms - self->last_hb_ms >= (int64_t)self->cfg.heartbeat_ms / 4) {
+            heartbeats(self);
+            self->last_hb_ms = self->now_ms;
+        }
+    }
+    free(in);
+    free(ref);
+    cpx_log_info("server", "msg=stopped tree_size=%llu accepted=%llu",
+                 (unsigned long long)self->tree_size, (unsigned long long)self->stat_accepted);
+    return rc;
+}
+
+/* ---- setup ----------------------------------------------------------------------- */
+
+static int bind_router(cpx_gw_t *self)
+{
+    char secret[CPX_Z85_KEY_LEN + 1], pub[CPX_Z85_KEY_LEN + 1];
+    int rc = cpx_client_read_z85(self->cfg.curve_secret, secret);
+    if (rc) {
+        cpx_log_error("server", "msg=\"cannot read CURVE secret key\" path=%s", self->cfg.curve_secret);
+        return rc;
+    }
+    if (zmq_curve_public(pub, secret)) {
+        cpx_log_error("server", "msg=\"invalid CURVE secret key\" path=%s", self->cfg.curve_secret);
+        return CPX_ERR_CONFIG;
+    }
+    self->router = zmq_socket(self->zctx, ZMQ_ROUTER);
+    int one = 1, hwm = 200000, linger = 2000, hs = 5000;
+    int64_t max = CPX_MAX_FRAME_BYTES;
+    if (!self->router ||
+        zmq_setsockopt(self->router, ZMQ_CURVE_SERVER, &one, sizeof one) ||
+        zmq_setsockopt(self->router, ZMQ_CURVE_SECRETKEY, secret, CPX_Z85_KEY_LEN) ||
+        zmq_setsockopt(self->router, ZMQ_ZAP_DOMAIN, "cpx", 3) ||
+        zmq_setsockopt(self->router, ZMQ_MAXMSGSIZE, &max, sizeof max) ||
+        zmq_setsockopt(self->router, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(self->router, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(self->router, ZMQ_LINGER, &linger, sizeof linger) ||
+        zmq_setsockopt(self->router, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs) ||
+        zmq_bind(self->router, self->cfg.endpoint)) {
+        cpx_log_error("server", "msg=\"cannot bind\" endpoint=%s err=\"%s\"", self->cfg.endpoint,
+                      zmq_strerror(zmq_errno()));
+        cpx_cleanse(secret, sizeof secret);
+        return CPX_ERR_NET;
+    }
+    cpx_cleanse(secret, sizeof secret);
+    char ep[256];
+    size_t el = sizeof ep;
+    zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, ep, &el);
+    /* The bound endpoint (an ephemeral port when the config says :0) for tools and tests. */
+    char path[CPX_GW_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/gateway.endpoint", self->cfg.data_dir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%s\n", ep);
+        fclose(f);
+    }
+    snprintf(self->cfg.endpoint, sizeof self->cfg.endpoint, "%s", ep);
+    cpx_log_info("server", "msg=listening endpoint=%s curve_public=%s tree_size=%llu", ep, pub,
+                 (unsigned long long)self->tree_size);
+    return CPX_OK;
+}
+
+cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
+{
+    cpx_gw_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = *cfg;
+    cpx_log_set_level((cpx_log_level)cfg->log_level);
+    char err[512];
+    MDB_txn *txn;
+    int rc;
+    if ((rc = cpx_store_open(cfg->data_dir, cfg->map_size, 0, &self->env))) {
+        cpx_log_error("server", "msg=\"cannot open store\" dir=%s err=%s", cfg->data_dir, cpx_strerror(rc));
+        goto fail;
+    }
+    if (!(self->reg = cpx_registry_open(self->env)) || !(self->audit = cpx_audit_open(self->env)) ||
+        !(self->ob = cpx_outbox_open(self->env)) || !(self->cases = cpx_gw_cases_open(self->env)))
+        goto fail;
+    if (!(self->sign_key = cpx_key_load_private(cfg->signing_key))) {
+        cpx_log_error("server", "msg=\"cannot load signing key\" path=%s", cfg->signing_key);
+        goto fail;
+    }
+    if (cfg->routes[0] && !(self->rules = cpx_router_load(cfg->routes, err, sizeof err))) {
+        cpx_log_error("server", "msg=\"invalid routing rules\" err=\"%s\"", err);
+        fprintf(stderr, "cpx-gateway: %s\n", err);
+        goto fail;
+    }
+    if (!(self->sessions = cpx_gw_sessions_new(cfg->in_flight)))
+        goto fail;
+    self->seen_cap = 1;
+    while (self->seen_cap < 2 * ((size_t)cfg->batch_max * 4 + CPX_MAX_BATCH_ENVELOPES))
+        self->seen_cap <<= 1;
+    if (!(self->seen_idx = calloc(self->seen_cap, sizeof *self->seen_idx)))
+        goto fail;
+    if ((rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &txn))) {
+        cpx_store_err(rc, "server: begin");
+        goto fail;
+    }
+    rc = cpx_audit_size(self->audit, txn, &self->tree_size);
+    mdb_txn_abort(txn);
+    if (rc || cpx_gw_outbox_load(self))
+        goto fail;
+
+    self->zctx = zmq_ctx_new();
+    self->refused = zmq_socket(self->zctx, ZMQ_PULL);
+    if (!self->refused || zmq_bind(self->refused, CPX_GW_ZAP_REFUSED_EP))
+        goto fail;
+    if (!(self->zap = cpx_gw_zap_start(self->zctx, self->env, self->reg)))
+        goto fail;
+    if (bind_router(self))
+        goto fail;
+    return self;
+fail:
+    cpx_gw_server_destroy(&self);
+    return NULL;
+}
+
+void cpx_gw_server_destroy(cpx_gw_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cpx_gw_t *self = *self_p;
+    if (self->router)
+        zmq_close(self->router);
+    cpx_gw_zap_destroy(&self->zap);
+    if (self->refused)
+        zmq_close(self->refused);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    for (size_t i = 0; i < self->n_keycache; i++)
+        cpx_key_destroy(&self->keycache[i].key);
+    out_clear(self);
+    free(self->out);
+    free(self->seen_idx);
+    cpx_gw_sessions_destroy(&self->sessions);
+    cpx_router_destroy(&self->rules);
+    cpx_key_destroy(&self->sign_key);
+    cpx_gw_cases_destroy(&self->cases);
+    cpx_outbox_destroy(&self->ob);
+    cpx_audit_destroy(&self->audit);
+    cpx_registry_destroy(&self->reg);
+    if (self->env)
+        mdb_env_close(self->env);
+    free(self);
+    *self_p = NULL;
+}

@@ -1,0 +1,115 @@
+/* gateway/server.h — the cpx-gateway server object and its loop.
+ *
+ * One thread owns the ROUTER socket and every LMDB write: each poll cycle reads up to
+ * batch_max frames, processes them in ONE write transaction (writer.c), fills and
+ * retries delivery windows (outbox.c) in the same transaction, signs one tree head,
+ * commits durably, and only then sends Acks, Nacks and Deliver frames. A second
+ * thread (zap.c) answers CURVE authentication.
+ *
+ * Caveats: cpx_gw_server_run returns after cpx_gw_server_stop (async-signal-safe: it
+ * only sets a flag) once the cycle in progress is committed. */
+#ifndef CPX_GW_SERVER_H
+#define CPX_GW_SERVER_H
+
+#include <lmdb.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "cases.h"
+#include "session.h"
+#include "zap.h"
+#include "cpx/audit.h"
+#include "cpx/codec.h"
+#include "cpx/crypto.h"
+#include "cpx/outbox.h"
+#include "cpx/registry.h"
+#include "cpx/route.h"
+
+/* A frame waiting for the cycle's commit. Submission replies keep their fields so
+ * that, should the commit fail, they can be turned into retryable Nacks. */
+typedef enum { OUT_RAW = 0, OUT_ACK = 1, OUT_NACK = 2, OUT_DELIVER = 3 } cpx_gw_out_kind;
+
+typedef struct cpx_gw_out {
+    cpx_gw_out_kind kind;
+    uint8_t rid[CPX_GW_MAX_RID];
+    size_t rid_len;
+    uint8_t *buf;                   /* encoded ServerFrame (OUT_RAW, OUT_NACK, OUT_DELIVER) */
+    size_t len;
+    uint8_t message_id[CPX_MAX_MESSAGE_ID];
+    size_t message_id_len;
+    uint64_t leaf_seq;              /* OUT_ACK */
+    uint64_t tree_size;             /* OUT_ACK: 0 = the head signed by this cycle */
+    char case_id[CPX_MAX_CASE_ID + 1];
+    int duplicate;
+} cpx_gw_out_t;
+
+typedef struct cpx_gw_keycache {
+    uint8_t pub[CPX_ED25519_PUB_LEN];
+    cpx_key_t *key;
+} cpx_gw_keycache_t;
+
+#define CPX_GW_KEYCACHE 64
+#define CPX_GW_REFUSED_KEYS 256
+
+typedef struct cpx_gw {
+    cpx_gw_config_t cfg;
+    void *zctx;
+    void *router;                   /* ROUTER, CURVE server */
+    void *refused;                  /* PULL: ZAP refusals */
+    MDB_env *env;
+    cpx_registry_t *reg;
+    cpx_audit_t *audit;
+    cpx_outbox_t *ob;
+    cpx_gw_cases_t *cases;
+    cpx_router_t *rules;            /* NULL: explicit recipients + CIVIL_AFFAIRS */
+    cpx_key_t *sign_key;
+    cpx_gw_sessions_t *sessions;
+    cpx_gw_zap_t *zap;
+    cpx_gw_keycache_t keycache[CPX_GW_KEYCACHE];
+    size_t n_keycache;
+
+    uint64_t tree_size;             /* committed */
+    int64_t now_ms;
+    MDB_txn *txn;                   /* the cycle's write transaction */
+    int appended;                   /* leaves appended in this cycle */
+    uint64_t cycles_since_head;
+
+    cpx_gw_out_t *out;              /* replies and deliveries of the cycle */
+    size_t n_out, cap_out;
+    /* message ids accepted in this cycle -> index in out (open addressing) */
+    uint32_t *seen_idx;
+    size_t seen_cap;
+
+    /* AUTH_REFUSED rate limit */
+    struct { uint8_t key[CPX_CURVE_KEY_LEN]; int64_t last_ms; } refused_keys[CPX_GW_REFUSED_KEYS];
+    size_t n_refused_keys;
+    int64_t refused_window_ms;
+    uint32_t refused_in_window;
+    uint64_t refused_suppressed;
+
+    int64_t last_status_ms, last_hb_ms;
+    uint64_t stat_accepted, stat_rejected, stat_delivered, stat_confirmed;
+} cpx_gw_t;
+
+/* Opens the store, loads keys and rules, starts ZAP and binds. Caller owns the result
+ * (cpx_gw_server_destroy). NULL on failure (logged with the reason). */
+cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg);
+void cpx_gw_server_destroy(cpx_gw_t **self_p);
+
+/* Runs until stopped. CPX_OK on a clean stop, negative on a fatal error. */
+int cpx_gw_server_run(cpx_gw_t *self);
+void cpx_gw_server_stop(void);
+
+/* Internal, shared by writer.c and outbox.c. */
+int64_t cpx_gw_now_ms(void);
+cpx_gw_out_t *cpx_gw_out_push(cpx_gw_t *self, cpx_gw_out_kind kind, const uint8_t *rid,
+                              size_t rid_len);
+/* Encodes a ServerFrame into a new out entry. */
+int cpx_gw_out_frame(cpx_gw_t *self, const uint8_t *rid, size_t rid_len,
+                     const cpx_server_frame_t *frame, cpx_gw_out_kind kind);
+/* Appends a leaf in the cycle transaction (counts it). */
+int cpx_gw_leaf(cpx_gw_t *self, cpx_audit_leaf_t *leaf, uint64_t *seq);
+
+#endif

@@ -1,0 +1,539 @@
+/* writer.c — Submit and DeliveryAck processing inside the cycle's write transaction. */
+#include "writer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "outbox.h"
+#include "cpx/envsign.h"
+#include "cpx/err.h"
+#include "cpx/log.h"
+#include "cpx/store.h"
+#include "cpx/validate.h"
+
+#define FALLBACK_DEPT "CIVIL_AFFAIRS"
+#define RETRY_OVERLOADED_MS 1000u
+#define RETRY_STORE_MS 5000u
+
+typedef Cpx__V1__Nack nack_t;
+
+/* ---- replies --------------------------------------------------------------------- */
+
+static int push_nack(cpx_gw_t *self, const cpx_gw_in_t *in, const ProtobufCBinaryData *mid,
+                     int code, const cpx_errors_t *errs, int retryable, uint32_t retry_after,
+                     uint64_t leaf_seq)
+{
+    nack_t n = CPX__V1__NACK__INIT;
+    Cpx__V1__FieldError fe[CPX_MAX_FIELD_ERRORS];
+    Cpx__V1__FieldError *fp[CPX_MAX_FIELD_ERRORS];
+    if (mid)
+        n.message_id = *mid;
+    n.code = code;
+    n.retryable = retryable;
+    n.retry_after_ms = retry_after;
+    n.leaf_seq = leaf_seq;
+    size_t ne = errs ? errs->count : 0;
+    for (size_t i = 0; i < ne; i++) {
+        cpx__v1__field_error__init(&fe[i]);
+        fe[i].path = (char *)errs->items[i].path;
+        fe[i].rule = (char *)errs->items[i].rule;
+        fe[i].message = (char *)errs->items[i].message;
+        fp[i] = &fe[i];
+    }
+    n.n_errors = ne;
+    n.errors = fp;
+    cpx_server_frame_t f = CPX__V1__SERVER_FRAME__INIT;
+    f.frame_case = CPX__V1__SERVER_FRAME__FRAME_NACK;
+    f.nack = &n;
+    int rc = cpx_gw_out_frame(self, in->rid, in->rid_len, &f, OUT_NACK);
+    if (!rc && mid && mid->len <= CPX_MAX_MESSAGE_ID) {
+        cpx_gw_out_t *o = &self->out[self->n_out - 1];
+        memcpy(o->message_id, mid->data, mid->len);
+        o->message_id_len = mid->len;
+    }
+    return rc;
+}
+
+static const char *code_name(int code)
+{
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&cpx__v1__error_code__descriptor, code);
+    return v ? v->name : "ERROR";
+}
+
+/* Refusal: REJECTED leaf (reason = code and every field error) and a Nack. */
+static int refuse(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env, int code,
+                  const cpx_errors_t *errs)
+{
+    char reason[1024];
+    int w = snprintf(reason, sizeof reason, "%s", code_name(code));
+    if (errs && errs->count && w > 0 && (size_t)w < sizeof reason - 2) {
+        memcpy(reason + w, ": ", 3);
+        cpx_errors_format(errs, reason + w + 2, sizeof reason - (size_t)w - 2);
+    }
+    cpx_audit_leaf_t leaf = CPX__V1__AUDIT_LEAF__INIT;
+    leaf.event = CPX__V1__AUDIT_EVENT__REJECTED;
+    leaf.sender = (char *)in->dept;
+    leaf.reason = reason;
+    if (env) {
+        leaf.message_id = env->message_id;
+        leaf.body_kind = (char *)cpx_body_kind_name(env->body_case);
+        if (env->signature)
+            leaf.key_id = env->signature->key_id;
+    }
+    uint64_t seq = 0;
+    int rc = cpx_gw_leaf(self, &leaf, &seq);
+    if (rc)
+        return rc;
+    self->stat_rejected++;
+    cpx_log_info("writer", "msg=rejected dept=%s code=%s leaf=%llu", in->dept, code_name(code),
+                 (unsigned long long)seq);
+    return push_nack(self, in, env ? &env->message_id : NULL, code, errs, 0, 0, seq);
+}
+
+static int refuse1(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env, int code,
+                   const char *path, const char *rule, const char *msg)
+{
+    cpx_errors_t errs = {0};
+    cpx_errors_add(&errs, path, rule, "%s", msg);
+    return refuse(self, in, env, code, &errs);
+}
+
+static cpx_gw_out_t *push_ack(cpx_gw_t *self, const cpx_gw_in_t *in, const uint8_t *mid,
+                              size_t mid_len, uint64_t leaf_seq, uint64_t tree_size,
+                              const char *case_id, int duplicate)
+{
+    cpx_gw_out_t *o = cpx_gw_out_push(self, OUT_ACK, in->rid, in->rid_len);
+    if (!o)
+        return NULL;
+    memcpy(o->message_id, mid, mid_len);
+    o->message_id_len = mid_len;
+    o->leaf_seq = leaf_seq;
+    o->tree_size = tree_size;
+    o->duplicate = duplicate;
+    snprintf(o->case_id, sizeof o->case_id, "%s", case_id ? case_id : "");
+    return o;
+}
+
+/* ---- message ids accepted in this cycle ----------------------------------------- */
+
+static size_t id_hash(const uint8_t *id, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ id[i]) * 1099511628211ull;
+    return (size_t)h;
+}
+
+static cpx_gw_out_t *seen_find(cpx_gw_t *self, const uint8_t *id, size_t len)
+{
+    for (size_t i = id_hash(id, len) & (self->seen_cap - 1);; i = (i + 1) & (self->seen_cap - 1)) {
+        uint32_t v = self->seen_idx[i];
+        if (!v)
+            return NULL;
+        cpx_gw_out_t *o = &self->out[v - 1];
+        if (o->message_id_len == len && !memcmp(o->message_id, id, len))
+            return o;
+    }
+}
+
+static void seen_add(cpx_gw_t *self, size_t out_index)
+{
+    cpx_gw_out_t *o = &self->out[out_index];
+    size_t i = id_hash(o->message_id, o->message_id_len) & (self->seen_cap - 1);
+    while (self->seen_idx[i])
+        i = (i + 1) & (self->seen_cap - 1);
+    self->seen_idx[i] = (uint32_t)out_index + 1;
+}
+
+/* ---- helpers --------------------------------------------------------------------- */
+
+static cpx_key_t *signing_key(cpx_gw_t *self, const uint8_t pub[CPX_ED25519_PUB_LEN])
+{
+    for (size_t i = 0; i < self->n_keycache; i++)
+        if (!memcmp(self->keycache[i].pub, pub, CPX_ED25519_PUB_LEN))
+            return self->keycache[i].key;
+    cpx_key_t *k = cpx_key_from_raw_public(pub);
+    if (!k)
+        return NULL;
+    size_t slot = self->n_keycache < CPX_GW_KEYCACHE ? self->n_keycache++
+                                                     : (size_t)(pub[0] % CPX_GW_KEYCACHE);
+    cpx_key_destroy(&self->keycache[slot].key);
+    memcpy(self->keycache[slot].pub, pub, CPX_ED25519_PUB_LEN);
+    self->keycache[slot].key = k;
+    return k;
+}
+
+static int lookup_referral(void *arg, const uint8_t *id, size_t len, cpx_route_referral_t *out)
+{
+    cpx_gw_t *self = arg;
+    cpx_envelope_t *env = NULL;
+    int rc = cpx_gw_cases_envelope(self->cases, self->txn, id, len, &env);
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof *out);
+    snprintf(out->sender, sizeof out->sender, "%s", env->sender ? env->sender : "");
+    if (env->body_case == CPX__V1__ENVELOPE__BODY_REFERRAL && env->referral && env->referral->to)
+        snprintf(out->recipient, sizeof out->recipient, "%s", env->referral->to);
+    cpx_msg_free(env);
+    return CPX_OK;
+}
+
+static void add_recipient(cpx_route_t *r, const char *dept, int prio)
+{
+    if (!dept || !cpx_dept_code_valid(dept) || r->n_recipients == CPX_MAX_RECIPIENTS)
+        return;
+    for (size_t i = 0; i < r->n_recipients; i++)
+        if (!strcmp(r->recipients[i].dept, dept))
+            return;
+    cpx_route_recipient_t *x = &r->recipients[r->n_recipients++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->dept, sizeof x->dept, "%s", dept);
+    x->priority = prio;
+    snprintf(x->rule, sizeof x->rule, "fallback");
+}
+
+/* Without routing rules: the explicit recipients, a referral's receiver, and the lead. */
+static void route_fallback(const cpx_envelope_t *env, cpx_route_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->priority = env->priority;
+    for (size_t i = 0; i < env->n_recipients; i++)
+        if (strcmp(env->recipients[i], env->sender))
+            add_recipient(r, env->recipients[i], env->priority);
+    if (env->body_case == CPX__V1__ENVELOPE__BODY_REFERRAL && env->referral &&
+        env->referral->to && strcmp(env->referral->to, env->sender))
+        add_recipient(r, env->referral->to, env->priority);
+    if (strcmp(env->sender, FALLBACK_DEPT))
+        add_recipient(r, FALLBACK_DEPT, env->priority);
+    r->unrouted = r->n_recipients == 0;
+    if (r->unrouted)
+        add_recipient(r, FALLBACK_DEPT, env->priority);
+}
+
+/* ---- Submit ---------------------------------------------------------------------- */
+
+static int duplicate(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
+                     int *handled)
+{
+    const ProtobufCBinaryData *mid = &env->message_id;
+    *handled = 0;
+    if (mid->len == 0 || mid->len > CPX_MAX_MESSAGE_ID)
+        return CPX_OK;  /* validation names it */
+    cpx_gw_out_t *o = seen_find(self, mid->data, mid->len);
+    if (o) {
+        *handled = 1;
+        return push_ack(self, in, mid->data, mid->len, o->leaf_seq, 0, o->case_id, 1)
+                   ? CPX_OK : CPX_ERR_NOMEM;
+    }
+    Cpx__V1__Ack *ack = NULL;
+    int rc = cpx_gw_cases_ack(self->cases, self->txn, mid->data, mid->len, &ack);
+    if (rc == CPX_ERR_NOT_FOUND)
+        return CPX_OK;
+    if (rc)
+        return rc;
+    cpx_envelope_t *orig = NULL;
+    rc = cpx_gw_cases_envelope(self->cases, self->txn, mid->data, mid->len, &orig);
+    if (rc) {
+        cpx_msg_free(ack);
+        return rc == CPX_ERR_NOT_FOUND ? CPX_ERR_TAMPERED : rc;
+    }
+    *handled = 1;
+    if (!orig->sender || strcmp(orig->sender, in->dept)) {
+        rc = refuse1(self, in, env, CPX__V1__ERROR_CODE__INVALID, "message_id", "unique",
+                     "this message id is already used by another department");
+    } else {
+        rc = push_ack(self, in, mid->data, mid->len, ack->leaf_seq, ack->tree_size,
+                      ack->case_id, 1) ? CPX_OK : CPX_ERR_NOMEM;
+    }
+    cpx_msg_free(ack);
+    cpx_msg_free(orig);
+    return rc;
+}
+
+static int verify(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
+                  cpx_envsign_result_t *res, int *refused)
+{
+    *refused = 1;
+    const Cpx__V1__Signature *sig = env->signature;
+    if (!sig || sig->key_id.len != CPX_KEY_ID_LEN)
+        return refuse1(self, in, env, CPX__V1__ERROR_CODE__INVALID, "signature.key_id", "required",
+                       "an 8-byte key id is required");
+    uint8_t pub[CPX_ED25519_PUB_LEN];
+    int rc = cpx_registry_signing_key(self->reg, self->txn, in->dept, sig->key_id.data, pub);
+    if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
+        return refuse1(self, in, env, CPX__V1__ERROR_CODE__UNKNOWN_KEY, "signature.key_id",
+                       rc == CPX_ERR_REFUSED ? "revoked" : "enrolled",
+                       rc == CPX_ERR_REFUSED ? "this signing key has been revoked"
+                                             : "no signing key with this id is enrolled for the sender");
+    if (rc)
+        return rc;
+    cpx_key_t *key = signing_key(self, pub);
+    if (!key)
+        return CPX_ERR_CRYPTO;
+    memset(res, 0, sizeof *res);
+    rc = cpx_envsign_verify(env, key, res);
+    if (rc == CPX_ERR_BAD_SIGNATURE || rc == CPX_ERR_INVALID)
+        return refuse1(self, in, env,
+                       rc == CPX_ERR_BAD_SIGNATURE ? CPX__V1__ERROR_CODE__BAD_SIGNATURE
+                                                   : CPX__V1__ERROR_CODE__INVALID,
+                       "signature", rc == CPX_ERR_BAD_SIGNATURE ? "ed25519" : "commitments",
+                       res->reason[0] ? res->reason : "signature does not verify");
+    if (rc)
+        return rc;
+    *refused = 0;
+    return CPX_OK;
+}
+
+static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
+                  const cpx_envsign_result_t *res, const char *case_id, const cpx_route_t *route)
+{
+    const char *rcpt[CPX_MAX_RECIPIENTS];
+    for (size_t i = 0; i < route->n_recipients; i++)
+        rcpt[i] = route->recipients[i].dept;
+    const Cpx__V1__Signature *sig = env->signature;
+
+    cpx_audit_leaf_t leaf = CPX__V1__AUDIT_LEAF__INIT;
+    leaf.event = CPX__V1__AUDIT_EVENT__ACCEPTED;
+    leaf.sender = (char *)in->dept;
+    leaf.n_recipients = route->n_recipients;
+    leaf.recipients = (char **)rcpt;
+    leaf.case_ref = (char *)case_id;
+    leaf.message_id = env->message_id;
+    leaf.envelope_digest = (ProtobufCBinaryData){CPX_SHA256_LEN, (uint8_t *)res->digest};
+    leaf.key_id = sig->key_id;
+    leaf.body_kind = (char *)cpx_body_kind_name(env->body_case);
+    ProtobufCBinaryData path[CPX_MAX_BATCH_PATH];
+    if (res->batch && sig->batch) {
+        leaf.batch_root = (ProtobufCBinaryData){CPX_SHA256_LEN, (uint8_t *)res->batch_root};
+        leaf.batch_signature = sig->batch->root_signature;
+        leaf.batch_index = sig->batch->index;
+        leaf.batch_size = sig->batch->size;
+        size_t np = sig->batch->n_path < CPX_MAX_BATCH_PATH ? sig->batch->n_path : CPX_MAX_BATCH_PATH;
+        for (size_t i = 0; i < np; i++)
+            path[i] = sig->batch->path[i];
+        leaf.n_batch_path = np;
+        leaf.batch_path = path;
+    } else {
+        leaf.signature = sig->ed25519;
+    }
+    uint64_t accepted;
+    int rc = cpx_gw_leaf(self, &leaf, &accepted);
+    if (rc)
+        return rc;
+
+    char detail[512] = "", *p = detail;
+    for (size_t i = 0; i < route->n_matched && p < detail + sizeof detail - 80; i++)
+        p += snprintf(p, (size_t)(detail + sizeof detail - p), "%s%s", i ? "," : "rules=",
+                      route->matched[i]);
+    cpx_audit_leaf_t rl = CPX__V1__AUDIT_LEAF__INIT;
+    rl.event = CPX__V1__AUDIT_EVENT__ROUTED;
+    rl.sender = (char *)in->dept;
+    rl.n_recipients = route->n_recipients;
+    rl.recipients = (char **)rcpt;
+    rl.case_ref = (char *)case_id;
+    rl.message_id = env->message_id;
+    rl.ref_seq = accepted;
+    rl.detail = detail;
+    if (route->unrouted)
+        rl.reason = "unrouted: no rule matched; sent to the lead department";
+    if ((rc = cpx_gw_leaf(self, &rl, NULL)))
+        return rc;
+
+    for (size_t i = 0; i < route->n_recipients; i++) {
+        cpx_outbox_entry_t e = {0};
+        snprintf(e.dept, sizeof e.dept, "%s", route->recipients[i].dept);
+        int prio = route->recipients[i].priority > (int)env->priority
+                       ? route->recipients[i].priority : (int)env->priority;
+        e.cls = cpx_outbox_class(prio);
+        memcpy(e.message_id, env->message_id.data, env->message_id.len);
+        e.message_id_len = env->message_id.len;
+        e.accepted_seq = accepted;
+        snprintf(e.case_id, sizeof e.case_id, "%s", case_id);
+        if ((rc = cpx_outbox_put(self->ob, self->txn, &e)))
+            return rc;
+        cpx_gw_session_t *s = cpx_gw_sessions_get(self->sessions, e.dept, 1);
+        if (s) {
+            s->depth++;
+            s->scan_more = 1;
+        }
+    }
+
+    static uint8_t *scratch;
+    if (!scratch && !(scratch = malloc(CPX_MAX_ENVELOPE_BYTES)))
+        return CPX_ERR_NOMEM;
+    size_t len;
+    if ((rc = cpx_encode_into(env, scratch, CPX_MAX_ENVELOPE_BYTES, &len)) ||
+        (rc = cpx_gw_cases_put_envelope(self->cases, self->txn, env->message_id.data,
+                                        env->message_id.len, scratch, len)))
+        return rc;
+    Cpx__V1__Ack ack = CPX__V1__ACK__INIT;
+    ack.message_id = env->message_id;
+    ack.leaf_seq = accepted;
+    ack.case_id = (char *)case_id;
+    if ((rc = cpx_gw_cases_put_ack(self->cases, self->txn, &ack)))  /* tree size set at commit */
+        return rc;
+    if (!push_ack(self, in, env->message_id.data, env->message_id.len, accepted, 0, case_id, 0))
+        return CPX_ERR_NOMEM;
+    seen_add(self, self->n_out - 1);
+    self->stat_accepted++;
+    return CPX_OK;
+}
+
+static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env)
+{
+    if (!env->sender || strcmp(env->sender, in->dept))
+        return refuse1(self, in, env, CPX__V1__ERROR_CODE__SENDER_MISMATCH, "sender",
+                       "authenticated", "sender must be the department that holds this connection's key");
+    int handled, rc = duplicate(self, in, env, &handled);
+    if (rc || handled)
+        return rc;
+
+    cpx_errors_t errs = {0};
+    cpx_validate_opts_t vo = {.now_ms = self->now_ms};
+    rc = cpx_validate_envelope(env, &vo, &errs);
+    if (rc == CPX_ERR_INVALID)
+        return refuse(self, in, env, CPX__V1__ERROR_CODE__INVALID, &errs);
+    if (rc)
+        return refuse1(self, in, env, CPX__V1__ERROR_CODE__INVALID, "", "validate", cpx_strerror(rc));
+
+    cpx_envsign_result_t res;
+    int refused;
+    if ((rc = verify(self, in, env, &res, &refused)) || refused)
+        return rc;
+
+    if (env->sensitivity == CPX__V1__SENSITIVITY__SEALED)
+        return refuse1(self, in, env, CPX__V1__ERROR_CODE__RULE_VIOLATION, "sensitivity",
+                       "sealed_not_exchanged",
+                       "sealed records are not routed by this gateway (sealed vault not enabled)");
+
+    char case_id[CPX_MAX_CASE_ID + 1], town[CPX_MAX_DEPT_CODE + 1];
+    rc = cpx_gw_cases_resolve(self->cases, self->txn, env, self->now_ms, case_id, town, &errs);
+    if (rc == CPX_ERR_NOT_FOUND)
+        return refuse(self, in, env, CPX__V1__ERROR_CODE__UNKNOWN_REFERENCE, &errs);
+    if (rc)
+        return rc;
+
+    cpx_route_t route;
+    if (self->rules) {
+        cpx_route_ctx_t rctx = {.now_ms = self->now_ms, .lookup = lookup_referral,
+                                .lookup_arg = self, .case_town = town[0] ? town : NULL};
+        rc = cpx_router_route(self->rules, env, &rctx, &route);
+        if (rc == CPX_ERR_TOO_LARGE)
+            return refuse1(self, in, env, CPX__V1__ERROR_CODE__TOO_LARGE, "recipients",
+                           "max_recipients", "the routing rules give more recipients than allowed");
+        if (rc)
+            return rc;
+    } else {
+        route_fallback(env, &route);
+    }
+
+    for (size_t i = 0; i < route.n_recipients; i++) {
+        cpx_gw_session_t *s = cpx_gw_sessions_get(self->sessions, route.recipients[i].dept, 1);
+        if (!s || s->depth + 1 > self->cfg.queue_limit) {
+            cpx_log_warn("writer", "msg=overloaded recipient=%s depth=%llu", route.recipients[i].dept,
+                         s ? (unsigned long long)s->depth : 0ull);
+            cpx_errors_t oe = {0};
+            cpx_errors_add(&oe, "recipients", "queue_limit",
+                           "the outbox of %s is full; retry later", route.recipients[i].dept);
+            return push_nack(self, in, &env->message_id, CPX__V1__ERROR_CODE__OVERLOADED, &oe, 1,
+                             RETRY_OVERLOADED_MS, 0);
+        }
+    }
+    return accept_env(self, in, env, &res, case_id, &route);
+}
+
+static int submit(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Submit *sub)
+{
+    if (sub->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && sub->envelope)
+        return submit_one(self, in, sub->envelope);
+    if (sub->content_case == CPX__V1__SUBMIT__CONTENT_BATCH && sub->batch) {
+        const Cpx__V1__Batch *b = sub->batch;
+        if (b->n_envelopes == 0 || b->n_envelopes > CPX_MAX_BATCH_ENVELOPES)
+            return refuse1(self, in, NULL, CPX__V1__ERROR_CODE__TOO_LARGE, "submit.batch.envelopes",
+                           "count", "a batch holds 1 to 1000 envelopes");
+        for (size_t i = 0; i < b->n_envelopes; i++) {
+            int rc = submit_one(self, in, b->envelopes[i]);
+            if (rc)
+                return rc;
+        }
+        return CPX_OK;
+    }
+    return refuse1(self, in, NULL, CPX__V1__ERROR_CODE__DECODE_FAILED, "submit", "content",
+                   "a Submit carries one envelope or one batch");
+}
+
+int cpx_gw_writer_frame(cpx_gw_t *self, const cpx_gw_in_t *in)
+{
+    cpx_client_frame_t *f = NULL;
+    int rc = cpx_decode_client_frame(in->data, in->len, &f);
+    if (rc) {
+        return refuse1(self, in, NULL,
+                       rc == CPX_ERR_TOO_LARGE ? CPX__V1__ERROR_CODE__TOO_LARGE
+                                               : CPX__V1__ERROR_CODE__DECODE_FAILED,
+                       "", "client_frame", "not a valid cpx.v1.ClientFrame");
+    }
+    cpx_gw_session_t *s;
+    switch (f->frame_case) {
+    case CPX__V1__CLIENT_FRAME__FRAME_SUBMIT:
+        rc = submit(self, in, f->submit);
+        break;
+    case CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACK:
+        s = cpx_gw_sessions_get(self->sessions, in->dept, 1);
+        rc = s ? cpx_gw_outbox_confirm(self, s, f->delivery_ack) : CPX_OK;
+        break;
+    case CPX__V1__CLIENT_FRAME__FRAME_HEARTBEAT:
+        rc = CPX_OK;  /* the server already noted that the peer spoke */
+        break;
+    default:
+        rc = refuse1(self, in, NULL, CPX__V1__ERROR_CODE__DECODE_FAILED, "", "frame",
+                     "empty ClientFrame");
+    }
+    cpx_msg_free(f);
+    return rc;
+}
+
+int cpx_gw_writer_auth_refused(cpx_gw_t *self, const uint8_t key[CPX_CURVE_KEY_LEN],
+                               const char *peer)
+{
+    /* A flood of unknown keys must not grow the log without bound: one leaf per key per
+     * auth_refused_per_key_ms, at most auth_refused_per_min leaves a minute; the next
+     * leaf written says how many were suppressed. */
+    if (self->now_ms - self->refused_window_ms >= 60000) {
+        self->refused_window_ms = self->now_ms;
+        self->refused_in_window = 0;
+    }
+    size_t i;
+    for (i = 0; i < self->n_refused_keys; i++)
+        if (!memcmp(self->refused_keys[i].key, key, CPX_CURVE_KEY_LEN))
+            break;
+    int recent = i < self->n_refused_keys &&
+                 self->now_ms - self->refused_keys[i].last_ms < (int64_t)self->cfg.auth_refused_per_key_ms;
+    if (recent || self->refused_in_window >= self->cfg.auth_refused_per_min) {
+        self->refused_suppressed++;
+        return CPX_OK;
+    }
+    if (i == self->n_refused_keys) {
+        if (self->n_refused_keys < CPX_GW_REFUSED_KEYS)
+            self->n_refused_keys++;
+        else
+            i = (size_t)(self->now_ms % CPX_GW_REFUSED_KEYS);
+        memcpy(self->refused_keys[i].key, key, CPX_CURVE_KEY_LEN);
+    }
+    self->refused_keys[i].last_ms = self->now_ms;
+    self->refused_in_window++;
+
+    char detail[160];
+    snprintf(detail, sizeof detail, "curve peer=%s suppressed_before=%llu", peer,
+             (unsigned long long)self->refused_suppressed);
+    cpx_audit_leaf_t leaf = CPX__V1__AUDIT_LEAF__INIT;
+    leaf.event = CPX__V1__AUDIT_EVENT__AUTH_REFUSED;
+    leaf.key = (ProtobufCBinaryData){CPX_CURVE_KEY_LEN, (uint8_t *)key};
+    leaf.reason = "unknown or revoked CURVE key";
+    leaf.detail = detail;
+    int rc = cpx_gw_leaf(self, &leaf, NULL);
+    if (!rc)
+        self->refused_suppressed = 0;
+    return rc;
+}
