@@ -5,6 +5,9 @@
  *   bench_peers [--count N] [--size BYTES] [--window W] [--prefetch P]
  *               [--timeout SECONDS] [--only NAME[,NAME...]]
  *
+ * Payloads: cpx_synth discovery reports (about 1 KiB) encoded as cpx.v1.Envelope with a
+ * dummy signature; --size BYTES switches to seeded random payloads of that size.
+ *
  * NAME: zmq-plain, zmq-curve, zmq (both), rabbitmq, nats. Exit 0 when every selected
  * peer was measured, 1 when any failed, 2 on bad usage. A peer whose client library was
  * not compiled in (-DCPX_BENCH_RABBITMQ / -DCPX_BENCH_NATS) is reported as skipped and
@@ -64,7 +67,7 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: bench_peers [--count N] [--size BYTES] [--window W] "
+    fprintf(out, "usage: bench_peers [--count N] [--size BYTES (random payloads)] [--window W] "
                  "[--prefetch P] [--timeout S] [--only zmq-plain,zmq-curve,zmq,rabbitmq,nats]\n");
 }
 
@@ -80,6 +83,7 @@ int main(int argc, char **argv)
 {
     size_t count = 20000, size = 1024, timeout = 60;
     unsigned only = SEL_ALL, explicit_only = 0;
+    int random_bytes = 0;   /* default: realistic reports from cpx_synth */
     peers_opts_t o = peers_opts_default();
     static const struct option longopts[] = {
         { "count", required_argument, NULL, 'n' },  { "size", required_argument, NULL, 's' },
@@ -93,7 +97,10 @@ int main(int argc, char **argv)
         int bad = 0;
         switch (c) {
         case 'n': bad = parse_size("--count", optarg, 1, 10000000, &count); break;
-        case 's': bad = parse_size("--size", optarg, 1, 1 << 20, &size); break;
+        case 's':
+            bad = parse_size("--size", optarg, 1, 1 << 20, &size);
+            random_bytes = 1;
+            break;
         case 'w': bad = parse_size("--window", optarg, 1, 65535, &o.window); break;
         case 'p': bad = parse_size("--prefetch", optarg, 1, 65535, &o.prefetch); break;
         case 't': bad = parse_size("--timeout", optarg, 1, 3600, &timeout); break;
@@ -122,14 +129,18 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     peers_payloads_t p;
-    if (peers_payloads_random(&p, count, size, 0x63707862656e6368ull) != 0) {
-        fprintf(stderr, "bench_peers: no memory for %zu payloads of %zu bytes\n", count, size);
+    int rc = random_bytes ? peers_payloads_random(&p, count, size, 0x63707862656e6368ull)
+                          : peers_payloads_synth(&p, count, 0x63707862656e6368ull);
+    if (rc != 0) {
+        fprintf(stderr, "bench_peers: no memory for %zu payloads\n", count);
         return 1;
     }
     int major, minor, patch;
     zmq_version(&major, &minor, &patch);
-    printf("bench_peers: %zu messages of %zu random bytes, window %zu, prefetch %zu, "
-           "libzmq %d.%d.%d\n", count, size, o.window, o.prefetch, major, minor, patch);
+    printf("bench_peers: %zu messages (%s, mean %.0f bytes), window %zu, prefetch %zu, "
+           "libzmq %d.%d.%d\n", count,
+           random_bytes ? "random bytes" : "cpx_synth discovery reports, encoded Envelope",
+           peers_payloads_mean(&p), o.window, o.prefetch, major, minor, patch);
     fflush(stdout);
 
     peers_result_t res[4];

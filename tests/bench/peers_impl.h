@@ -46,6 +46,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "cpx/codec.h"
+#include "cpx/synth.h"
+
 /* Every definition here is static, and an includer uses only some of them. */
 #define PEERS_UNUSED __attribute__((unused))
 #define PEERS_FN static PEERS_UNUSED
@@ -1519,6 +1522,65 @@ PEERS_FN int peers_payloads_random(peers_payloads_t *out, size_t count, size_t s
     out->data = (const uint8_t *const *)data;
     out->len = len;
     return 0;
+}
+
+/* count realistic payloads: cpx_synth discovery reports (about 1 KiB, every category,
+ * Chinese narratives) with a dummy signature attached, encoded as cpx.v1.Envelope —
+ * deterministic for a seed. Caller owns the result and frees it with
+ * peers_payloads_free. Returns -1 when memory runs out. */
+PEERS_FN int peers_payloads_synth(peers_payloads_t *out, size_t count, uint64_t seed)
+{
+    memset(out, 0, sizeof *out);
+    uint8_t **data = calloc(count ? count : 1, sizeof *data);
+    size_t *len = calloc(count ? count : 1, sizeof *len);
+    cpx_synth_t *syn = cpx_synth_new(seed);
+    size_t total = 0, made = 0;
+    uint8_t *block = NULL;
+    if (!data || !len || !syn)
+        goto fail;
+    /* 2026-01-01T00:00:00Z: fixed, so the bytes do not depend on the day of the run */
+    const int64_t created_ms = 1767225600000LL;
+    for (; made < count; made++) {
+        cpx_envelope_t *env = cpx_synth_discovery(syn, created_ms + (int64_t)made);
+        int rc = env ? cpx_synth_dummy_sign(env) : -1;
+        if (rc == 0)
+            rc = cpx_encode(env, &data[made], &len[made]);
+        cpx_msg_free(env);
+        if (rc != 0)
+            goto fail;
+        total += len[made];
+    }
+    /* one block, so peers_payloads_free treats both kinds alike */
+    block = malloc(total ? total : 1);
+    if (!block)
+        goto fail;
+    for (size_t i = 0, off = 0; i < count; i++) {
+        memcpy(block + off, data[i], len[i]);
+        free(data[i]);
+        data[i] = block + off;
+        off += len[i];
+    }
+    cpx_synth_destroy(&syn);
+    out->count = count;
+    out->data = (const uint8_t *const *)data;
+    out->len = len;
+    return 0;
+fail:
+    for (size_t i = 0; data && i < made; i++)
+        free(data[i]);
+    free(data);
+    free(len);
+    cpx_synth_destroy(&syn);
+    return -1;
+}
+
+/* Mean payload size, for the table's heading. */
+PEERS_FN double peers_payloads_mean(const peers_payloads_t *p)
+{
+    double sum = 0;
+    for (size_t i = 0; i < p->count; i++)
+        sum += (double)p->len[i];
+    return p->count ? sum / (double)p->count : 0;
 }
 
 /* Frees payloads from peers_payloads_random; accepts an empty set. */
