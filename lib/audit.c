@@ -455,8 +455,13 @@ int cpx_audit_sign_head(cpx_audit_t *self, MDB_txn *txn, const cpx_key_t *key,
     rc = mdb_put(txn, self->db.heads, &k, &v, MDB_APPEND);
     if (rc)
         return cpx_store_err(rc, "audit: put head");
+    /* the public key is kept so tools can export without being handed it; auditors
+     * must still check it against a key they obtained independently */
     MDB_val mk = {6, "log_id"}, mv = {CPX_SHA256_LEN, log_id};
+    MDB_val pk = {11, "gateway_pub"}, pv = {CPX_ED25519_PUB_LEN, raw};
     rc = mdb_put(txn, self->db.meta, &mk, &mv, 0);
+    if (!rc)
+        rc = mdb_put(txn, self->db.meta, &pk, &pv, 0);
     if (rc)
         return cpx_store_err(rc, "audit: put log id");
     if (out)

@@ -76,7 +76,7 @@ typedef struct cpx_audit_dbs {
     MDB_dbi leaves; /* BE64 seq -> AuditLeaf bytes */
     MDB_dbi nodes;  /* BE64 i -> hashes of the perfect subtrees ending at leaf i, level 0 up */
     MDB_dbi heads;  /* BE64 tree_size -> SignedTreeHead bytes */
-    MDB_dbi meta;   /* "version", "log_id" */
+    MDB_dbi meta;   /* "version", "log_id", "gateway_pub" (raw 32 bytes) */
     MDB_dbi cases;  /* case_ref -> BE64 seq (DUPSORT, DUPFIXED) */
     MDB_dbi keys;   /* BE64 seq -> u8 event, for every KEY_ENROLLED / KEY_REVOKED leaf */
 } cpx_audit_dbs_t;

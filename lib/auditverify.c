@@ -1,0 +1,895 @@
+/* auditverify.c — replay verifier for the exchange log (live store or export bundle).
+ *
+ * Leaves are taken in chunks. Per chunk: (A) on two threads, hash and decode every
+ * leaf; (B) on one thread, in log order, check position, stored nodes, time, extend
+ * the tree, check heads and track department keys, deciding which sender signature
+ * each ACCEPTED leaf needs; (C) on two threads, verify those signatures. A batch's
+ * root signature is verified once and cached: bulk senders sign batches so that
+ * checking them costs one Ed25519 verification per batch, not per message. */
+#include "cpx/auditverify.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cpx/envsign.h"
+#include "cpx/err.h"
+#include "cpx/export.h"
+#include "cpx/limits.h"
+#include "cpx/log.h"
+#include "cpx/store.h"
+
+#define CHUNK 8192
+#define LEVELS 64
+#define BATCH_CACHE 1024
+#define MAX_DEPT_KEYS 100000
+
+const char *cpx_averify_problem_name(int problem)
+{
+    static const char *names[] = {
+        "ok", "hash mismatch", "missing leaf", "misplaced leaf", "bad leaf", "time",
+        "node mismatch", "head root", "head signature", "head inconsistent",
+        "bad sender signature", "unknown sender key", "bad bundle", "no signed head",
+    };
+    if (problem < 0 || (size_t)problem >= sizeof names / sizeof names[0])
+        return "?";
+    return names[problem];
+}
+
+/* ---- sources ------------------------------------------------------------------------------- */
+
+/* Gives leaves in order: *seq is the position the source files the leaf under (the
+ * LMDB key; for a bundle, the position itself). Returns 1 at the end, <0 on errors. */
+typedef struct source {
+    int (*next)(void *ctx, uint64_t *seq, const uint8_t **data, size_t *len);
+    /* optional: the stored node record for leaf seq (live store) */
+    int (*nodes)(void *ctx, uint64_t seq, const uint8_t **data, size_t *len);
+    void *ctx;
+} source_t;
+
+typedef struct store_src {
+    MDB_cursor *leaves, *nodes;
+    int started, nodes_started;
+} store_src_t;
+
+static int store_next(void *ctx, uint64_t *seq, const uint8_t **data, size_t *len)
+{
+    store_src_t *s = ctx;
+    MDB_val k, v;
+    int rc = mdb_cursor_get(s->leaves, &k, &v, s->started ? MDB_NEXT : MDB_FIRST);
+    s->started = 1;
+    if (rc == MDB_NOTFOUND)
+        return 1;
+    if (rc)
+        return cpx_store_err(rc, "verify: leaves");
+    if (k.mv_size != 8)
+        return CPX_ERR_TAMPERED;
+    *seq = cpx_be64_get(k.mv_data);
+    *data = v.mv_data;
+    *len = v.mv_size;
+    return 0;
+}
+
+/* Node records are read in step with the leaves (sequential cursor, no seeks). */
+static int store_nodes(void *ctx, uint64_t seq, const uint8_t **data, size_t *len)
+{
+    store_src_t *s = ctx;
+    MDB_val k, v;
+    int rc;
+    uint8_t key[8];
+    cpx_be64_put(key, seq);
+    if (s->nodes_started) {
+        rc = mdb_cursor_get(s->nodes, &k, &v, MDB_NEXT);
+        if (rc == 0 && (k.mv_size != 8 || memcmp(k.mv_data, key, 8) != 0)) {
+            k = (MDB_val){8, key};
+            rc = mdb_cursor_get(s->nodes, &k, &v, MDB_SET_KEY);
+        }
+    } else {
+        k = (MDB_val){8, key};
+        rc = mdb_cursor_get(s->nodes, &k, &v, MDB_SET_KEY);
+    }
+    s->nodes_started = (rc == 0);
+    if (rc == MDB_NOTFOUND)
+        return 1;
+    if (rc)
+        return cpx_store_err(rc, "verify: nodes");
+    *data = v.mv_data;
+    *len = v.mv_size;
+    return 0;
+}
+
+typedef struct bundle_src {
+    const cpx_bundle_t *b;
+    uint64_t i;
+} bundle_src_t;
+
+static int bundle_next(void *ctx, uint64_t *seq, const uint8_t **data, size_t *len)
+{
+    bundle_src_t *s = ctx;
+    if (s->i >= s->b->end - s->b->first)
+        return 1;
+    *seq = s->b->first + s->i;
+    *data = s->b->leaf[s->i];
+    *len = s->b->leaf_len[s->i];
+    s->i++;
+    return 0;
+}
+
+/* ---- state --------------------------------------------------------------------------------- */
+
+typedef struct dkey {
+    char dept[CPX_MAX_DEPT_CODE + 1];
+    uint8_t key_id[CPX_KEY_ID_LEN];
+    cpx_key_t *key;
+    int revoked;
+} dkey_t;
+
+enum { JOB_NONE, JOB_MESSAGE, JOB_BATCH_FULL, JOB_BATCH_PATH };
+
+typedef struct slot {
+    uint64_t pos;
+    const uint8_t *data;
+    size_t len;
+    cpx_hash_t hash;
+    cpx_audit_leaf_t *leaf;
+    int job;
+    const cpx_key_t *key;
+    int cache;          /* batch cache entry, -1 none */
+    int rc;             /* signature result */
+    cpx_hash_t root;    /* batch root recomputed */
+} slot_t;
+
+typedef struct bentry {
+    int used, state;    /* state: 0 pending, 1 good, -1 unknown after a failure */
+    const cpx_key_t *key;
+    uint64_t size;
+    cpx_hash_t root;
+    uint8_t sig[CPX_ED25519_SIG_LEN];
+} bentry_t;
+
+typedef struct vstate {
+    const cpx_averify_opts_t *opts;
+    cpx_averify_report_t *rep;
+    int64_t tolerance;
+    /* tree */
+    uint64_t size;
+    cpx_hash_t edge[LEVELS];
+    int64_t max_time, last_time;
+    /* heads, sorted by size */
+    cpx_sth_t **heads;
+    size_t n_heads, next_head;
+    int64_t last_head_time;
+    /* keys */
+    dkey_t *keys;
+    size_t n_keys, cap_keys;
+    bentry_t *cache;
+    size_t cache_used;
+    int failed;         /* a structural failure was recorded */
+    slot_t *slots;
+} vstate_t;
+
+static void fail(vstate_t *s, int problem, uint64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fail(vstate_t *s, int problem, uint64_t seq, const char *fmt, ...)
+{
+    if (s->failed)
+        return;
+    s->failed = 1;
+    s->rep->problem = problem;
+    s->rep->bad_seq = seq;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = snprintf(s->rep->what, sizeof s->rep->what, "seq %llu: %s: ",
+                     (unsigned long long)seq, cpx_averify_problem_name(problem));
+    if (n > 0 && (size_t)n < sizeof s->rep->what)
+        vsnprintf(s->rep->what + n, sizeof s->rep->what - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+static void sig_fail(vstate_t *s, uint64_t seq, int problem, const char *why)
+{
+    if (s->rep->sig_failed++ == 0) {
+        s->rep->sig_first_bad_seq = seq;
+        if (!s->failed && s->rep->problem == CPX_AV_NONE) {
+            s->rep->problem = problem;
+            s->rep->bad_seq = seq;
+            snprintf(s->rep->what, sizeof s->rep->what, "seq %llu: %s: %s",
+                     (unsigned long long)seq, cpx_averify_problem_name(problem), why);
+        }
+    }
+}
+
+static void edge_root(const vstate_t *s, cpx_hash_t out)
+{
+    if (s->size == 0) {
+        cpx_sha256("", 0, out);
+        return;
+    }
+    int first = 1;
+    for (int l = 0; l < LEVELS; l++) {
+        if (!(s->size >> l & 1))
+            continue;
+        if (first) {
+            memcpy(out, s->edge[l], CPX_SHA256_LEN);
+            first = 0;
+        } else {
+            cpx_merkle_node_hash(s->edge[l], out, out);
+        }
+    }
+}
+
+/* ---- heads --------------------------------------------------------------------------------- */
+
+static int by_size(const void *a, const void *b)
+{
+    const cpx_sth_t *x = *(cpx_sth_t *const *)a, *y = *(cpx_sth_t *const *)b;
+    if (x->tree_size != y->tree_size)
+        return x->tree_size < y->tree_size ? -1 : 1;
+    return x->timestamp_ms < y->timestamp_ms ? -1 : x->timestamp_ms > y->timestamp_ms;
+}
+
+static int same_root(const cpx_sth_t *a, const cpx_sth_t *b)
+{
+    return a->root_hash.len == b->root_hash.len &&
+           memcmp(a->root_hash.data, b->root_hash.data, a->root_hash.len) == 0;
+}
+
+/* Checks every head of the current size; heads below first_seq cannot be checked. */
+static void check_heads(vstate_t *s)
+{
+    while (!s->failed && s->next_head < s->n_heads &&
+           s->heads[s->next_head]->tree_size <= s->size) {
+        size_t i = s->next_head, j = i;
+        uint64_t size = s->heads[i]->tree_size;
+        while (j < s->n_heads && s->heads[j]->tree_size == size)
+            j++;
+        s->next_head = j;
+        if (size < s->size)
+            continue; /* before the replayed range (bundle): nothing to compare with */
+        uint64_t seq = size ? size - 1 : 0;
+        cpx_hash_t root;
+        edge_root(s, root);
+        for (size_t h = i; h < j; h++) {
+            if (cpx_sth_verify(s->heads[h], s->opts->gateway_pub) != CPX_OK) {
+                fail(s, CPX_AV_HEAD_SIGNATURE, seq,
+                     "head of tree size %llu: signature or log id does not verify under the "
+                     "gateway key", (unsigned long long)size);
+                return;
+            }
+        }
+        for (size_t h = i + 1; h < j; h++) {
+            if (!same_root(s->heads[i], s->heads[h])) {
+                fail(s, CPX_AV_HEAD_INCONSISTENT, seq,
+                     "two signed heads of tree size %llu with different roots",
+                     (unsigned long long)size);
+                return;
+            }
+        }
+        for (size_t h = i; h < j; h++) {
+            const cpx_sth_t *hd = s->heads[h];
+            if (memcmp(hd->root_hash.data, root, CPX_SHA256_LEN) != 0) {
+                fail(s, CPX_AV_HEAD_ROOT, seq,
+                     "signed head of tree size %llu has a root the leaves do not produce",
+                     (unsigned long long)size);
+                return;
+            }
+            if (hd->timestamp_ms < s->last_head_time) {
+                fail(s, CPX_AV_HEAD_INCONSISTENT, seq,
+                     "head of tree size %llu is older than a smaller head",
+                     (unsigned long long)size);
+                return;
+            }
+            if (size && hd->timestamp_ms + s->tolerance < s->last_time) {
+                fail(s, CPX_AV_TIME, seq, "head of tree size %llu predates its last leaf",
+                     (unsigned long long)size);
+                return;
+            }
+            s->last_head_time = hd->timestamp_ms;
+            s->rep->heads++;
+        }
+    }
+}
+
+/* ---- department keys ------------------------------------------------------------------------ */
+
+static dkey_t *find_key(vstate_t *s, const char *dept, const uint8_t *key_id, size_t id_len)
+{
+    if (id_len != CPX_KEY_ID_LEN || !dept)
+        return NULL;
+    for (size_t i = s->n_keys; i-- > 0;)
+        if (!memcmp(s->keys[i].key_id, key_id, CPX_KEY_ID_LEN) && !strcmp(s->keys[i].dept, dept))
+            return &s->keys[i];
+    return NULL;
+}
+
+/* Applies a KEY_ENROLLED / KEY_REVOKED leaf. Returns 0 or fails the replay. */
+static void key_event(vstate_t *s, uint64_t seq, const cpx_audit_leaf_t *lf)
+{
+    if (lf->event == CPX__V1__AUDIT_EVENT__KEY_REVOKED) {
+        dkey_t *k = find_key(s, lf->sender, lf->key_id.data, lf->key_id.len);
+        if (k)
+            k->revoked = 1;
+        s->rep->keys_revoked++;
+        return;
+    }
+    if (lf->key.len != CPX_ED25519_PUB_LEN || !lf->sender || !*lf->sender ||
+        strlen(lf->sender) > CPX_MAX_DEPT_CODE) {
+        fail(s, CPX_AV_BAD_LEAF, seq, "KEY_ENROLLED leaf without a department or a 32-byte key");
+        return;
+    }
+    if (s->n_keys == MAX_DEPT_KEYS) {
+        fail(s, CPX_AV_BAD_LEAF, seq, "more than %d department keys", MAX_DEPT_KEYS);
+        return;
+    }
+    if (s->n_keys == s->cap_keys) {
+        size_t cap = s->cap_keys ? 2 * s->cap_keys : 32;
+        dkey_t *nk = realloc(s->keys, cap * sizeof *nk);
+        if (!nk) {
+            fail(s, CPX_AV_BAD_LEAF, seq, "out of memory");
+            return;
+        }
+        s->keys = nk;
+        s->cap_keys = cap;
+    }
+    dkey_t *k = &s->keys[s->n_keys];
+    memset(k, 0, sizeof *k);
+    k->key = cpx_key_from_raw_public(lf->key.data);
+    if (!k->key) {
+        fail(s, CPX_AV_BAD_LEAF, seq, "KEY_ENROLLED key is not an Ed25519 public key");
+        return;
+    }
+    /* the key id is derived, never taken on trust from the leaf */
+    cpx_key_id(k->key, k->key_id);
+    if (lf->key_id.len && (lf->key_id.len != CPX_KEY_ID_LEN ||
+                           memcmp(lf->key_id.data, k->key_id, CPX_KEY_ID_LEN))) {
+        cpx_key_destroy(&k->key);
+        fail(s, CPX_AV_BAD_LEAF, seq, "KEY_ENROLLED key_id is not the key's id");
+        return;
+    }
+    snprintf(k->dept, sizeof k->dept, "%s", lf->sender);
+    s->n_keys++;
+    s->rep->keys_enrolled++;
+}
+
+static size_t cache_slot(const cpx_hash_t root)
+{
+    size_t h;
+    memcpy(&h, root, sizeof h);
+    return h % BATCH_CACHE;
+}
+
+/* Decides what signature check an ACCEPTED leaf needs (in log order). */
+static void plan_signature(vstate_t *s, slot_t *sl)
+{
+    const cpx_audit_leaf_t *lf = sl->leaf;
+    uint64_t seq = sl->pos;
+    s->rep->sig_checked++;
+    if (lf->envelope_digest.len != CPX_SHA256_LEN) {
+        sig_fail(s, seq, CPX_AV_SENDER_SIGNATURE, "ACCEPTED leaf without a 32-byte envelope digest");
+        return;
+    }
+    dkey_t *k = find_key(s, lf->sender, lf->key_id.data, lf->key_id.len);
+    if (!k || k->revoked) {
+        sig_fail(s, seq, CPX_AV_UNKNOWN_KEY,
+                 k ? "sender key was revoked before this message"
+                   : "no key of the sender with this key id was enrolled before this message");
+        return;
+    }
+    sl->key = k->key;
+    if (lf->signature.len) {
+        sl->job = JOB_MESSAGE;
+        s->rep->sig_per_message++;
+        return;
+    }
+    s->rep->sig_batch++;
+    if (lf->batch_root.len != CPX_SHA256_LEN || lf->batch_signature.len != CPX_ED25519_SIG_LEN ||
+        lf->n_batch_path > CPX_MAX_PROOF_PATH) {
+        sig_fail(s, seq, CPX_AV_SENDER_SIGNATURE, "ACCEPTED leaf has neither a signature nor a "
+                                                  "well-formed batch proof");
+        return;
+    }
+    for (size_t i = 0; i < lf->n_batch_path; i++)
+        if (lf->batch_path[i].len != CPX_SHA256_LEN) {
+            sig_fail(s, seq, CPX_AV_SENDER_SIGNATURE, "batch path hash not 32 bytes");
+            return;
+        }
+    size_t h = cache_slot(lf->batch_root.data);
+    for (size_t probe = 0; probe < BATCH_CACHE; probe++) {
+        bentry_t *e = &s->cache[(h + probe) % BATCH_CACHE];
+        if (!e->used) {
+            if (s->cache_used >= BATCH_CACHE / 2) {
+                /* full enough: forget everything verified (only costs re-verification) */
+                memset(s->cache, 0, BATCH_CACHE * sizeof *s->cache);
+                s->cache_used = 0;
+                e = &s->cache[h];
+            }
+            e->used = 1;
+            e->state = 0;
+            e->key = k->key;
+            e->size = lf->batch_size;
+            memcpy(e->root, lf->batch_root.data, CPX_SHA256_LEN);
+            memcpy(e->sig, lf->batch_signature.data, CPX_ED25519_SIG_LEN);
+            s->cache_used++;
+            sl->job = JOB_BATCH_FULL;
+            sl->cache = (int)(e - s->cache);
+            return;
+        }
+        if (e->key == k->key && e->size == lf->batch_size &&
+            !memcmp(e->root, lf->batch_root.data, CPX_SHA256_LEN) &&
+            !memcmp(e->sig, lf->batch_signature.data, CPX_ED25519_SIG_LEN)) {
+            sl->cache = (int)(e - s->cache);
+            /* a batch whose first check failed gets the full check every time */
+            sl->job = e->state < 0 ? JOB_BATCH_FULL : JOB_BATCH_PATH;
+            if (sl->job == JOB_BATCH_PATH)
+                s->rep->sig_batch_cached++;
+            return;
+        }
+    }
+    sl->job = JOB_BATCH_FULL;
+}
+
+/* ---- parallel phases ------------------------------------------------------------------------ */
+
+typedef struct work {
+    slot_t *slots;
+    size_t lo, hi;
+    int phase; /* 0 hash + decode, 1 signatures */
+} work_t;
+
+static void run_sig(slot_t *sl)
+{
+    const cpx_audit_leaf_t *lf = sl->leaf;
+    if (sl->job == JOB_MESSAGE) {
+        sl->rc = cpx_envsign_verify_digest(sl->key, lf->envelope_digest.data, lf->signature.data,
+                                           lf->signature.len);
+        return;
+    }
+    const cpx_hash_t *path = NULL;
+    cpx_hash_t pbuf[CPX_MAX_PROOF_PATH];
+    for (size_t i = 0; i < lf->n_batch_path; i++)
+        memcpy(pbuf[i], lf->batch_path[i].data, CPX_SHA256_LEN);
+    path = (const cpx_hash_t *)pbuf;
+    if (sl->job == JOB_BATCH_FULL) {
+        sl->rc = cpx_envsign_verify_batch_digest(
+            sl->key, lf->envelope_digest.data, lf->batch_index, lf->batch_size, path,
+            lf->n_batch_path, lf->batch_signature.data, lf->batch_signature.len, sl->root);
+        if (sl->rc == CPX_OK && memcmp(sl->root, lf->batch_root.data, CPX_SHA256_LEN) != 0)
+            sl->rc = CPX_ERR_PROOF;
+        return;
+    }
+    /* the root's signature was verified already: the path alone must reach that root */
+    cpx_hash_t leaf_hash;
+    cpx_merkle_leaf_hash(lf->envelope_digest.data, CPX_SHA256_LEN, leaf_hash);
+    sl->rc = lf->batch_size > CPX_MAX_BATCH_ENVELOPES
+                 ? CPX_ERR_PROOF
+                 : cpx_merkle_verify_inclusion(leaf_hash, lf->batch_index, lf->batch_size, path,
+                                               lf->n_batch_path, lf->batch_root.data);
+}
+
+static void *work_run(void *arg)
+{
+    work_t *w = arg;
+    for (size_t i = w->lo; i < w->hi; i++) {
+        slot_t *sl = &w->slots[i];
+        if (w->phase == 0) {
+            cpx_merkle_leaf_hash(sl->data, sl->len, sl->hash);
+            if (cpx_decode_audit_leaf(sl->data, sl->len, &sl->leaf) != CPX_OK)
+                sl->leaf = NULL;
+        } else if (sl->job != JOB_NONE) {
+            run_sig(sl);
+        }
+    }
+    return NULL;
+}
+
+/* Runs phase over slots [0, n) split across the configured threads. For signatures the
+ * split balances the jobs, not the slots. */
+static void parallel(vstate_t *s, size_t n, int phase)
+{
+    int threads = s->opts->threads == 1 ? 1 : 2;
+    size_t mid = n / 2;
+    if (phase == 1) {
+        size_t jobs = 0, seen = 0;
+        for (size_t i = 0; i < n; i++)
+            jobs += s->slots[i].job != JOB_NONE;
+        if (jobs < 2)
+            threads = 1;
+        for (mid = 0; mid < n && seen < jobs / 2; mid++)
+            seen += s->slots[mid].job != JOB_NONE;
+    }
+    if (threads == 1 || n < 64) {
+        work_t w = {s->slots, 0, n, phase};
+        work_run(&w);
+        return;
+    }
+    work_t a = {s->slots, 0, mid, phase}, b = {s->slots, mid, n, phase};
+    pthread_t t;
+    if (pthread_create(&t, NULL, work_run, &b) != 0) {
+        work_t all = {s->slots, 0, n, phase};
+        work_run(&all);
+        return;
+    }
+    work_run(&a);
+    pthread_join(t, NULL);
+}
+
+/* ---- the sequential pass ---------------------------------------------------------------------- */
+
+static int is_key_event(int ev)
+{
+    return ev == CPX__V1__AUDIT_EVENT__KEY_ENROLLED || ev == CPX__V1__AUDIT_EVENT__KEY_REVOKED;
+}
+
+/* One leaf in log order; src->nodes (when set) gives the stored node record. */
+static int sequential(vstate_t *s, const source_t *src, slot_t *sl)
+{
+    uint64_t seq = sl->pos;
+    cpx_hash_t nodes[LEVELS + 1];
+    const uint8_t *stored = NULL;
+    size_t stored_len = 0;
+    int have_nodes = 0;
+    if (src->nodes) {
+        int rc = src->nodes(src->ctx, seq, &stored, &stored_len);
+        if (rc < 0)
+            return rc;
+        have_nodes = rc == 0;
+    }
+    int hash_bad = have_nodes && (stored_len < CPX_SHA256_LEN ||
+                                  memcmp(stored, sl->hash, CPX_SHA256_LEN) != 0);
+    if (!sl->leaf) {
+        if (hash_bad)
+            fail(s, CPX_AV_HASH_MISMATCH, seq, "leaf bytes do not match the stored leaf hash");
+        else
+            fail(s, CPX_AV_BAD_LEAF, seq, "leaf bytes are not an AuditLeaf");
+        return 0;
+    }
+    if (sl->leaf->seq != seq) {
+        fail(s, CPX_AV_MISPLACED_LEAF, seq, "the leaf stored here is seq %llu (swapped or copied)",
+             (unsigned long long)sl->leaf->seq);
+        return 0;
+    }
+    if (hash_bad) {
+        fail(s, CPX_AV_HASH_MISMATCH, seq, "leaf bytes do not match the stored leaf hash");
+        return 0;
+    }
+    int64_t t = sl->leaf->time_ms;
+    if (t + s->tolerance < s->max_time) {
+        fail(s, CPX_AV_TIME, seq, "leaf time %lld is %lld ms before an earlier leaf's",
+             (long long)t, (long long)(s->max_time - t));
+        return 0;
+    }
+    if (t > s->max_time)
+        s->max_time = t;
+    s->last_time = t;
+
+    /* extend the tree */
+    memcpy(nodes[0], sl->hash, CPX_SHA256_LEN);
+    unsigned l = 0;
+    while (s->size >> l & 1) {
+        cpx_merkle_node_hash(s->edge[l], nodes[l], nodes[l + 1]);
+        l++;
+    }
+    memcpy(s->edge[l], nodes[l], CPX_SHA256_LEN);
+    s->size++;
+    if (src->nodes) {
+        if (!have_nodes || stored_len != (size_t)(l + 1) * CPX_SHA256_LEN ||
+            memcmp(stored, nodes, stored_len) != 0) {
+            fail(s, CPX_AV_NODE_MISMATCH, seq,
+                 have_nodes ? "stored Merkle nodes differ from the recomputed ones"
+                            : "stored Merkle nodes missing");
+            return 0;
+        }
+        s->rep->nodes_checked++;
+    }
+    check_heads(s);
+    if (s->failed)
+        return 0;
+    if (is_key_event(sl->leaf->event))
+        key_event(s, seq, sl->leaf);
+    else if (sl->leaf->event == CPX__V1__AUDIT_EVENT__ACCEPTED && s->opts->sender_signatures)
+        plan_signature(s, sl);
+    return 0;
+}
+
+static void resolve_signatures(vstate_t *s, size_t n)
+{
+    /* first, what each batch's first full check proved about the batch signature */
+    for (size_t i = 0; i < n; i++) {
+        slot_t *sl = &s->slots[i];
+        if (sl->job == JOB_BATCH_FULL && sl->cache >= 0) {
+            bentry_t *e = &s->cache[sl->cache];
+            if (sl->rc == CPX_OK)
+                e->state = 1;
+            else if (e->state == 0)
+                e->state = -1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        slot_t *sl = &s->slots[i];
+        if (sl->job == JOB_NONE)
+            continue;
+        int rc = sl->rc;
+        if (sl->job == JOB_BATCH_PATH && rc == CPX_OK && s->cache[sl->cache].state != 1) {
+            /* planned against a batch whose first check then failed: check it fully */
+            sl->job = JOB_BATCH_FULL;
+            run_sig(sl);
+            rc = sl->rc;
+        }
+        if (rc != CPX_OK)
+            sig_fail(s, sl->pos, CPX_AV_SENDER_SIGNATURE,
+                     sl->job == JOB_MESSAGE ? "sender signature does not verify"
+                                            : "batch proof or batch signature does not verify");
+    }
+}
+
+/* ---- driver -------------------------------------------------------------------------------- */
+
+static int replay(vstate_t *s, const source_t *src, uint64_t first)
+{
+    cpx_averify_report_t *rep = s->rep;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    qsort(s->heads, s->n_heads, sizeof *s->heads, by_size);
+    rep->first_seq = first;
+    s->size = first;
+    check_heads(s);
+    uint64_t expect = first;
+    int rc = 0, end = 0, gap = 0;
+    uint64_t total = 0, gap_key = 0;
+    if (s->n_heads)
+        total = s->heads[s->n_heads - 1]->tree_size;
+    while (!end && !s->failed) {
+        size_t n = 0;
+        while (n < CHUNK) {
+            slot_t *sl = &s->slots[n];
+            uint64_t key;
+            rc = src->next(src->ctx, &key, &sl->data, &sl->len);
+            if (rc < 0)
+                goto out;
+            if (rc == 1) {
+                end = 1;
+                break;
+            }
+            if (key != expect) {
+                gap = 1;
+                gap_key = key;
+                end = 1;
+                break;
+            }
+            sl->pos = expect++;
+            sl->leaf = NULL;
+            sl->job = JOB_NONE;
+            sl->cache = -1;
+            sl->rc = 0;
+            n++;
+        }
+        parallel(s, n, 0);
+        size_t done = 0;
+        for (; done < n && !s->failed; done++) {
+            rc = sequential(s, src, &s->slots[done]);
+            if (rc < 0)
+                break;
+        }
+        if (rc >= 0 && s->opts->sender_signatures) {
+            parallel(s, done, 1);
+            resolve_signatures(s, done);
+        }
+        for (size_t i = 0; i < n; i++) {
+            cpx_msg_free(s->slots[i].leaf);
+            s->slots[i].leaf = NULL;
+        }
+        if (rc < 0)
+            goto out;
+        rep->leaves += done;
+        /* reported only after the leaves before it, which may hold an earlier failure */
+        if (gap)
+            fail(s, gap_key > expect ? CPX_AV_MISSING_LEAF : CPX_AV_MISPLACED_LEAF, expect,
+                 gap_key > expect ? "no leaf (the next stored leaf is seq %llu)"
+                                  : "leaf filed out of order (seq %llu)",
+                 (unsigned long long)gap_key);
+        if (s->opts->progress)
+            s->opts->progress(s->opts->progress_ctx, first + rep->leaves, total);
+    }
+    rc = 0;
+    if (!s->failed && s->next_head < s->n_heads) {
+        uint64_t want = s->heads[s->n_heads - 1]->tree_size;
+        fail(s, CPX_AV_MISSING_LEAF, s->size,
+             "the log ends at tree size %llu but a signed head covers %llu leaves "
+             "(truncated tail)", (unsigned long long)s->size, (unsigned long long)want);
+    }
+    if (!s->failed && rep->heads == 0 && s->size > first)
+        fail(s, CPX_AV_NO_HEAD, first, "no signed head covers the replayed leaves");
+    if (s->n_heads) {
+        uint64_t last = s->heads[s->n_heads - 1]->tree_size;
+        rep->unsigned_tail = s->size > last ? s->size - last : 0;
+    } else {
+        rep->unsigned_tail = s->size - first;
+    }
+out:
+    rep->tree_size = s->size;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    rep->secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (rc < 0)
+        return rc;
+    return (s->failed || rep->sig_failed || rep->problem) ? CPX_ERR_TAMPERED : CPX_OK;
+}
+
+static int state_init(vstate_t *s, const cpx_averify_opts_t *opts, cpx_averify_report_t *rep)
+{
+    memset(s, 0, sizeof *s);
+    memset(rep, 0, sizeof *rep);
+    s->opts = opts;
+    s->rep = rep;
+    s->tolerance = opts->time_tolerance_ms > 0 ? opts->time_tolerance_ms : 60000;
+    s->max_time = INT64_MIN / 2;
+    s->last_head_time = INT64_MIN;
+    s->slots = calloc(CHUNK, sizeof *s->slots);
+    s->cache = calloc(BATCH_CACHE, sizeof *s->cache);
+    return s->slots && s->cache ? CPX_OK : CPX_ERR_NOMEM;
+}
+
+static int add_head(vstate_t *s, size_t *cap, cpx_sth_t *h)
+{
+    if (s->n_heads == *cap) {
+        size_t nc = *cap ? 2 * *cap : 64;
+        cpx_sth_t **nh = realloc(s->heads, nc * sizeof *nh);
+        if (!nh)
+            return CPX_ERR_NOMEM;
+        s->heads = nh;
+        *cap = nc;
+    }
+    s->heads[s->n_heads++] = h;
+    return CPX_OK;
+}
+
+static void state_free(vstate_t *s, size_t owned_heads)
+{
+    for (size_t i = 0; i < s->n_keys; i++)
+        cpx_key_destroy(&s->keys[i].key);
+    free(s->keys);
+    /* the first owned_heads entries were decoded here (the rest are borrowed) */
+    (void)owned_heads;
+    free(s->heads);
+    free(s->slots);
+    free(s->cache);
+}
+
+int cpx_averify_store(cpx_audit_t *audit, MDB_txn *txn, const cpx_averify_opts_t *opts,
+                      cpx_averify_report_t *rep)
+{
+    if (!audit || !txn || !opts || !opts->gateway_pub || !rep)
+        return CPX_ERR_ARG;
+    vstate_t s;
+    int rc = state_init(&s, opts, rep);
+    cpx_audit_dbs_t db;
+    cpx_audit_dbs(audit, &db);
+    store_src_t ss = {0};
+    size_t cap = 0;
+    cpx_sth_t **owned = NULL;
+    size_t n_owned = 0;
+    MDB_cursor *hc = NULL;
+    if (!rc)
+        rc = cpx_store_err(mdb_cursor_open(txn, db.heads, &hc), "verify: heads");
+    /* heads as stored; each must sit under the key its own size names */
+    MDB_val k, v;
+    int mrc;
+    for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(hc, &k, &v, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(hc, &k, &v, MDB_NEXT)) {
+        cpx_sth_t *h = NULL;
+        uint64_t key = k.mv_size == 8 ? cpx_be64_get(k.mv_data) : UINT64_MAX;
+        if (cpx_decode_sth(v.mv_data, v.mv_size, &h) != CPX_OK || h->tree_size != key) {
+            cpx_msg_free(h);
+            fail(&s, CPX_AV_HEAD_INCONSISTENT, key ? key - 1 : 0,
+                 "head stored under tree size %llu is malformed or names another size",
+                 (unsigned long long)key);
+            break;
+        }
+        cpx_sth_t **no = realloc(owned, (n_owned + 1) * sizeof *no);
+        if (!no) {
+            cpx_msg_free(h);
+            rc = CPX_ERR_NOMEM;
+            break;
+        }
+        owned = no;
+        owned[n_owned++] = h;
+        if ((rc = add_head(&s, &cap, h)))
+            break;
+    }
+    if (hc)
+        mdb_cursor_close(hc);
+    for (size_t i = 0; !rc && i < opts->n_extra_heads; i++)
+        rc = add_head(&s, &cap, opts->extra_heads[i]);
+    if (!rc && !s.failed) {
+        rc = cpx_store_err(mdb_cursor_open(txn, db.leaves, &ss.leaves), "verify: cursor");
+        if (!rc)
+            rc = cpx_store_err(mdb_cursor_open(txn, db.nodes, &ss.nodes), "verify: cursor");
+        if (!rc) {
+            source_t src = {store_next, store_nodes, &ss};
+            rc = replay(&s, &src, 0);
+        }
+    } else if (!rc && s.failed) {
+        rc = CPX_ERR_TAMPERED;
+    }
+    if (ss.leaves)
+        mdb_cursor_close(ss.leaves);
+    if (ss.nodes)
+        mdb_cursor_close(ss.nodes);
+    for (size_t i = 0; i < n_owned; i++)
+        cpx_msg_free(owned[i]);
+    free(owned);
+    state_free(&s, 0);
+    return rc;
+}
+
+int cpx_averify_bundle(const uint8_t *bundle, size_t len, const cpx_averify_opts_t *opts,
+                       cpx_averify_report_t *rep)
+{
+    if (!bundle || !opts || !opts->gateway_pub || !rep)
+        return CPX_ERR_ARG;
+    vstate_t s;
+    int rc = state_init(&s, opts, rep);
+    cpx_bundle_t *b = NULL;
+    char why[200];
+    size_t cap = 0;
+    if (!rc && cpx_bundle_parse(bundle, len, &b, why, sizeof why) != CPX_OK) {
+        fail(&s, CPX_AV_BAD_BUNDLE, 0, "%s", why);
+        rc = CPX_ERR_TAMPERED;
+    }
+    if (!rc) {
+        uint8_t raw[CPX_ED25519_PUB_LEN];
+        cpx_key_public_raw(opts->gateway_pub, raw);
+        if (memcmp(raw, b->gateway_pub, sizeof raw) != 0) {
+            fail(&s, CPX_AV_HEAD_SIGNATURE, b->first,
+                 "the bundle names a different gateway key than the one given");
+            rc = CPX_ERR_TAMPERED;
+        }
+    }
+    /* the tree before the range, from its perfect subtrees */
+    if (!rc) {
+        s.size = b->first;
+        for (int l = 0; l < LEVELS; l++)
+            if (b->first >> l & 1)
+                memcpy(s.edge[l], b->prefix[l], CPX_SHA256_LEN);
+        /* key leaves before the range must be in the tree of size first (whose root the
+         * first head then vouches for through the replay) */
+        cpx_hash_t root_first;
+        edge_root(&s, root_first);
+        for (size_t i = 0; i < b->n_key_leaves && !s.failed; i++) {
+            const cpx_bundle_key_leaf_t *kl = &b->key_leaves[i];
+            cpx_hash_t lh;
+            cpx_audit_leaf_t *lf = NULL;
+            cpx_merkle_leaf_hash(kl->leaf, kl->len, lh);
+            if (cpx_merkle_verify_inclusion(lh, kl->seq, b->first,
+                                            (const cpx_hash_t *)kl->path, kl->path_len,
+                                            root_first) != CPX_OK) {
+                fail(&s, CPX_AV_HASH_MISMATCH, kl->seq,
+                     "key leaf is not in the tree before the exported range");
+            } else if (cpx_decode_audit_leaf(kl->leaf, kl->len, &lf) != CPX_OK ||
+                       lf->seq != kl->seq || !is_key_event(lf->event)) {
+                fail(&s, CPX_AV_BAD_LEAF, kl->seq, "key leaf malformed");
+            } else {
+                key_event(&s, kl->seq, lf);
+            }
+            cpx_msg_free(lf);
+        }
+        for (size_t i = 0; !rc && i < b->n_heads; i++)
+            rc = add_head(&s, &cap, b->heads[i]);
+        for (size_t i = 0; !rc && i < opts->n_extra_heads; i++)
+            rc = add_head(&s, &cap, opts->extra_heads[i]);
+        if (!rc && !s.failed) {
+            bundle_src_t bs = {b, 0};
+            source_t src = {bundle_next, NULL, &bs};
+            rc = replay(&s, &src, b->first);
+        } else if (!rc) {
+            rc = CPX_ERR_TAMPERED;
+        }
+    }
+    rep->first_seq = b ? b->first : 0;
+    state_free(&s, 0);
+    cpx_bundle_destroy(&b);
+    return rc;
+}
