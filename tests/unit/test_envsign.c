@@ -725,6 +725,43 @@ static void test_batch_3(void **state) { (void)state; run_batch(3); }
 static void test_batch_7(void **state) { (void)state; run_batch(7); }
 static void test_batch_1000(void **state) { (void)state; run_batch(1000); }
 
+/* The batch signer's paths and root are exactly merkle.c's RFC 9162 ones. */
+static void test_batch_paths_match_merkle(void **state)
+{
+    (void)state;
+    cpx_envelope_t *envs[40];
+    cpx_hash_t leaves[40], root, path[CPX_MAX_BATCH_PATH];
+    for (size_t n = 1; n <= 40; n++) {
+        for (size_t i = 0; i < n; i++) {
+            envs[i] = kat_envelope(0, 0);
+            envs[i]->created_ms += (int64_t)i;
+        }
+        assert_int_equal(cpx_envsign_sign_batch(envs, n, g_key), CPX_OK);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t d[32];
+            assert_int_equal(cpx_envsign_digest(envs[i], d), CPX_OK);
+            cpx_merkle_leaf_hash(d, 32, leaves[i]);
+        }
+        cpx_merkle_root(leaves, n, root);
+        for (size_t i = 0; i < n; i++) {
+            size_t plen = 0;
+            assert_int_equal(cpx_merkle_path(leaves, n, i, path, CPX_MAX_BATCH_PATH, &plen),
+                             CPX_OK);
+            const Cpx__V1__BatchProof *p = envs[i]->signature->batch;
+            assert_int_equal(p->n_path, plen);
+            for (size_t k = 0; k < plen; k++)
+                assert_memory_equal(p->path[k].data, path[k], 32);
+            cpx_envsign_result_t res;
+            assert_int_equal(verify(envs[i], &res), CPX_OK);
+            assert_memory_equal(res.batch_root, root, 32);
+            assert_int_equal(cpx_merkle_verify_inclusion(leaves[i], i, n, path, plen, root),
+                             CPX_OK);
+        }
+        for (size_t i = 0; i < n; i++)
+            cpx_msg_free(envs[i]);
+    }
+}
+
 static void test_batch_refusals(void **state)
 {
     (void)state;
@@ -761,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_batch_3),
         cmocka_unit_test(test_batch_7),
         cmocka_unit_test(test_batch_1000),
+        cmocka_unit_test(test_batch_paths_match_merkle),
         cmocka_unit_test(test_batch_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
