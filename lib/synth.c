@@ -669,7 +669,7 @@ cpx_envelope_t *cpx_synth_discovery(cpx_synth_t *s, int64_t created_ms)
     Cpx__V1__DiscoveryReport *r = new_msg(s, &cpx__v1__discovery_report__descriptor);
     e->body_case = CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT;
     e->discovery_report = r;
-    e->body_kind = CPX__V1__BODY_KIND__DISCOVERY_REPORT;
+    e->body_kind = CPX__V1__BODY_KIND__BODY_DISCOVERY_REPORT;
     int prio = fill_discovery(s, e, r, created_ms);
     e->priority = prio;
     return e;

@@ -450,7 +450,7 @@ static void test_header_fields_are_signed(void **state)
         case 4: r->created_ms ^= 1; break;
         case 5: r->priority = CPX__V1__PRIORITY__ROUTINE; break;
         case 6: r->sensitivity = CPX__V1__SENSITIVITY__SEALED; break;
-        case 7: r->body_kind = CPX__V1__BODY_KIND__REFERRAL; break;
+        case 7: r->body_kind = CPX__V1__BODY_KIND__BODY_REFERRAL; break;
         case 8: r->in_reply_to.data[15] ^= 1; break;
         case 9: r->message_id.data[0] ^= 0x80; break;
         case 10: r->signature->key_id.data[7] ^= 1; break;

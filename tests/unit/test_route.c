@@ -90,7 +90,7 @@ static void eb_report(eb_t *b, const char *sender, const char *town)
     b->dr.circumstances = b->circ;
     b->health.illnesses = b->ill;
     b->env.body_case = CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT;
-    b->env.body_kind = CPX__V1__BODY_KIND__DISCOVERY_REPORT;
+    b->env.body_kind = CPX__V1__BODY_KIND__BODY_DISCOVERY_REPORT;
     b->env.discovery_report = &b->dr;
 }
 
@@ -139,7 +139,7 @@ static void eb_health(eb_t *b)
     do {                                                                         \
         init(&(b)->field);                                                       \
         (b)->env.body_case = CPX__V1__ENVELOPE__BODY_##KIND;                     \
-        (b)->env.body_kind = CPX__V1__BODY_KIND__##KIND;                         \
+        (b)->env.body_kind = CPX__V1__BODY_KIND__BODY_##KIND;                         \
         (b)->env.kind = &(b)->field;                                             \
     } while (0)
 
