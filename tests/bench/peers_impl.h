@@ -129,7 +129,8 @@ typedef struct {
     const peers_opts_t *o;
     peers_result_t *r;
     uint64_t *sent_ns, *confirm_ns, *recv_ns;
-    uint64_t t0, deadline, producer_done, consumer_done;
+    uint64_t t0, producer_done, consumer_done;
+    _Atomic uint64_t deadline;   /* setup bound, then t0 + timeout once measuring */
     atomic_int abort;        /* either side failed: the other stops waiting */
     pthread_mutex_t lock;    /* guards r->error/state across threads */
     pthread_mutex_t go_lock;
@@ -164,8 +165,8 @@ PEERS_FN int peers_run_init(peers_run_t *run, const peers_payloads_t *p,
     pthread_mutex_init(&run->go_lock, NULL);
     pthread_cond_init(&run->go_cond, NULL);
     atomic_init(&run->abort, 0);
-    /* fixed before any thread starts, so every thread may read it; covers setup too */
-    run->deadline = peers_now_ns() + (uint64_t)((o->timeout_s + 30.0) * 1e9);
+    /* setup (connections, handshakes, subscriptions) gets 30 s on top */
+    atomic_init(&run->deadline, peers_now_ns() + (uint64_t)((o->timeout_s + 30.0) * 1e9));
     return 0;
 }
 
@@ -218,6 +219,7 @@ PEERS_FN int peers_wait_consumer(peers_run_t *run)
     if (atomic_load(&run->abort))
         return -1;
     run->t0 = peers_now_ns();
+    atomic_store(&run->deadline, run->t0 + (uint64_t)(run->o->timeout_s * 1e9));
     return 0;
 }
 
@@ -226,7 +228,8 @@ static volatile sig_atomic_t peers_interrupted;
 
 PEERS_FN int peers_timed_out(peers_run_t *run)
 {
-    return peers_interrupted || atomic_load(&run->abort) || peers_now_ns() > run->deadline;
+    return peers_interrupted || atomic_load(&run->abort) ||
+           peers_now_ns() > atomic_load(&run->deadline);
 }
 
 /* The consumer's k-th message must be payload k: catches loss, duplication, reordering
@@ -481,6 +484,10 @@ PEERS_FN void *peers_zconsumer_main(void *arg)
             break;
         got++;
         unacked++;
+        if ((got & 1023) == 0 && peers_timed_out(run)) {
+            peers_run_fail(run, "consumer: timeout with %zu of %zu received", got, n);
+            break;
+        }
         int events = 0;
         size_t elen = sizeof events;
         zmq_getsockopt(s, ZMQ_EVENTS, &events, &elen);
@@ -584,9 +591,15 @@ PEERS_FN int peers_run_zmq(const peers_payloads_t *p, const peers_opts_t *o, int
         goto done;
     }
     run.t0 = peers_now_ns();
+    atomic_store(&run.deadline, run.t0 + (uint64_t)(o->timeout_s * 1e9));
 
     size_t n = p->count, sent = 0, acked = 0;
     while (acked < n) {
+        if ((sent & 1023) == 0 && peers_timed_out(&run)) {
+            peers_run_fail(&run, "producer: timeout with %zu sent, %zu of %zu confirmed", sent,
+                           acked, n);
+            goto done;
+        }
         while (sent < n && sent - acked < o->window) {
             run.sent_ns[sent] = peers_now_ns();
             if (zmq_send(ps, p->data[sent], p->len[sent], 0) < 0) {
@@ -841,8 +854,8 @@ PEERS_FN int peers_server_wait(peers_server_t *s, int (*ready)(peers_server_t *)
     while (peers_now_ns() < until && !peers_interrupted) {
         int st;
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-            snprintf(err, errlen, "%s exited during start (status %d); log %.150s", s->name,
-                     WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st), s->log);
+            snprintf(err, errlen, "%s exited during start (status %d); end of its log "
+                     "printed above", s->name, WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st));
             s->pid = 0;
             return -1;
         }
@@ -850,7 +863,11 @@ PEERS_FN int peers_server_wait(peers_server_t *s, int (*ready)(peers_server_t *)
             return 0;
         usleep(200000);
     }
-    snprintf(err, errlen, "%s not ready after %.0f s; log %.150s", s->name, timeout_s, s->log);
+    if (peers_interrupted)
+        snprintf(err, errlen, "%s start interrupted", s->name);
+    else
+        snprintf(err, errlen, "%s not ready after %.0f s; end of its log printed above",
+                 s->name, timeout_s);
     return -1;
 }
 
@@ -1077,6 +1094,10 @@ PEERS_FN void *peers_rmq_consumer_main(void *arg)
             break;
         got++;
         unacked++;
+        if ((got & 1023) == 0 && peers_timed_out(run)) {
+            peers_run_fail(run, "consumer: timeout with %zu of %zu received", got, n);
+            break;
+        }
         if (unacked >= ack_every || got == n ||
             (!amqp_data_in_buffer(c) && !amqp_frames_enqueued(c))) {
             /* one ack covers every delivery up to last_tag */
@@ -1176,6 +1197,11 @@ PEERS_FN int peers_run_rabbitmq(const peers_payloads_t *p, const peers_opts_t *o
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
     size_t n = p->count, sent = 0, acked = 0;
     while (acked < n) {
+        if ((sent & 1023) == 0 && peers_timed_out(&run)) {
+            peers_run_fail(&run, "producer: timeout with %zu sent, %zu of %zu confirmed", sent,
+                           acked, n);
+            goto done;
+        }
         while (sent < n && sent - acked < o->window) {
             amqp_bytes_t body = { p->len[sent], (void *)p->data[sent] };
             run.sent_ns[sent] = peers_now_ns();
@@ -1342,6 +1368,11 @@ PEERS_FN void *peers_nats_consumer_main(void *arg)
         }
         got++;
         unacked++;
+        if ((got & 1023) == 0 && peers_timed_out(run)) {
+            peers_run_fail(run, "consumer: timeout with %zu of %zu received", got, n);
+            natsMsg_Destroy(m);
+            break;
+        }
         int pending = 0;
         natsSubscription_GetPending(sub, &pending, NULL);
         if (got == n) {
@@ -1457,8 +1488,10 @@ PEERS_FN int peers_run_nats(const peers_payloads_t *p, const peers_opts_t *o,
             peers_run_fail(&run, "nats publish %zu: %s", i, natsStatus_GetText(st));
             goto done;
         }
-        if (atomic_load(&run.abort))
+        if ((i & 1023) == 0 && peers_timed_out(&run)) {
+            peers_run_fail(&run, "nats producer: timeout with %zu of %zu sent", i, n);
             goto done;
+        }
     }
     jsPubOptions po;
     jsPubOptions_Init(&po);
