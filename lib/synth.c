@@ -860,11 +860,11 @@ cpx_envelope_t *cpx_synth_disposition(cpx_synth_t *s, int64_t created_ms,
     memcpy(d->referral_id.data, referral_id, 16);
     d->referral_id.len = 16;
     d->action = action_for(s, sender);
-    static const int st[] = {CPX__V1__DISPOSITION_STATUS__ACCEPTED, CPX__V1__DISPOSITION_STATUS__IN_PROGRESS,
-                             CPX__V1__DISPOSITION_STATUS__DONE, CPX__V1__DISPOSITION_STATUS__DONE,
-                             CPX__V1__DISPOSITION_STATUS__DECLINED};
+    static const int st[] = {CPX__V1__DISPOSITION_STATUS__DISPOSITION_ACCEPTED, CPX__V1__DISPOSITION_STATUS__DISPOSITION_IN_PROGRESS,
+                             CPX__V1__DISPOSITION_STATUS__DISPOSITION_DONE, CPX__V1__DISPOSITION_STATUS__DISPOSITION_DONE,
+                             CPX__V1__DISPOSITION_STATUS__DISPOSITION_DECLINED};
     d->status = PICK(s, st);
-    if (d->status == CPX__V1__DISPOSITION_STATUS__DECLINED)
+    if (d->status == CPX__V1__DISPOSITION_STATUS__DISPOSITION_DECLINED)
         d->decline_reason = xprintf(s, "经核实，该事项不属于本部门职责范围，建议转交%s处理。",
                                     chance(s, 50) ? "民政局" : "所在镇（街道）");
     int64_t today = cpx_days_from_ms(created_ms);

@@ -1091,7 +1091,7 @@ static void check_disposition(vctx *c, const Cpx__V1__Disposition *d)
     need_id16(c, "referral_id", &d->referral_id, !withheld(c, 1));
     need_enum(c, "action", 2, d->action, "the action taken is required");
     need_enum(c, "status", 3, d->status, "the status (ACCEPTED, IN_PROGRESS, DONE, DECLINED) is required");
-    bool declined = d->status == CPX__V1__DISPOSITION_STATUS__DECLINED;
+    bool declined = d->status == CPX__V1__DISPOSITION_STATUS__DISPOSITION_DECLINED;
     if (declined && !has(d->decline_reason) && !withheld(c, 4))
         verr(c, "decline_reason", "required", "say why the referral is declined");
     if (!declined && has(d->decline_reason))

@@ -79,8 +79,8 @@ static void test_exact_form(void **state)
     const char *in =
         "{\"message_id\":\"" ID16 "\",\"sender\":\"CIVIL_AFFAIRS\",\"recipients\":[\"HEALTH\"],"
         "\"created_ms\":1780000000000,\"priority\":\"URGENT\",\"sensitivity\":\"NORMAL\","
-        "\"body_kind\":\"DISPOSITION\",\"disposition\":{\"referral_id\":\"" ID16B "\","
-        "\"action\":\"ONE_OFF_MEDICAL_AID\",\"status\":\"DONE\",\"amount_fen\":1000000,"
+        "\"body_kind\":\"BODY_DISPOSITION\",\"disposition\":{\"referral_id\":\"" ID16B "\","
+        "\"action\":\"ONE_OFF_MEDICAL_AID\",\"status\":\"DISPOSITION_DONE\",\"amount_fen\":1000000,"
         "\"illness\":\"LEUKAEMIA\",\"family_economy\":\"LOW_INCOME\",\"notes\":\"已拨付\","
         "\"effective_from\":\"2026-05-28\",\"minor\":{}}}";
     cpx_errors_t errs = {0};
@@ -138,7 +138,7 @@ static void test_roundtrip_every_body_and_frame(void **state)
     (void)state;
     static const char *envs[] = {
         "{\"message_id\":\"" ID16 "\",\"sender\":\"COURT\",\"created_ms\":1780000000000,"
-        "\"priority\":\"URGENT\",\"sensitivity\":\"SEALED\",\"body_kind\":\"SEAL_ORDER\","
+        "\"priority\":\"URGENT\",\"sensitivity\":\"SEALED\",\"body_kind\":\"BODY_SEAL_ORDER\","
         "\"commitments\":[{\"field\":1,\"digest\":\"" HASH32 "\"},{\"field\":4,\"digest\":\"" HASH32 "\"}],"
         "\"salts\":[{\"field\":1,\"salt\":\"" ID16 "\"}],"
         "\"signature\":{\"key_id\":\"0011223344556677\",\"ed25519\":\"" SIG64 "\"},"
@@ -146,11 +146,11 @@ static void test_roundtrip_every_body_and_frame(void **state)
         "\"message_ids\":[\"" ID16 "\"],\"order_number\":\"(2026)苏0281刑封1号\",\"legal_basis\":\"刑事诉讼法第二百八十六条\","
         "\"ordered_on\":\"2026-05-01\"}}",
         "{\"message_id\":\"" ID16 "\",\"sender\":\"POLICE\",\"created_ms\":1780000000000,"
-        "\"priority\":\"ROUTINE\",\"sensitivity\":\"SEALED\",\"body_kind\":\"SEALED_ACCESS_REQUEST\","
+        "\"priority\":\"ROUTINE\",\"sensitivity\":\"SEALED\",\"body_kind\":\"BODY_SEALED_ACCESS_REQUEST\","
         "\"sealed_access_request\":{\"officer_id\":\"P-0001\",\"subject_id_number\":\"320281201201010024\","
         "\"basis\":\"CASE_HANDLING\",\"requester_case_number\":\"JY-2026-000777\",\"purpose\":\"办案需要\"}}",
         "{\"message_id\":\"" ID16 "\",\"sender\":\"COURT\",\"created_ms\":1,\"priority\":\"ROUTINE\","
-        "\"sensitivity\":\"SEALED\",\"body_kind\":\"SEALED_ACCESS_DECISION\",\"sealed_access_decision\":"
+        "\"sensitivity\":\"SEALED\",\"body_kind\":\"BODY_SEALED_ACCESS_DECISION\",\"sealed_access_decision\":"
         "{\"request_id\":\"" ID16 "\",\"outcome\":\"GRANTED\",\"grant_id\":\"" ID16B "\",\"expires_ms\":1780000900000,"
         "\"reads_allowed\":2,\"records\":[\"0a10\",\"\"],\"approver\":\"审判员\"}}",
         "{\"sealed_access_read\":{\"grant_id\":\"" ID16 "\",\"officer_id\":\"P-1\",\"subject_case_id\":\"JY-2026-000123\"}}",
