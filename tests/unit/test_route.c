@@ -139,7 +139,7 @@ static void eb_health(eb_t *b)
     do {                                                                         \
         init(&(b)->field);                                                       \
         (b)->env.body_case = CPX__V1__ENVELOPE__BODY_##KIND;                     \
-        (b)->env.body_kind = CPX__V1__BODY_KIND__BODY_##KIND;                         \
+        (b)->env.body_kind = CPX__V1__BODY_KIND__BODY_##KIND;                    \
         (b)->env.kind = &(b)->field;                                             \
     } while (0)
 
@@ -160,7 +160,7 @@ static void eb_disposition(eb_t *b, const char *sender)
     b->disp.referral_id.data = b->reply_id;
     b->disp.referral_id.len = 16;
     b->disp.action = CPX__V1__ACTION__COUNSELLING;
-    b->disp.status = CPX__V1__DISPOSITION_STATUS__ACCEPTED;
+    b->disp.status = CPX__V1__DISPOSITION_STATUS__DISPOSITION_ACCEPTED;
 }
 
 static void eb_rcpt(eb_t *b, const char *dept)
