@@ -982,6 +982,36 @@ static void test_too_many_recipients(void **state)
     cpx_router_destroy(&r);
 }
 
+/* Dedupe keeps the earliest deadline (with the rule that set it) and, separately,
+ * the highest priority, whichever rule brought each; `none` loses to any deadline. */
+static void test_dedupe(void **state)
+{
+    (void)state;
+    static const char yaml[] =
+        "version: 1\n"
+        "rules:\n"
+        "  - {name: first, match: {body: referral}, to: [POLICE, HEALTH], ack_within: 1h}\n"
+        "  - {name: second, match: {body: referral}, to: [POLICE, $referral_to], ack_within: 2h,"
+        " priority: IMMEDIATE}\n"
+        "  - {name: third, match: {body: referral}, to: [HEALTH], ack_within: 10m}\n"
+        "  - {name: fourth, match: {body: referral}, to: [HEALTH, POLICE], ack_within: none}\n";
+    char err[256];
+    cpx_router_t *r = cpx_router_load_string(yaml, strlen(yaml), NULL, err, sizeof err);
+    if (!r)
+        fail_msg("%s", err);
+    eb_t b;
+    fake_store_t s = {0};
+    cpx_route_t rt;
+    eb_referral(&b, "CIVIL_AFFAIRS", "HEALTH", CPX__V1__PRIORITY__ROUTINE);
+    assert_int_equal(route(r, &b, &s, NULL, &rt), CPX_OK);
+    EXACT(&rt, "POLICE", "HEALTH");
+    expect_rcpt(&rt, "POLICE", HOUR_MS, CPX__V1__PRIORITY__IMMEDIATE, "first");
+    expect_rcpt(&rt, "HEALTH", 10 * MIN_MS, CPX__V1__PRIORITY__IMMEDIATE, "third");
+    assert_int_equal(rt.n_matched, 4);
+    assert_string_equal(rt.matched[3], "fourth");
+    cpx_router_destroy(&r);
+}
+
 static void test_age(void **state)
 {
     (void)state;
@@ -1210,6 +1240,7 @@ int main(void)
         cmocka_unit_test(test_priority_and_multi_category),
         cmocka_unit_test(test_placeholders),
         cmocka_unit_test(test_too_many_recipients),
+        cmocka_unit_test(test_dedupe),
         cmocka_unit_test(test_age),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_load_file),
