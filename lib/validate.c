@@ -23,6 +23,7 @@
 #define ONE_OFF_MEDICAL_AID_FEN 1000000u  /* CNY 10,000 (policy 三(三)3) */
 #define N_TASKS 7                          /* Task values 0..6 */
 #define RESP_MAX_DEPTS 16
+#define MAX_DEPTH 16                       /* path segments kept */
 
 /* ---- responsibility table ------------------------------------------------------ */
 
@@ -320,24 +321,33 @@ bool cpx_utf8_valid(const char *str, size_t len)
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < len) {
-        /* ASCII fast path, 8 bytes at a time */
-        while (i + 8 <= len) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (w & 0x8080808080808080ULL)
-                break;
-            /* a NUL byte inside: (w - 0x01..) & ~w & 0x80.. */
-            if ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL)
-                return false;
-            i += 8;
-        }
-        if (i >= len)
-            break;
         unsigned c = s[i];
         if (c < 0x80) {
-            if (c == 0)
+            /* ASCII: 8 bytes at a time while no high bit and no NUL */
+            while (i + 8 <= len) {
+                uint64_t w;
+                memcpy(&w, s + i, 8);
+                if ((w & 0x8080808080808080ULL) ||
+                    ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL))
+                    break;
+                i += 8;
+            }
+            if (i >= len)
+                break;
+            c = s[i];
+            if (c < 0x80) {
+                if (c == 0)
+                    return false;
+                i++;
+                continue;
+            }
+        }
+        if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) {
+            /* the common case for Chinese text and punctuation: 3 bytes whose lead
+             * rules out overlongs and surrogates (only 0xe0 and 0xed need more) */
+            if (len - i < 3 || (s[i + 1] & 0xc0) != 0x80 || (s[i + 2] & 0xc0) != 0x80)
                 return false;
-            i++;
+            i += 3;
             continue;
         }
         size_t n;
@@ -376,38 +386,46 @@ typedef struct vctx {
     int64_t today;                  /* CST day number of now */
     const cpx_envelope_t *env;      /* the envelope being checked, for cross-field rules */
     int64_t created_day;            /* CST day of env->created_ms */
-    char path[CPX_MAX_PATH_LEN];
-    size_t plen;
+    /* The path is a stack of (name, index) segments, formatted only when an error
+     * is reported: descending costs two stores, not a string copy. */
+    struct seg {
+        const char *name;
+        long idx;                   /* -1: not an array element */
+    } segs[MAX_DEPTH];
+    size_t depth;
 } vctx;
+
+static size_t push_seg(vctx *c, const char *name, long idx)
+{
+    size_t mark = c->depth;
+    if (c->depth < MAX_DEPTH)
+        c->segs[c->depth] = (struct seg){name, idx};
+    c->depth++;
+    return mark;
+}
 
 static size_t push(vctx *c, const char *name)
 {
-    size_t mark = c->plen;
-    int n = snprintf(c->path + c->plen, sizeof c->path - c->plen, "%s%s", c->plen ? "." : "",
-                     name);
-    if (n > 0)
-        c->plen += (size_t)n;
-    if (c->plen >= sizeof c->path)
-        c->plen = sizeof c->path - 1;
-    return mark;
+    return push_seg(c, name, -1);
 }
 
 static size_t push_idx(vctx *c, const char *name, size_t i)
 {
-    size_t mark = c->plen;
-    int n = snprintf(c->path + c->plen, sizeof c->path - c->plen, "%s%s[%zu]",
-                     c->plen ? "." : "", name, i);
-    if (n > 0)
-        c->plen += (size_t)n;
-    if (c->plen >= sizeof c->path)
-        c->plen = sizeof c->path - 1;
-    return mark;
+    return push_seg(c, name, (long)i);
 }
 
 static void pop(vctx *c, size_t mark)
 {
-    c->plen = mark;
-    c->path[mark] = '\0';
+    c->depth = mark;
+}
+
+static void path_add(char *path, size_t *n, const char *s)
+{
+    size_t l = strlen(s);
+    if (l > CPX_MAX_PATH_LEN - 1 - *n)
+        l = CPX_MAX_PATH_LEN - 1 - *n;
+    memcpy(path + *n, s, l);
+    *n += l;
 }
 
 /* Adds an error at the current path + "." + field (field NULL: the current path). */
@@ -416,16 +434,22 @@ static void verr(vctx *c, const char *field, const char *rule, const char *fmt, 
 static void verr(vctx *c, const char *field, const char *rule, const char *fmt, ...)
 {
     char path[CPX_MAX_PATH_LEN];
-    size_t n = c->plen < sizeof path - 1 ? c->plen : sizeof path - 1;
-    memcpy(path, c->path, n);
+    size_t n = 0;
+    size_t depth = c->depth < MAX_DEPTH ? c->depth : MAX_DEPTH;
+    for (size_t i = 0; i < depth; i++) {
+        if (n)
+            path_add(path, &n, ".");
+        path_add(path, &n, c->segs[i].name);
+        if (c->segs[i].idx >= 0) {
+            char d[24];
+            snprintf(d, sizeof d, "[%ld]", c->segs[i].idx);
+            path_add(path, &n, d);
+        }
+    }
     if (field && *field) {
-        if (n && n < sizeof path - 1)
-            path[n++] = '.';
-        size_t fl = strlen(field);
-        if (fl > sizeof path - 1 - n)
-            fl = sizeof path - 1 - n;
-        memcpy(path + n, field, fl);
-        n += fl;
+        if (n)
+            path_add(path, &n, ".");
+        path_add(path, &n, field);
     }
     path[n] = '\0';
     char msg[sizeof(((cpx_field_error_t *)0)->message)];
@@ -1446,9 +1470,8 @@ static int64_t clock_ms(void)
 static void ctx_init(vctx *c, const cpx_validate_opts_t *opts, cpx_errors_t *errs)
 {
     pthread_once(&limits_once, limits_init);
-    memset(c, 0, offsetof(vctx, path));
-    c->path[0] = '\0';
-    c->plen = 0;
+    memset(c, 0, offsetof(vctx, segs));
+    c->depth = 0;
     c->errs = errs;
     c->resp = opts && opts->resp ? opts->resp : &seed_table;
     c->flags = opts ? opts->flags : 0;
