@@ -82,6 +82,8 @@ static int send_one(cpx_gw_t *self, cpx_gw_session_t *s, cpx_outbox_entry_t *e)
         rc = cpx_outbox_update(self->ob, self->txn, e);
     if (!rc)
         self->stat_delivered++;
+    cpx_log_debug("outbox", "msg=deliver dept=%s delivery=%llu attempt=%u", e->dept,
+                  (unsigned long long)e->seq, e->attempts);
     return rc;
 }
 
@@ -166,7 +168,10 @@ static int retry_due(cpx_gw_t *self, cpx_gw_session_t *s)
 {
     for (size_t i = s->n_flight; i-- > 0;) {
         cpx_gw_flight_t *f = &s->flight[i];
-        if (f->due_ms > self->now_ms)
+        /* Only a peer heard from since the last attempt can have ignored it: attempts on
+         * a connection that has gone quiet are not counted (they wait for it to speak,
+         * or for it to be marked offline, which empties the window). */
+        if (f->due_ms > self->now_ms || s->last_seen_ms < f->sent_ms)
             continue;
         cpx_outbox_entry_t e;
         int rc = cpx_outbox_get(self->ob, self->txn, s->dept, f->cls, f->seq, &e);
@@ -265,7 +270,7 @@ int64_t cpx_gw_outbox_next_due(cpx_gw_t *self)
         if (s->scan_more && s->n_flight < s->cap_flight)
             return 0;
         for (size_t j = 0; j < s->n_flight; j++)
-            if (s->flight[j].due_ms < next)
+            if (s->flight[j].due_ms < next && s->last_seen_ms >= s->flight[j].sent_ms)
                 next = s->flight[j].due_ms;
     }
     return next;

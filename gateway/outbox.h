@@ -5,6 +5,8 @@
  * order), skipping an entry while an earlier one of the same case is unconfirmed;
  * resends unconfirmed deliveries when due with exponential backoff (retry.base_ms *
  * 2^(attempt-1), capped at retry.max_ms); dead-letters after retry.max_attempts.
+ * A resend happens only once the peer has spoken since the previous attempt, so a
+ * connection that silently died does not use up attempts before it is marked offline.
  * Every send writes a DELIVERED leaf (detail "attempt=N") and persists the attempt
  * count, so a restart resumes with the right count. */
 #ifndef CPX_GW_OUTBOX_H

@@ -184,6 +184,24 @@ static int write_status(cpx_gw_t *self)
     return cpx_outbox_status_set(self->ob, self->txn, buf);
 }
 
+static uint64_t status_signature(cpx_gw_t *self)
+{
+    uint64_t h = 1469598103934665603ull;
+#define MIX(v) (h = (h ^ (uint64_t)(v)) * 1099511628211ull)
+    MIX(self->stat_accepted);
+    MIX(self->stat_rejected);
+    MIX(self->stat_delivered);
+    MIX(self->stat_confirmed);
+    for (size_t i = 0; i < cpx_gw_sessions_count(self->sessions); i++) {
+        cpx_gw_session_t *s = cpx_gw_sessions_at(self->sessions, i);
+        MIX(s->state);
+        MIX(s->depth);
+        MIX(s->n_flight);
+    }
+#undef MIX
+    return h;
+}
+
 /* ---- the cycle ------------------------------------------------------------------- */
 
 typedef struct inbound {
@@ -210,6 +228,11 @@ static int reopen_audit(cpx_gw_t *self)
         return cpx_store_err(rc, "server: begin");
     rc = cpx_audit_size(self->audit, txn, &self->tree_size);
     mdb_txn_abort(txn);
+    /* cpxctl may also have re-queued dead letters: recount and rescan the outboxes. */
+    for (size_t i = 0; i < cpx_gw_sessions_count(self->sessions); i++)
+        cpx_gw_sessions_at(self->sessions, i)->scan_more = 1;
+    if (!rc)
+        rc = cpx_gw_outbox_load(self);
     cpx_log_info("server", "msg=\"audit log changed by another process\" tree_size=%llu",
                  (unsigned long long)self->tree_size);
     return rc;
@@ -321,7 +344,6 @@ int cpx_gw_server_run(cpx_gw_t *self)
         return CPX_ERR_NOMEM;
     }
     int rc = CPX_OK;
-    int64_t idle_since = cpx_gw_now_ms();
     while (!stop_requested) {
         self->now_ms = cpx_gw_now_ms();
         int64_t next = cpx_gw_outbox_next_due(self);
@@ -398,13 +420,16 @@ int cpx_gw_server_run(cpx_gw_t *self)
         cpx_gw_sessions_expire(self->sessions, self->now_ms, self->cfg.offline_after_ms);
 
         int active = n_in || n_ref || cpx_gw_outbox_next_due(self) <= self->now_ms;
-        if (active)
-            idle_since = self->now_ms;
+        /* The status record is rewritten when something it shows changed (at most once
+         * per interval), and otherwise only every IDLE_STATUS_FACTOR intervals, so an idle
+         * gateway does not fsync every second. */
         uint32_t si = self->cfg.status_interval_ms;
         int64_t since = self->now_ms - self->last_status_ms;
+        uint64_t sig = status_signature(self);
         int status_due = since >= (int64_t)si &&
-                         (self->now_ms - idle_since < (int64_t)si * 2 ||
-                          since >= (int64_t)si * IDLE_STATUS_FACTOR);
+                         (sig != self->status_sig || since >= (int64_t)si * IDLE_STATUS_FACTOR);
+        if (status_due)
+            self->status_sig = sig;
         if (active || status_due) {
             rc = cycle(self, in, n_in, ref, n_ref, status_due);
             if (status_due)

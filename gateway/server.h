@@ -90,6 +90,7 @@ typedef struct cpx_gw {
     uint64_t refused_suppressed;
 
     int64_t last_status_ms, last_hb_ms;
+    uint64_t status_sig;            /* what the last status record showed */
     uint64_t stat_accepted, stat_rejected, stat_delivered, stat_confirmed;
 } cpx_gw_t;
 
