@@ -252,8 +252,14 @@ static int duplicate(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t
     return rc;
 }
 
+/* A batch verified up front (one Ed25519 check per distinct root): per-envelope outcome. */
+typedef struct preverified {
+    const cpx_envsign_result_t *res;
+    int rc;
+} preverified_t;
+
 static int verify(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
-                  cpx_envsign_result_t *res, int *refused)
+                  const preverified_t *pre, cpx_envsign_result_t *res, int *refused)
 {
     *refused = 1;
     const Cpx__V1__Signature *sig = env->signature;
@@ -272,8 +278,13 @@ static int verify(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *e
     cpx_key_t *key = signing_key(self, pub);
     if (!key)
         return CPX_ERR_CRYPTO;
-    memset(res, 0, sizeof *res);
-    rc = cpx_envsign_verify(env, key, res);
+    if (pre) {
+        *res = *pre->res;
+        rc = pre->rc;
+    } else {
+        memset(res, 0, sizeof *res);
+        rc = cpx_envsign_verify(env, key, res);
+    }
     if (rc == CPX_ERR_BAD_SIGNATURE || rc == CPX_ERR_INVALID)
         return refuse1(self, in, env,
                        rc == CPX_ERR_BAD_SIGNATURE ? CPX__V1__ERROR_CODE__BAD_SIGNATURE
@@ -381,7 +392,8 @@ static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
     return CPX_OK;
 }
 
-static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env)
+static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
+                      const preverified_t *pre)
 {
     if (!env->sender || strcmp(env->sender, in->dept))
         return refuse1(self, in, env, CPX__V1__ERROR_CODE__SENDER_MISMATCH, "sender",
@@ -400,7 +412,7 @@ static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
 
     cpx_envsign_result_t res;
     int refused;
-    if ((rc = verify(self, in, env, &res, &refused)) || refused)
+    if ((rc = verify(self, in, env, pre, &res, &refused)) || refused)
         return rc;
 
     if (env->sensitivity == CPX__V1__SENSITIVITY__SEALED)
@@ -444,21 +456,72 @@ static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
     return accept_env(self, in, env, &res, case_id, &route);
 }
 
+/* When every envelope of a batch names the authenticated sender and one enrolled key,
+ * verifies them together: one Ed25519 check per distinct batch root instead of one
+ * per envelope. Otherwise leaves *res NULL and each envelope is checked on its own. */
+static int preverify(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Batch *b,
+                     cpx_envsign_result_t **res, int **rcs)
+{
+    *res = NULL;
+    *rcs = NULL;
+    const Cpx__V1__Signature *s0 = b->envelopes[0] ? b->envelopes[0]->signature : NULL;
+    if (!s0 || s0->key_id.len != CPX_KEY_ID_LEN)
+        return CPX_OK;
+    for (size_t i = 0; i < b->n_envelopes; i++) {
+        const cpx_envelope_t *e = b->envelopes[i];
+        if (!e || !e->sender || strcmp(e->sender, in->dept) || !e->signature ||
+            e->signature->key_id.len != CPX_KEY_ID_LEN ||
+            memcmp(e->signature->key_id.data, s0->key_id.data, CPX_KEY_ID_LEN))
+            return CPX_OK;
+    }
+    uint8_t pub[CPX_ED25519_PUB_LEN];
+    int rc = cpx_registry_signing_key(self->reg, self->txn, in->dept, s0->key_id.data, pub);
+    if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
+        return CPX_OK;  /* each envelope is refused with the reason */
+    if (rc)
+        return rc;
+    cpx_key_t *key = signing_key(self, pub);
+    if (!key)
+        return CPX_ERR_CRYPTO;
+    *res = calloc(b->n_envelopes, sizeof **res);
+    *rcs = calloc(b->n_envelopes, sizeof **rcs);
+    if (!*res || !*rcs) {
+        free(*res);
+        free(*rcs);
+        *res = NULL;
+        *rcs = NULL;
+        return CPX_ERR_NOMEM;
+    }
+    rc = cpx_envsign_verify_batch(b->envelopes, b->n_envelopes, key, *res, *rcs);
+    if (rc == CPX_ERR_ARG || rc == CPX_ERR_NOMEM) {
+        free(*res);
+        free(*rcs);
+        *res = NULL;
+        *rcs = NULL;
+        return rc == CPX_ERR_NOMEM ? rc : CPX_OK;
+    }
+    return CPX_OK;
+}
+
 static int submit(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Submit *sub)
 {
     if (sub->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && sub->envelope)
-        return submit_one(self, in, sub->envelope);
+        return submit_one(self, in, sub->envelope, NULL);
     if (sub->content_case == CPX__V1__SUBMIT__CONTENT_BATCH && sub->batch) {
         const Cpx__V1__Batch *b = sub->batch;
         if (b->n_envelopes == 0 || b->n_envelopes > CPX_MAX_BATCH_ENVELOPES)
             return refuse1(self, in, NULL, CPX__V1__ERROR_CODE__TOO_LARGE, "submit.batch.envelopes",
                            "count", "a batch holds 1 to 1000 envelopes");
-        for (size_t i = 0; i < b->n_envelopes; i++) {
-            int rc = submit_one(self, in, b->envelopes[i]);
-            if (rc)
-                return rc;
+        cpx_envsign_result_t *res = NULL;
+        int *rcs = NULL;
+        int rc = preverify(self, in, b, &res, &rcs);
+        for (size_t i = 0; i < b->n_envelopes && !rc; i++) {
+            preverified_t pv = {res ? &res[i] : NULL, rcs ? rcs[i] : 0};
+            rc = submit_one(self, in, b->envelopes[i], res ? &pv : NULL);
         }
-        return CPX_OK;
+        free(res);
+        free(rcs);
+        return rc;
     }
     return refuse1(self, in, NULL, CPX__V1__ERROR_CODE__DECODE_FAILED, "submit", "content",
                    "a Submit carries one envelope or one batch");
