@@ -36,6 +36,7 @@ typedef struct ctx {
     const char *file;
     char dir[CPX_GW_PATH_MAX];
     yaml_document_t *doc;
+    yaml_node_t *offline_node, *retry_max_node;  /* for cross-field errors */
     char *err;
     size_t err_size;
 } ctx_t;
@@ -145,7 +146,7 @@ static int load_retry(ctx_t *c, yaml_node_t *map, cpx_gw_config_t *cfg)
         if (!strcmp(name, "base_ms"))
             rc = get_u32(c, v, "retry.base_ms", 1, 3600000, &cfg->retry_base_ms);
         else if (!strcmp(name, "max_ms"))
-            rc = get_u32(c, v, "retry.max_ms", 1, 86400000, &cfg->retry_max_ms);
+            rc = get_u32(c, (c->retry_max_node = v), "retry.max_ms", 1, 86400000, &cfg->retry_max_ms);
         else if (!strcmp(name, "max_attempts"))
             rc = get_u32(c, v, "retry.max_attempts", 1, 1000000, &cfg->retry_max_attempts);
         else
@@ -210,7 +211,7 @@ static int load_root(ctx_t *c, yaml_node_t *root, cpx_gw_config_t *cfg)
         } else if (!strcmp(name, "heartbeat_ms")) {
             rc = get_u32(c, v, name, 50, 600000, &cfg->heartbeat_ms);
         } else if (!strcmp(name, "offline_after_ms")) {
-            rc = get_u32(c, v, name, 100, 86400000, &cfg->offline_after_ms);
+            rc = get_u32(c, (c->offline_node = v), name, 100, 86400000, &cfg->offline_after_ms);
         } else if (!strcmp(name, "retry")) {
             rc = load_retry(c, v, cfg);
         } else if (!strcmp(name, "queue_limit")) {
@@ -255,10 +256,10 @@ static int load_root(ctx_t *c, yaml_node_t *root, cpx_gw_config_t *cfg)
         if (!((const char *)cfg)[required[i].off])
             return fail(c, root, required[i].name, "required");
     if (cfg->offline_after_ms <= cfg->heartbeat_ms)
-        return fail(c, root, "offline_after_ms", "must be greater than heartbeat_ms (%u)",
+        return fail(c, c->offline_node ? c->offline_node : root, "offline_after_ms", "must be greater than heartbeat_ms (%u)",
                     cfg->heartbeat_ms);
     if (cfg->retry_max_ms < cfg->retry_base_ms)
-        return fail(c, root, "retry.max_ms", "must be at least retry.base_ms (%u)",
+        return fail(c, c->retry_max_node ? c->retry_max_node : root, "retry.max_ms", "must be at least retry.base_ms (%u)",
                     cfg->retry_base_ms);
     return CPX_OK;
 }
