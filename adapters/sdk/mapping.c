@@ -11,6 +11,12 @@
  *     - {from: 情况, to: discovery_report.circumstances, split: ";", map: {辍学: SCHOOL_DROPOUT}}
  *     - {to: discovery_report.channel, const: SCHOOL}
  *     - {from: 备注, to: discovery_report.observation.what, default: "无"}
+ *     - {from: 身份证号, to: discovery_report.minor.id_unknown_reason,
+ *        default: REPORTER_DOES_NOT_KNOW, map: {"*": ""}}
+ *
+ * A value is trimmed; an empty one takes `default` (a schema value, not mapped) or, when
+ * `required`, is an error. A non-empty one goes through `map` when given ("*" matches
+ * any other value; a target "" leaves the field unset), then `date` or the field's type.
  *
  * Target paths are field paths of the Envelope (the JSON form's paths) and are
  * checked against the schema when the mapping loads, so a typo fails at start-up,
@@ -150,7 +156,7 @@ static int load_field(cpx_mapping_t *m, const cpx_conf_t *node, char *err, size_
                          f->values[i].from);
                 return CPX_ERR_CONFIG;
             }
-            if (leaf->type == PROTOBUF_C_TYPE_ENUM &&
+            if (leaf->type == PROTOBUF_C_TYPE_ENUM && f->values[i].to[0] &&
                 !protobuf_c_enum_descriptor_get_value_by_name(leaf->descriptor, f->values[i].to)) {
                 snprintf(err, errlen, "%s: '%s' is not a value of %s", where, f->values[i].to,
                          ((const ProtobufCEnumDescriptor *)leaf->descriptor)->name);
@@ -287,14 +293,19 @@ static int set_date(ProtobufCMessage *holder, const ProtobufCFieldDescriptor *le
 
 /* One value into the field's leaf: value map, then date or text conversion. */
 static int set_one(const map_field_t *f, ProtobufCMessage *holder, const char *value,
-                   const char *label, cpx_errors_t *errs)
+                   bool is_default, const char *label, cpx_errors_t *errs)
 {
     const ProtobufCFieldDescriptor *leaf = f->path.steps[f->path.n - 1].field;
-    if (f->values) {
+    if (f->values && !is_default) {
         const char *to = NULL;
         for (size_t i = 0; i < f->n_values && !to; i++)
             if (!strcmp(f->values[i].from, value))
                 to = f->values[i].to;
+        for (size_t i = 0; i < f->n_values && !to; i++)
+            if (!strcmp(f->values[i].from, "*"))
+                to = f->values[i].to;
+        if (to && !to[0])
+            return CPX_OK; /* mapped to nothing: leave the field unset */
         if (!to) {
             /* codes, not personal data: quoting the unknown code helps the agency fix it */
             cpx_errors_add(errs, f->path.text, "value_map", "%s: '%.40s' is not in the value map",
@@ -344,8 +355,11 @@ int cpx_mapping_apply(const cpx_mapping_t *m, cpx_record_get_fn get, void *ctx,
                            CPX_MAX_LONG_TEXT);
             continue;
         }
-        if (!buf[0] && f->dflt)
+        bool is_default = false;
+        if (!buf[0] && f->dflt) {
             trim(f->dflt, buf, CPX_MAX_LONG_TEXT + 1, &too_long);
+            is_default = true;
+        }
         if (!buf[0]) {
             if (f->required)
                 cpx_errors_add(errs, f->path.text, "required", "%s: %s", label,
@@ -358,7 +372,7 @@ int cpx_mapping_apply(const cpx_mapping_t *m, cpx_record_get_fn get, void *ctx,
             break;
         }
         if (!f->split) {
-            if (set_one(f, holder, buf, label, errs) == CPX_ERR_NOMEM)
+            if (set_one(f, holder, buf, is_default, label, errs) == CPX_ERR_NOMEM)
                 rc = CPX_ERR_NOMEM;
             continue;
         }
@@ -367,7 +381,7 @@ int cpx_mapping_apply(const cpx_mapping_t *m, cpx_record_get_fn get, void *ctx,
              part = strtok_r(NULL, f->split, &save)) {
             char one[256];
             trim(part, one, sizeof one, &too_long);
-            if (one[0] && set_one(f, holder, one, label, errs) == CPX_ERR_NOMEM) {
+            if (one[0] && set_one(f, holder, one, is_default, label, errs) == CPX_ERR_NOMEM) {
                 rc = CPX_ERR_NOMEM;
                 break;
             }

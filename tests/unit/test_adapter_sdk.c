@@ -104,7 +104,7 @@ static const char *MAPPING =
     "fields:\n"
     "  - {from: 姓名, to: discovery_report.minor.name, required: true}\n"
     "  - {from: 身份证号, to: discovery_report.minor.id_number}\n"
-    "  - {to: discovery_report.minor.id_unknown_reason, const: REPORTER_DOES_NOT_KNOW}\n"
+    "  - {from: 身份证号, to: discovery_report.minor.id_unknown_reason, default: REPORTER_DOES_NOT_KNOW, map: {\"*\": \"\"}}\n"
     "  - {from: 性别, to: discovery_report.minor.sex, map: {男: MALE, 女: FEMALE}}\n"
     "  - {from: 出生日期, to: discovery_report.minor.birth_date, date: \"%Y/%m/%d\"}\n"
     "  - {from: 镇街, to: discovery_report.minor.town, map: {华士镇: TOWN_HUASHI, 周庄镇: TOWN_ZHOUZHUANG}}\n"
@@ -173,6 +173,7 @@ static void test_mapping(void **state)
     Cpx__V1__DiscoveryReport *d = env->discovery_report;
     assert_string_equal(d->minor->name, "张三");
     assert_int_equal(d->minor->sex, CPX__V1__SEX__MALE);
+    assert_int_equal(d->minor->id_unknown_reason, CPX__V1__ID_UNKNOWN_REASON__REPORTER_DOES_NOT_KNOW);
     assert_int_equal(d->minor->birth_date->year, 2012);
     assert_int_equal(d->minor->birth_date->month, 3);
     assert_int_equal(d->minor->birth_date->day, 4);
@@ -187,6 +188,13 @@ static void test_mapping(void **state)
     /* 2026-11-28 08:30 in Jiangyin is 00:30 UTC */
     assert_int_equal(d->observation->observed_ms, 1795825800000LL);
     assert_true(d->reporter->duty_to_report);
+    cpx_msg_free(env);
+    /* with an ID number: no id_unknown_reason ("*" maps to nothing) */
+    values[2] = "320281201203040017";
+    memset(&errs, 0, sizeof errs);
+    assert_int_equal(cpx_mapping_apply(m, rec_get, &r, &env, &errs), CPX_OK);
+    assert_string_equal(env->discovery_report->minor->id_number, "320281201203040017");
+    assert_int_equal(env->discovery_report->minor->id_unknown_reason, 0);
     cpx_msg_free(env);
 
     /* bad values: every problem reported, naming the schema path and the rule */
