@@ -703,12 +703,53 @@ static void test_missing_columns(void **state)
     cpx_adapter_destroy(&a);
 }
 
+/* Every mapping and config shipped for Jiangyin loads (paths checked against the schema). */
+static void test_deploy_files(void **state)
+{
+    (void)state;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/deploy/jiangyin/adapters", CPX_SOURCE_DIR);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int mappings = 0, configs = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n < 6 || strcmp(e->d_name + n - 5, ".yaml"))
+            continue;
+        char path[1024], err[512] = "";
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        cpx_conf_t *c = cpx_conf_load(path, err, sizeof err);
+        if (!c)
+            fail_msg("%s", err);
+        if (cpx_conf_get(c, "fields")) {
+            cpx_mapping_t *m = cpx_mapping_load(path, err, sizeof err);
+            if (!m)
+                fail_msg("%s", err);
+            cpx_mapping_destroy(&m);
+            mappings++;
+        } else {
+            const char *conn = cpx_conf_str(c, "connector", "");
+            assert_non_null(cpx_conf_str(c, "department", NULL));
+            assert_non_null(cpx_conf_get(c, conn));
+            char mp[1024];
+            if (cpx_conf_path(cpx_conf_get(c, conn), "mapping", mp, sizeof mp) == CPX_OK)
+                assert_int_equal(access(mp, R_OK), 0);
+            configs++;
+        }
+        cpx_conf_destroy(&c);
+    }
+    closedir(d);
+    assert_true(mappings >= 5);
+    assert_true(configs >= 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transcode),
         cmocka_unit_test_setup_teardown(test_mapping, make_tmp, drop_tmp),
         cmocka_unit_test(test_json_envelope),
+        cmocka_unit_test(test_deploy_files),
         cmocka_unit_test_setup_teardown(test_file_roundtrip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_restart_and_outage, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delivery, fx_setup, fx_teardown),
