@@ -248,7 +248,8 @@ static void add_recipient(cpx_synth_t *s, cpx_envelope_t *e, const char *r)
     if (!strcmp(e->sender, r))
         return;
     char **arr = xalloc(s, sizeof(char *) * (e->n_recipients + 1));
-    memcpy(arr, e->recipients, sizeof(char *) * e->n_recipients);
+    if (e->n_recipients)
+        memcpy(arr, e->recipients, sizeof(char *) * e->n_recipients);
     arr[e->n_recipients] = NULL;
     char **old = e->recipients;
     e->recipients = arr;
@@ -433,7 +434,8 @@ static Cpx__V1__CategoryDetail *add_category(cpx_synth_t *s, Cpx__V1__DiscoveryR
         if (r->categories[i]->category == (Cpx__V1__Category)cat)
             return NULL;
     Cpx__V1__CategoryDetail **arr = xalloc(s, sizeof *arr * (r->n_categories + 1));
-    memcpy(arr, r->categories, sizeof *arr * r->n_categories);
+    if (r->n_categories)
+        memcpy(arr, r->categories, sizeof *arr * r->n_categories);
     free(r->categories);
     r->categories = arr;
     Cpx__V1__CategoryDetail *cd = new_msg(s, &cpx__v1__category_detail__descriptor);
