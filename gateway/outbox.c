@@ -102,13 +102,13 @@ static int dead_letter(cpx_gw_t *self, cpx_gw_session_t *s, const cpx_outbox_ent
 
 static int add_flight(cpx_gw_t *self, cpx_gw_session_t *s, const cpx_outbox_entry_t *e)
 {
-    cpx_gw_flight_t *f = &s->flight[s->n_flight++];
-    f->seq = e->seq;
+    cpx_gw_flight_t *f = cpx_gw_flight_add(s, e->seq, e->case_id);
+    if (!f)
+        return CPX_ERR_FULL;
     f->cls = e->cls;
     f->attempt = e->attempts;
     f->sent_ms = self->now_ms;
     f->due_ms = self->now_ms + backoff(self, e->attempts);
-    snprintf(f->case_id, sizeof f->case_id, "%s", e->case_id);
     return CPX_OK;
 }
 

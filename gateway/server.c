@@ -146,7 +146,7 @@ static void out_fail(cpx_gw_t *self, int err)
     }
     for (size_t i = 0; i < cpx_gw_sessions_count(self->sessions); i++) {
         cpx_gw_session_t *s = cpx_gw_sessions_at(self->sessions, i);
-        s->n_flight = 0;
+        cpx_gw_flight_clear(s);
         s->scan_more = 1;
     }
     cpx_gw_outbox_load(self);

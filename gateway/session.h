@@ -48,6 +48,10 @@ typedef struct cpx_gw_session {
     size_t n_flight;
     size_t cap_flight;
     cpx_gw_flight_t *flight;        /* cap_flight entries */
+    /* chained hash indexes over the window: by delivery id and by case */
+    int32_t *by_seq, *by_case;      /* n_buckets heads, -1 = empty */
+    int32_t *next_seq, *next_case;  /* cap_flight links */
+    size_t n_buckets;
     int scan_more;                  /* outbox may hold sendable entries */
 } cpx_gw_session_t;
 
@@ -74,9 +78,13 @@ void cpx_gw_sessions_expire(cpx_gw_sessions_t *self, int64_t now_ms, uint32_t of
 size_t cpx_gw_sessions_count(const cpx_gw_sessions_t *self);
 cpx_gw_session_t *cpx_gw_sessions_at(cpx_gw_sessions_t *self, size_t i);
 
-/* Window helpers: find by delivery id (index or -1), remove index i, is case busy. */
+/* Window helpers (O(1) expected): add an entry (the caller checked there is room;
+ * returns it to be filled — set seq and case_id only through this call), find by
+ * delivery id (index or -1), remove index i, is a case in flight, empty the window. */
+cpx_gw_flight_t *cpx_gw_flight_add(cpx_gw_session_t *s, uint64_t seq, const char *case_id);
 long cpx_gw_flight_find(const cpx_gw_session_t *s, uint64_t seq);
 void cpx_gw_flight_remove(cpx_gw_session_t *s, size_t i);
+void cpx_gw_flight_clear(cpx_gw_session_t *s);
 int cpx_gw_flight_case_busy(const cpx_gw_session_t *s, const char *case_id);
 
 #endif

@@ -1,0 +1,541 @@
+/* bench_gateway — durable, audited throughput of a real cpx-gateway process.
+ *
+ * Generator-made discovery reports (~1 KiB), signed by the sender (batches of 100 with
+ * one root signature, or one signature each), fsync on, acknowledged to the sender and
+ * confirmed by the recipient (DeliveryAck TAKEN). Reported next to bare CURVE
+ * DEALER->ROUTER->DEALER forwarding of the same frames in the same run (peers_impl.h).
+ * Also: ack latency at a steady offered rate, and the gateway's resident memory with N
+ * messages waiting for an offline department.
+ *
+ *   bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "peers_impl.h"
+#include "cpx/audit.h"
+#include "cpx/client.h"
+#include "cpx/crypto.h"
+#include "cpx/envsign.h"
+#include "cpx/registry.h"
+#include "cpx/store.h"
+#include "cpx/synth.h"
+
+static char g_dir[512], g_gw_bin[1100];
+
+static const char *dirname_of(const char *p)
+{
+    static char d[1024];
+    snprintf(d, sizeof d, "%s", p);
+    char *slash = strrchr(d, '/');
+    if (!slash)
+        return ".";
+    *slash = '\0';
+    return d;
+}
+static pid_t g_gw_pid;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_gateway: %s\n", what);
+    if (g_gw_pid > 0)
+        kill(g_gw_pid, SIGKILL);
+    exit(1);
+}
+
+static void write_file(const char *name, const char *text, mode_t mode)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+        die("write key file");
+    close(fd);
+}
+
+/* DEPT.curve.key/.pub and DEPT.sign.key; returns the signing key. */
+static cpx_key_t *make_keys(const char *dept, uint8_t curve_raw[32])
+{
+    char pub[41], sec[41], line[64], name[128], p[1024];
+    zmq_curve_keypair(pub, sec);
+    snprintf(line, sizeof line, "%s\n", sec);
+    snprintf(name, sizeof name, "%s.curve.key", dept);
+    write_file(name, line, 0600);
+    snprintf(line, sizeof line, "%s\n", pub);
+    snprintf(name, sizeof name, "%s.curve.pub", dept);
+    write_file(name, line, 0644);
+    if (curve_raw)
+        zmq_z85_decode(curve_raw, pub);
+    cpx_key_t *k = cpx_key_generate();
+    snprintf(p, sizeof p, "%s/%s.sign.key", g_dir, dept);
+    if (!k || cpx_key_save_private(k, p))
+        die("signing key");
+    return k;
+}
+
+static void enroll(const char *data, cpx_key_t *gw_key, const char *dept, const uint8_t curve[32],
+                   const cpx_key_t *sign)
+{
+    MDB_env *env;
+    if (cpx_store_open(data, (size_t)16 << 30, 0, &env))
+        die("store");
+    cpx_registry_t *reg = cpx_registry_open(env);
+    cpx_audit_t *audit = cpx_audit_open(env);
+    MDB_txn *txn;
+    uint8_t raw[32];
+    cpx_key_public_raw(sign, raw);
+    if (!reg || !audit || mdb_txn_begin(env, NULL, 0, &txn) ||
+        cpx_registry_enroll(reg, txn, audit, dept, curve, raw, NULL, wall_ms()) ||
+        cpx_audit_sign_head(audit, txn, gw_key, wall_ms(), NULL) || mdb_txn_commit(txn))
+        die("enroll");
+    cpx_audit_committed(audit);
+    cpx_audit_destroy(&audit);
+    cpx_registry_destroy(&reg);
+    mdb_env_close(env);
+}
+
+static char g_endpoint[256];
+
+static void start_gateway(void)
+{
+    char cfg[1024], ep[1024];
+    snprintf(cfg, sizeof cfg, "%s/gateway.yaml", g_dir);
+    snprintf(ep, sizeof ep, "%s/data/gateway.endpoint", g_dir);
+    unlink(ep);
+    g_gw_pid = fork();
+    if (g_gw_pid == 0) {
+        char logp[1024];
+        snprintf(logp, sizeof logp, "%s/gateway.log", g_dir);
+        int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        execl(g_gw_bin, g_gw_bin, "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 400; i++) {
+        FILE *f = fopen(ep, "r");
+        if (f) {
+            int ok = fgets(g_endpoint, sizeof g_endpoint, f) != NULL;
+            fclose(f);
+            if (ok) {
+                g_endpoint[strcspn(g_endpoint, "\n")] = '\0';
+                return;
+            }
+        }
+        usleep(25000);
+    }
+    die("gateway did not start (see its log)");
+}
+
+static void stop_gateway(void)
+{
+    if (g_gw_pid <= 0)
+        return;
+    kill(g_gw_pid, SIGTERM);
+    waitpid(g_gw_pid, NULL, 0);
+    g_gw_pid = 0;
+}
+
+static long gateway_rss_kib(void)
+{
+    char p[64], line[256];
+    snprintf(p, sizeof p, "/proc/%d/status", (int)g_gw_pid);
+    FILE *f = fopen(p, "r");
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kib = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* ---- workload ---------------------------------------------------------------------- */
+
+typedef struct frames {
+    size_t n_frames, n_env;
+    uint8_t **data;
+    size_t *len;
+    size_t *env_in_frame;
+    uint8_t (*ids)[16];
+} frames_t;
+
+static void set_str(char **field, const char *v)
+{
+    free(*field);
+    *field = strdup(v);
+}
+
+/* n reports from POLICE (recipients: to, or none), signed per batch of `batch` (1 = per message). */
+static frames_t make_frames(size_t n, size_t batch, const cpx_key_t *key, const char *to, uint64_t seed)
+{
+    frames_t f = {0};
+    f.n_env = n;
+    f.n_frames = (n + batch - 1) / batch;
+    f.data = calloc(f.n_frames, sizeof *f.data);
+    f.len = calloc(f.n_frames, sizeof *f.len);
+    f.env_in_frame = calloc(f.n_frames, sizeof *f.env_in_frame);
+    f.ids = calloc(n, sizeof *f.ids);
+    cpx_synth_t *syn = cpx_synth_new(seed);
+    cpx_envelope_t **envs = calloc(batch, sizeof *envs);
+    if (!f.data || !f.len || !f.ids || !syn || !envs)
+        die("memory");
+    size_t done = 0;
+    for (size_t fi = 0; fi < f.n_frames; fi++) {
+        size_t k = n - done < batch ? n - done : batch;
+        for (size_t i = 0; i < k; i++) {
+            cpx_envelope_t *e = cpx_synth_discovery(syn, wall_ms() - 1000);
+            if (!e)
+                die("synth");
+            set_str(&e->sender, "POLICE");
+            for (size_t r = 0; r < e->n_recipients; r++)
+                free(e->recipients[r]);
+            free(e->recipients);
+            e->recipients = NULL;
+            e->n_recipients = 0;
+            if (to) {
+                e->recipients = calloc(1, sizeof *e->recipients);
+                e->recipients[0] = strdup(to);
+                e->n_recipients = 1;
+            }
+            e->sensitivity = CPX__V1__SENSITIVITY__NORMAL;
+            memcpy(f.ids[done + i], e->message_id.data, 16);
+            envs[i] = e;
+        }
+        if (batch == 1 ? cpx_envsign_sign(envs[0], key) : cpx_envsign_sign_batch(envs, k, key))
+            die("sign");
+        cpx_client_frame_t cf = CPX__V1__CLIENT_FRAME__INIT;
+        Cpx__V1__Submit sub = CPX__V1__SUBMIT__INIT;
+        Cpx__V1__Batch b = CPX__V1__BATCH__INIT;
+        cf.frame_case = CPX__V1__CLIENT_FRAME__FRAME_SUBMIT;
+        cf.submit = &sub;
+        if (batch == 1) {
+            sub.content_case = CPX__V1__SUBMIT__CONTENT_ENVELOPE;
+            sub.envelope = envs[0];
+        } else {
+            sub.content_case = CPX__V1__SUBMIT__CONTENT_BATCH;
+            sub.batch = &b;
+            b.n_envelopes = k;
+            b.envelopes = envs;
+        }
+        if (cpx_encode(&cf, &f.data[fi], &f.len[fi]))
+            die("encode");
+        f.env_in_frame[fi] = k;
+        for (size_t i = 0; i < k; i++)
+            cpx_msg_free(envs[i]);
+        done += k;
+    }
+    free(envs);
+    cpx_synth_destroy(&syn);
+    return f;
+}
+
+static void *open_sock(const char *dept)
+{
+    static void *ctx;
+    if (!ctx)
+        ctx = zmq_ctx_new();
+    char p[1024], pub[41], sec[41], spub[41];
+    snprintf(p, sizeof p, "%s/%s.curve.pub", g_dir, dept);
+    cpx_client_read_z85(p, pub);
+    snprintf(p, sizeof p, "%s/%s.curve.key", g_dir, dept);
+    cpx_client_read_z85(p, sec);
+    snprintf(p, sizeof p, "%s/GATEWAY.curve.pub", g_dir);
+    cpx_client_read_z85(p, spub);
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int hwm = 0, linger = 0;
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, spub, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
+    if (zmq_connect(s, g_endpoint))
+        die("connect");
+    return s;
+}
+
+typedef struct recv_ctx {
+    size_t want;
+    size_t confirmed;
+    double done_at;
+    volatile int stop;
+} recv_ctx_t;
+
+/* The recipient: confirms every delivery (TAKEN) until `want` distinct ones. */
+static void *receiver(void *arg)
+{
+    recv_ctx_t *rc = arg;
+    void *s = open_sock("CIVIL_AFFAIRS");
+    uint8_t *seen = calloc(rc->want * 4 + 1024, 1);  /* delivery ids are small integers */
+    size_t seen_cap = rc->want * 4 + 1024;
+    double last_hb = 0;
+    while (!rc->stop && rc->confirmed < rc->want) {
+        double t = now_s();
+        if (t - last_hb > 0.2) {
+            uint8_t hb[16];
+            cpx_client_frame_t cf = CPX__V1__CLIENT_FRAME__INIT;
+            Cpx__V1__Heartbeat h = CPX__V1__HEARTBEAT__INIT;
+            cf.frame_case = CPX__V1__CLIENT_FRAME__FRAME_HEARTBEAT;
+            cf.heartbeat = &h;
+            size_t len;
+            cpx_encode_into(&cf, hb, sizeof hb, &len);
+            zmq_send(s, hb, len, 0);
+            last_hb = t;
+        }
+        zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 100) <= 0)
+            continue;
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        while (zmq_msg_recv(&m, s, ZMQ_DONTWAIT) >= 0) {
+            cpx_server_frame_t *f = NULL;
+            if (!cpx_decode_server_frame(zmq_msg_data(&m), zmq_msg_size(&m), &f) &&
+                f->frame_case == CPX__V1__SERVER_FRAME__FRAME_DELIVER) {
+                Cpx__V1__DeliveryAck da = CPX__V1__DELIVERY_ACK__INIT;
+                da.delivery_id = f->deliver->delivery_id;
+                da.message_id = f->deliver->envelope->message_id;
+                da.status = CPX__V1__DELIVERY_STATUS__TAKEN;
+                cpx_client_frame_t cf = CPX__V1__CLIENT_FRAME__INIT;
+                cf.frame_case = CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACK;
+                cf.delivery_ack = &da;
+                uint8_t buf[128];
+                size_t len;
+                cpx_encode_into(&cf, buf, sizeof buf, &len);
+                zmq_send(s, buf, len, 0);
+                uint64_t id = da.delivery_id;
+                if (id < seen_cap && !seen[id]) {
+                    seen[id] = 1;
+                    rc->confirmed++;
+                }
+            }
+            cpx_msg_free(f);
+        }
+        zmq_msg_close(&m);
+    }
+    rc->done_at = now_s();
+    free(seen);
+    zmq_close(s);
+    return NULL;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Sends all frames (at most `window` unacknowledged envelopes), waits for every Ack. */
+static double send_all(void *s, const frames_t *f, size_t window, double *lat_p50, double *lat_p99,
+                       double rate)
+{
+    size_t acked = 0, sent_env = 0, fi = 0, nacks = 0;
+    double *sent_at = rate > 0 ? calloc(f->n_env, sizeof *sent_at) : NULL;
+    double *lat = rate > 0 ? calloc(f->n_env, sizeof *lat) : NULL;
+    size_t n_lat = 0;
+    double t0 = now_s();
+    while (acked + nacks < f->n_env) {
+        while (fi < f->n_frames && sent_env - acked - nacks < window) {
+            if (rate > 0 && now_s() < t0 + (double)fi / rate)
+                break;
+            if (sent_at)
+                sent_at[fi] = now_s();
+            zmq_send(s, f->data[fi], f->len[fi], 0);
+            sent_env += f->env_in_frame[fi++];
+        }
+        zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&it, 1, rate > 0 ? 0 : 100);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        while (zmq_msg_recv(&m, s, ZMQ_DONTWAIT) >= 0) {
+            cpx_server_frame_t *sf = NULL;
+            if (!cpx_decode_server_frame(zmq_msg_data(&m), zmq_msg_size(&m), &sf)) {
+                if (sf->frame_case == CPX__V1__SERVER_FRAME__FRAME_ACK) {
+                    acked++;
+                    if (lat) {  /* per-message frames: find the frame by id (sequential scan window) */
+                        for (size_t j = n_lat; j < fi; j++)
+                            if (!memcmp(f->ids[j], sf->ack->message_id.data, 16)) {
+                                lat[n_lat++] = now_s() - sent_at[j];
+                                break;
+                            }
+                    }
+                } else if (sf->frame_case == CPX__V1__SERVER_FRAME__FRAME_NACK) {
+                    nacks++;
+                    if (nacks < 5)
+                        fprintf(stderr, "nack code=%d %s\n", sf->nack->code,
+                                sf->nack->n_errors ? sf->nack->errors[0]->message : "");
+                }
+            }
+            cpx_msg_free(sf);
+        }
+        zmq_msg_close(&m);
+    }
+    double el = now_s() - t0;
+    if (lat && n_lat) {
+        qsort(lat, n_lat, sizeof *lat, cmp);
+        *lat_p50 = lat[n_lat / 2] * 1000;
+        *lat_p99 = lat[(size_t)(n_lat * 0.99)] * 1000;
+    }
+    free(sent_at);
+    free(lat);
+    if (nacks)
+        fprintf(stderr, "bench_gateway: %zu nacks\n", nacks);
+    return el;
+}
+
+static void free_frames(frames_t *f)
+{
+    for (size_t i = 0; i < f->n_frames; i++)
+        free(f->data[i]);
+    free(f->data);
+    free(f->len);
+    free(f->env_in_frame);
+    free(f->ids);
+}
+
+static double run_flow(const frames_t *f, const char *label, double rate, double *rate_out)
+{
+    recv_ctx_t rc = {.want = f->n_env};
+    pthread_t th;
+    pthread_create(&th, NULL, receiver, &rc);
+    usleep(300000);  /* the recipient is connected and online */
+    void *s = open_sock("POLICE");
+    double t0 = now_s(), p50 = 0, p99 = 0;
+    double ack_el = send_all(s, f, 20000, &p50, &p99, rate);
+    double deadline = now_s() + 120;
+    while (rc.confirmed < rc.want && now_s() < deadline)
+        usleep(2000);
+    rc.stop = 1;
+    pthread_join(th, NULL);
+    double el = (rc.done_at > t0 ? rc.done_at : now_s()) - t0;
+    if (rate > 0)
+        printf("%-34s offered %.0f msg/s: ack latency p50 %.2f ms, p99 %.2f ms (%zu msgs)\n", label,
+               rate, p50, p99, f->n_env);
+    else
+        printf("%-34s %8.0f msg/s acknowledged+confirmed (%zu msgs, acks %.2f s, all confirmed %.2f s, %zu/%zu confirmed)\n",
+               label, f->n_env / el, f->n_env, ack_el, el, rc.confirmed, f->n_env);
+    zmq_close(s);
+    if (rate_out)
+        *rate_out = f->n_env / el;
+    return el;
+}
+
+int main(int argc, char **argv)
+{
+    size_t count = 50000, rss_n = 0;
+    double lat_rate = 5000, lat_s = 3;
+    int skip_peers = 0;
+    snprintf(g_gw_bin, sizeof g_gw_bin, "%.1024s/../gateway/cpx-gateway", dirname_of(argv[0]));
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--gateway") && i + 1 < argc) snprintf(g_gw_bin, sizeof g_gw_bin, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--count") && i + 1 < argc) count = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--rss") && i + 1 < argc) rss_n = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--rate") && i + 1 < argc) lat_rate = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) lat_s = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--skip-peers")) skip_peers = 1;
+        else {
+            fprintf(stderr, "usage: bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers]\n");
+            return 2;
+        }
+    }
+    snprintf(g_dir, sizeof g_dir, "/tmp/cpx-bench-gw.XXXXXX");
+    if (!mkdtemp(g_dir))
+        die("mkdtemp");
+    atexit(peers_cleanup_all);
+    uint8_t cp[32], cc[32];
+    cpx_key_t *gk = make_keys("GATEWAY", NULL);
+    cpx_key_t *pk = make_keys("POLICE", cp);
+    cpx_key_t *ck = make_keys("CIVIL_AFFAIRS", cc);
+    char data[600], cfg[2048];
+    snprintf(data, sizeof data, "%s/data", g_dir);
+    enroll(data, gk, "POLICE", cp, pk);
+    enroll(data, gk, "CIVIL_AFFAIRS", cc, ck);
+    snprintf(cfg, sizeof cfg,
+             "endpoint: tcp://127.0.0.1:0\ndata_dir: data\nmap_size: 16GiB\n"
+             "keys:\n  curve_secret: GATEWAY.curve.key\n  signing_key: GATEWAY.sign.key\n"
+             "heartbeat_ms: 1000\noffline_after_ms: 10000\nin_flight: 4096\nqueue_limit: 3000000\n");
+    write_file("gateway.yaml", cfg, 0644);
+    start_gateway();
+    printf("# bench_gateway: gateway %s, store %s (fsync per commit), CURVE on every link\n", g_gw_bin, g_dir);
+
+    frames_t fb = make_frames(count, 100, pk, NULL, 1);
+    double gw_batch = 0, gw_single = 0;
+    run_flow(&fb, "gateway, batch-signed (100/batch)", 0, &gw_batch);
+    size_t n_single = count / 2;
+    frames_t fs = make_frames(n_single, 1, pk, NULL, 2);
+    run_flow(&fs, "gateway, per-message signed", 0, &gw_single);
+    frames_t fl = make_frames((size_t)(lat_rate * lat_s), 1, pk, NULL, 3);
+    run_flow(&fl, "gateway, per-message signed", lat_rate, NULL);
+
+    if (!skip_peers) {
+        /* the same single-envelope frames, bare CURVE forwarding, no storage */
+        peers_payloads_t p = {.count = fs.n_frames, .data = (const uint8_t *const *)fs.data, .len = fs.len};
+        peers_opts_t o = peers_opts_default();
+        peers_result_t zc;
+        memset(&zc, 0, sizeof zc);
+        peers_run_zmq(&p, &o, 1, &zc);
+        peers_print_header(stdout);
+        peers_print_row(stdout, &zc);
+        if (zc.rate > 0)
+            printf("ratio to bare CURVE forwarding: batch-signed %.2f, per-message signed %.2f\n",
+                   gw_batch / zc.rate, gw_single / zc.rate);
+    }
+    free_frames(&fb);
+    free_frames(&fs);
+    free_frames(&fl);
+
+    if (rss_n) {
+        /* rss_n messages for TOWN_HUASHI (never connects; CIVIL_AFFAIRS also gets a copy,
+         * and is disconnected now): measure the gateway's resident memory */
+        void *s = open_sock("POLICE");
+        size_t chunk = 100000, done = 0;
+        long rss0 = gateway_rss_kib();
+        double t0 = now_s();
+        while (done < rss_n) {
+            size_t k = rss_n - done < chunk ? rss_n - done : chunk;
+            frames_t fr = make_frames(k, 100, pk, "TOWN_HUASHI", 100 + done);
+            double p50, p99;
+            send_all(s, &fr, 20000, &p50, &p99, 0);
+            free_frames(&fr);
+            done += k;
+        }
+        printf("waiting messages: %zu for TOWN_HUASHI (+%zu for CIVIL_AFFAIRS, offline) in %.1f s; "
+               "gateway RSS %.1f MiB (was %.1f MiB before)\n", rss_n, rss_n, now_s() - t0,
+               gateway_rss_kib() / 1024.0, rss0 / 1024.0);
+        zmq_close(s);
+    }
+    stop_gateway();
+    cpx_key_destroy(&gk);
+    cpx_key_destroy(&pk);
+    cpx_key_destroy(&ck);
+    if (!getenv("CPX_KEEP_TMP")) {
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+        if (system(cmd)) {}
+    }
+    return 0;
+}
