@@ -63,7 +63,7 @@ int cpx_client_opts_from_dir(cpx_client_opts_t *opts, const char *endpoint, cons
     if ((rc = cpx_client_read_z85(path, opts->public_key)) != CPX_OK)
         return rc;
     if (!server_pub_path) {
-        snprintf(path, sizeof path, "%s/gateway.curve.pub", dir);
+        snprintf(path, sizeof path, "%s/GATEWAY.curve.pub", dir);
         server_pub_path = path;
     }
     return cpx_client_read_z85(server_pub_path, opts->server_pub);
@@ -98,6 +98,9 @@ cpx_client_t *cpx_client_new(const cpx_client_opts_t *opts)
                       opts->endpoint, zmq_strerror(zmq_errno()));
         goto fail;
     }
+    /* The gateway's ROUTER learns a peer only when it speaks: announce ourselves so
+     * deliveries can start before we submit anything. */
+    cpx_client_heartbeat(self, 0);
     return self;
 fail:
     cpx_client_destroy(&self);

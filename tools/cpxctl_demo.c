@@ -88,7 +88,7 @@ static int load_depts(demo_t *d, const char *endpoint, const char *dir)
         dept_t *dp = &d->depts[d->n_depts];
         memcpy(dp->code, de->d_name, n - s);
         dp->code[n - s] = '\0';
-        if (!strcmp(dp->code, "gateway"))
+        if (!strcmp(dp->code, "GATEWAY"))
             continue;
         d->n_depts++;
     }
@@ -206,8 +206,13 @@ static int outstanding(demo_t *d)
 /* Pumps until every submission is answered and deliveries have been quiet for quiet_ms. */
 static void settle(demo_t *d, int quiet_ms, int max_ms)
 {
-    int64_t start = now_ms(), last = start;
+    int64_t start = now_ms(), last = start, beat = 0;
     while (now_ms() - start < max_ms) {
+        if (now_ms() - beat >= 1000) {
+            beat = now_ms();
+            for (int i = 0; i < d->n_depts; i++)
+                cpx_client_heartbeat(d->depts[i].client, beat);
+        }
         if (pump(d, 100) > 0)
             last = now_ms();
         if (!outstanding(d) && now_ms() - last >= quiet_ms)
@@ -300,9 +305,22 @@ static int cmd_demo(int argc, char **argv)
         char case_id[40];
         snprintf(case_id, sizeof case_id, "%s", d->msgs[i].case_id);
         cpx_envelope_t *a = cpx_synth_assessment(syn, now_ms(), case_id);
-        if (a)
+        if (a) {
+            /* the case id names the child; a generated identity would be another child */
+            cpx_msg_free(a->assessment->minor);
+            a->assessment->minor = NULL;
             submit(d, ca, a, "assessment");
+        }
+        /* a referral goes to another agency: the leading office does not refer to itself */
         cpx_envelope_t *r = cpx_synth_referral(syn, now_ms(), NULL, 0);
+        for (int tries = 0; r && !strcmp(r->referral->to, "CIVIL_AFFAIRS") && tries < 8; tries++) {
+            cpx_msg_free(r);
+            r = cpx_synth_referral(syn, now_ms(), NULL, 0);
+        }
+        if (r && !strcmp(r->referral->to, "CIVIL_AFFAIRS")) {
+            cpx_msg_free(r);
+            r = NULL;
+        }
         if (r) {
             free(r->case_id);
             r->case_id = strdup(case_id);
@@ -328,6 +346,8 @@ static int cmd_demo(int argc, char **argv)
             continue;
         free(dsp->case_id);
         dsp->case_id = strdup(m->case_id);
+        cpx_msg_free(dsp->disposition->minor);
+        dsp->disposition->minor = NULL;
         submit(d, who, dsp, "disposition");
     }
     settle(d, 1500, 30000);

@@ -37,12 +37,14 @@ typedef struct cpx_client_opts {
 int cpx_client_read_z85(const char *path, char out[CPX_Z85_KEY_LEN + 1]);
 
 /* Fills opts from a key folder as written by `cpxctl keygen`: DIR/DEPT.curve.key,
- * DIR/DEPT.curve.pub and the gateway's DIR/gateway.curve.pub (or server_pub_path when
+ * DIR/DEPT.curve.pub and the gateway's DIR/GATEWAY.curve.pub (or server_pub_path when
  * not NULL). endpoint is borrowed and must outlive the client's creation. */
 int cpx_client_opts_from_dir(cpx_client_opts_t *opts, const char *endpoint, const char *dir,
                              const char *dept, const char *server_pub_path);
 
-/* Connects (asynchronously: ZeroMQ reconnects by itself). Caller owns the result and
+/* Connects (asynchronously: ZeroMQ reconnects by itself) and queues a first Heartbeat
+ * so the gateway knows this department is there; send one every heartbeat interval
+ * after that (the gateway marks a silent peer offline). Caller owns the result and
  * frees it with cpx_client_destroy. NULL on failure (logged). */
 cpx_client_t *cpx_client_new(const cpx_client_opts_t *opts);
 void cpx_client_destroy(cpx_client_t **self_p);
