@@ -16,7 +16,9 @@
 #include "cpx/log.h"
 #include "cpx/store.h"
 
-#define MAX_CYCLE_BYTES (64u << 20)   /* frames buffered per cycle */
+/* Frames read per cycle: bounds the transaction (LMDB keeps its dirty pages in heap
+ * memory until commit), i.e. about 8000 envelopes of 1 KiB in one group commit. */
+#define MAX_CYCLE_BYTES (8u << 20)
 #define MAX_REFUSALS_PER_CYCLE 1024
 #define IDLE_STATUS_FACTOR 10
 

@@ -160,6 +160,21 @@ static void stop_gateway(void)
     g_gw_pid = 0;
 }
 
+/* VmRSS, or with field "RssAnon:"/"RssFile:" that part (LMDB's map is file-backed). */
+static long gateway_mem_kib(const char *field)
+{
+    char p[64], line[256];
+    snprintf(p, sizeof p, "/proc/%d/status", (int)g_gw_pid);
+    FILE *f = fopen(p, "r");
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, strlen(field)))
+            kib = strtol(line + strlen(field), NULL, 10);
+    if (f)
+        fclose(f);
+    return kib;
+}
+
 static long gateway_rss_kib(void)
 {
     char p[64], line[256];
@@ -524,8 +539,9 @@ int main(int argc, char **argv)
             done += k;
         }
         printf("waiting messages: %zu for TOWN_HUASHI (+%zu for CIVIL_AFFAIRS, offline) in %.1f s; "
-               "gateway RSS %.1f MiB (was %.1f MiB before)\n", rss_n, rss_n, now_s() - t0,
-               gateway_rss_kib() / 1024.0, rss0 / 1024.0);
+               "gateway RSS %.1f MiB (was %.1f MiB before): anonymous %.1f MiB, file-backed LMDB map %.1f MiB\n",
+               rss_n, rss_n, now_s() - t0, gateway_rss_kib() / 1024.0, rss0 / 1024.0,
+               gateway_mem_kib("RssAnon:") / 1024.0, gateway_mem_kib("RssFile:") / 1024.0);
         zmq_close(s);
     }
     stop_gateway();
