@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cpx/adapter.h"
 #include "cpx/log.h"
@@ -136,8 +137,9 @@ int main(int argc, char **argv)
     char idpath[4096 + 16];
     if (cpx_conf_path(conf, "id_key", idpath, sizeof idpath) != CPX_OK)
         snprintf(idpath, sizeof idpath, "%s/id.key", spool);
-    if (cpx_symkey_load(idpath, id_key) != CPX_OK &&
-        (cpx_symkey_create(idpath) != CPX_OK || cpx_symkey_load(idpath, id_key) != CPX_OK)) {
+    if (access(idpath, F_OK) != 0 && cpx_symkey_create(idpath) == CPX_OK)
+        cpx_log_info(MOD, "msg=\"created id key\" path=\"%s\"", idpath);
+    if (cpx_symkey_load(idpath, id_key) != CPX_OK) {
         cpx_log_error(MOD, "msg=\"cannot read or create id key\" path=\"%s\"", idpath);
         goto out;
     }

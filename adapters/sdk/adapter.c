@@ -69,7 +69,7 @@ struct cpx_adapter {
 
     const cpx_connector_t *conn;
     void *conn_state;
-    int64_t last_rx, last_hb, last_status;
+    int64_t last_rx, last_hb, last_status, last_ack;
     bool heard;                       /* the gateway answered since the last silence */
     size_t rejected_n;
 };
@@ -634,6 +634,7 @@ static void on_ack(cpx_adapter_t *a, const Cpx__V1__Ack *ack)
     mdb_del(a->txn, a->db_pending, &k, NULL);
     tab_del(a, p);
     a->c.acked++;
+    a->last_ack = mono_ms();
     if (a->conn->result)
         a->conn->result(a->conn_state, origin, ack->message_id.data, true, NULL);
 }
@@ -906,6 +907,11 @@ static int64_t backoff(const cpx_adapter_t *a, uint32_t attempts)
 
 static void resend_due(cpx_adapter_t *a, int64_t now)
 {
+    /* While Acks keep coming the gateway is working through what we sent: resending
+     * now would only add duplicates to its queue (and, under load, snowball). Resend
+     * once it has been quiet for a while; lost frames are repaired then. */
+    if (now - a->last_ack < a->o.resend_after_ms / 2)
+        return;
     MDB_txn *rt = NULL;
     size_t budget = a->o.cycle_max;
     for (size_t k = 0; k < a->tab_cap && budget; k++) {
