@@ -5,7 +5,8 @@ CPX_PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
           libssl-dev openssl libyaml-dev libjansson-dev libcmocka-dev
           libcsv-dev libmicrohttpd-dev libcurl4-openssl-dev libpq-dev
           librabbitmq-dev libnats-dev
-          protobuf-compiler python3 python3-zmq python3-protobuf python3-cryptography)
+          protobuf-compiler python3 python3-zmq python3-protobuf python3-cryptography
+          postgresql curl)
 
 cpx_install_deps() {
   local missing=() p
