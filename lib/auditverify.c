@@ -134,7 +134,11 @@ typedef struct slot {
     const uint8_t *data;
     size_t len;
     cpx_hash_t hash;
-    cpx_audit_leaf_t *leaf;
+    cpx_audit_leaf_t *leaf; /* decoded only when its event needs more than the scan */
+    int ok;                 /* the bytes are a well-formed AuditLeaf */
+    uint64_t seq;
+    int64_t time_ms;
+    int event;
     int job;
     const cpx_key_t *key;
     int cache;          /* batch cache entry, -1 none */
@@ -432,12 +436,94 @@ static void plan_signature(vstate_t *s, slot_t *sl)
     sl->job = JOB_BATCH_FULL;
 }
 
+static int is_key_event(int ev)
+{
+    return ev == CPX__V1__AUDIT_EVENT__KEY_ENROLLED || ev == CPX__V1__AUDIT_EVENT__KEY_REVOKED;
+}
+
+/* ---- a non-allocating wire scan ----------------------------------------------------------
+ * Most leaves need only seq, time and event: reading them without protobuf-c's unpack
+ * (which allocates every string) is what lets two threads outrun SHA-256 alone. The scan
+ * walks every field and refuses what protobuf-c would refuse (bad varints, lengths past
+ * the end, groups, a known field with the wrong wire type); the last occurrence of a
+ * field wins, as in protobuf. */
+
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (*p >= end)
+            return -1;
+        uint8_t b = *(*p)++;
+        if (shift == 63 && b > 1)
+            return -1;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int scan_leaf(const uint8_t *p, size_t len, uint64_t *seq, int64_t *time_ms, int *event)
+{
+    const uint8_t *end = p + len;
+    *seq = 0;
+    *time_ms = 0;
+    *event = 0;
+    while (p < end) {
+        uint64_t tag, v;
+        if (varint(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > 536870911u)
+            return -1;
+        uint32_t field = (uint32_t)(tag >> 3), wt = (uint32_t)(tag & 7);
+        int want = -1; /* expected wire type of known fields */
+        if (field == 1 || field == 2 || field == 3 || field == 12 || field == 13 || field == 19)
+            want = 0;
+        else if (field <= 20)
+            want = 2;
+        if (want >= 0 && (uint32_t)want != wt)
+            return -1;
+        switch (wt) {
+        case 0:
+            if (varint(&p, end, &v))
+                return -1;
+            if (field == 1)
+                *seq = v;
+            else if (field == 2)
+                *time_ms = (int64_t)v;
+            else if (field == 3)
+                *event = (int)(int32_t)v;
+            break;
+        case 1:
+            if (end - p < 8)
+                return -1;
+            p += 8;
+            break;
+        case 2:
+            if (varint(&p, end, &v) || v > (uint64_t)(end - p))
+                return -1;
+            p += v;
+            break;
+        case 5:
+            if (end - p < 4)
+                return -1;
+            p += 4;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- parallel phases ------------------------------------------------------------------------ */
 
 typedef struct work {
     slot_t *slots;
     size_t lo, hi;
     int phase; /* 0 hash + decode, 1 signatures */
+    int sigs;  /* sender signatures wanted: ACCEPTED leaves are decoded */
 } work_t;
 
 static void run_sig(slot_t *sl)
@@ -477,8 +563,12 @@ static void *work_run(void *arg)
         slot_t *sl = &w->slots[i];
         if (w->phase == 0) {
             cpx_merkle_leaf_hash(sl->data, sl->len, sl->hash);
-            if (cpx_decode_audit_leaf(sl->data, sl->len, &sl->leaf) != CPX_OK)
-                sl->leaf = NULL;
+            sl->ok = sl->len <= CPX_MAX_LEAF_BYTES &&
+                     scan_leaf(sl->data, sl->len, &sl->seq, &sl->time_ms, &sl->event) == 0;
+            if (sl->ok && (is_key_event(sl->event) ||
+                           (w->sigs && sl->event == CPX__V1__AUDIT_EVENT__ACCEPTED)) &&
+                cpx_decode_audit_leaf(sl->data, sl->len, &sl->leaf) != CPX_OK)
+                sl->ok = 0;
         } else if (sl->job != JOB_NONE) {
             run_sig(sl);
         }
@@ -501,15 +591,16 @@ static void parallel(vstate_t *s, size_t n, int phase)
         for (mid = 0; mid < n && seen < jobs / 2; mid++)
             seen += s->slots[mid].job != JOB_NONE;
     }
+    int sigs = s->opts->sender_signatures;
     if (threads == 1 || n < 64) {
-        work_t w = {s->slots, 0, n, phase};
+        work_t w = {s->slots, 0, n, phase, sigs};
         work_run(&w);
         return;
     }
-    work_t a = {s->slots, 0, mid, phase}, b = {s->slots, mid, n, phase};
+    work_t a = {s->slots, 0, mid, phase, sigs}, b = {s->slots, mid, n, phase, sigs};
     pthread_t t;
     if (pthread_create(&t, NULL, work_run, &b) != 0) {
-        work_t all = {s->slots, 0, n, phase};
+        work_t all = {s->slots, 0, n, phase, sigs};
         work_run(&all);
         return;
     }
@@ -518,11 +609,6 @@ static void parallel(vstate_t *s, size_t n, int phase)
 }
 
 /* ---- the sequential pass ---------------------------------------------------------------------- */
-
-static int is_key_event(int ev)
-{
-    return ev == CPX__V1__AUDIT_EVENT__KEY_ENROLLED || ev == CPX__V1__AUDIT_EVENT__KEY_REVOKED;
-}
 
 /* One leaf in log order; src->nodes (when set) gives the stored node record. */
 static int sequential(vstate_t *s, const source_t *src, slot_t *sl)
@@ -540,23 +626,23 @@ static int sequential(vstate_t *s, const source_t *src, slot_t *sl)
     }
     int hash_bad = have_nodes && (stored_len < CPX_SHA256_LEN ||
                                   memcmp(stored, sl->hash, CPX_SHA256_LEN) != 0);
-    if (!sl->leaf) {
+    if (!sl->ok) {
         if (hash_bad)
             fail(s, CPX_AV_HASH_MISMATCH, seq, "leaf bytes do not match the stored leaf hash");
         else
             fail(s, CPX_AV_BAD_LEAF, seq, "leaf bytes are not an AuditLeaf");
         return 0;
     }
-    if (sl->leaf->seq != seq) {
+    if (sl->seq != seq) {
         fail(s, CPX_AV_MISPLACED_LEAF, seq, "the leaf stored here is seq %llu (swapped or copied)",
-             (unsigned long long)sl->leaf->seq);
+             (unsigned long long)sl->seq);
         return 0;
     }
     if (hash_bad) {
         fail(s, CPX_AV_HASH_MISMATCH, seq, "leaf bytes do not match the stored leaf hash");
         return 0;
     }
-    int64_t t = sl->leaf->time_ms;
+    int64_t t = sl->time_ms;
     if (t + s->tolerance < s->max_time) {
         fail(s, CPX_AV_TIME, seq, "leaf time %lld is %lld ms before an earlier leaf's",
              (long long)t, (long long)(s->max_time - t));
@@ -588,9 +674,9 @@ static int sequential(vstate_t *s, const source_t *src, slot_t *sl)
     check_heads(s);
     if (s->failed)
         return 0;
-    if (is_key_event(sl->leaf->event))
+    if (is_key_event(sl->event))
         key_event(s, seq, sl->leaf);
-    else if (sl->leaf->event == CPX__V1__AUDIT_EVENT__ACCEPTED && s->opts->sender_signatures)
+    else if (sl->event == CPX__V1__AUDIT_EVENT__ACCEPTED && s->opts->sender_signatures)
         plan_signature(s, sl);
     return 0;
 }
@@ -662,6 +748,7 @@ static int replay(vstate_t *s, const source_t *src, uint64_t first)
             }
             sl->pos = expect++;
             sl->leaf = NULL;
+            sl->ok = 0;
             sl->job = JOB_NONE;
             sl->cache = -1;
             sl->rc = 0;
