@@ -13,7 +13,7 @@
 #define CST_OFFSET_MS (8LL * 3600 * 1000)
 
 struct cpx_gw_cases {
-    MDB_dbi msg, ack, cases, meta;
+    MDB_dbi msg, mid, cases, meta;
 };
 
 cpx_gw_cases_t *cpx_gw_cases_open(MDB_env *env)
@@ -33,8 +33,8 @@ cpx_gw_cases_t *cpx_gw_cases_open(MDB_env *env)
         return NULL;
     }
     unsigned create = ro ? 0 : MDB_CREATE;
-    if ((rc = mdb_dbi_open(txn, "gw.msg", create, &self->msg)) ||
-        (rc = mdb_dbi_open(txn, "gw.ack", create, &self->ack)) ||
+    if ((rc = mdb_dbi_open(txn, "gw.msgs", create, &self->msg)) ||
+        (rc = mdb_dbi_open(txn, "gw.mid", create, &self->mid)) ||
         (rc = mdb_dbi_open(txn, "gw.case", create, &self->cases)) ||
         (rc = mdb_dbi_open(txn, "gw.meta", create, &self->meta)) ||
         (rc = mdb_txn_commit(txn))) {
@@ -65,56 +65,111 @@ static int get(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl, MDB_val *v)
     return rc ? cpx_store_err(rc, "cases: get") : CPX_OK;
 }
 
+static int seq_of(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
+                  uint64_t *seq)
+{
+    MDB_val v;
+    int rc = get(txn, self->mid, id, len, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size != 8)
+        return CPX_ERR_TAMPERED;
+    *seq = cpx_be64_get(v.mv_data);
+    return CPX_OK;
+}
+
+static int lp_str(const uint8_t **p, const uint8_t *end, char *out, size_t cap)
+{
+    if (*p >= end || **p >= cap || (size_t)(end - *p - 1) < **p)
+        return CPX_ERR_TAMPERED;
+    size_t n = *(*p)++;
+    memcpy(out, *p, n);
+    out[n] = '\0';
+    *p += n;
+    return CPX_OK;
+}
+
+int cpx_gw_cases_get(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq, cpx_gw_msg_t *out)
+{
+    uint8_t k[8];
+    cpx_be64_put(k, seq);
+    MDB_val v;
+    int rc = get(txn, self->msg, k, sizeof k, &v);
+    if (rc)
+        return rc;
+    const uint8_t *p = v.mv_data, *end = p + v.mv_size;
+    out->seq = seq;
+    if (lp_str(&p, end, out->sender, sizeof out->sender) ||
+        lp_str(&p, end, out->case_id, sizeof out->case_id))
+        return CPX_ERR_TAMPERED;
+    out->env = p;
+    out->env_len = (size_t)(end - p);
+    return CPX_OK;
+}
+
+int cpx_gw_cases_lookup(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
+                        cpx_gw_msg_t *out)
+{
+    uint64_t seq;
+    int rc = seq_of(self, txn, id, len, &seq);
+    return rc ? rc : cpx_gw_cases_get(self, txn, seq, out);
+}
+
 int cpx_gw_cases_seen(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len)
 {
     MDB_val v;
-    int rc = get(txn, self->msg, id, len, &v);
+    int rc = get(txn, self->mid, id, len, &v);
     return rc == CPX_OK ? 1 : rc == CPX_ERR_NOT_FOUND ? 0 : rc;
 }
 
 int cpx_gw_cases_envelope_bytes(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id,
                                 size_t len, MDB_val *out)
 {
-    return get(txn, self->msg, id, len, out);
+    cpx_gw_msg_t m;
+    int rc = cpx_gw_cases_lookup(self, txn, id, len, &m);
+    if (!rc)
+        *out = (MDB_val){m.env_len, (void *)m.env};
+    return rc;
 }
 
 int cpx_gw_cases_envelope(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                           cpx_envelope_t **out)
 {
-    MDB_val v;
-    int rc = get(txn, self->msg, id, len, &v);
-    return rc ? rc : cpx_decode_envelope(v.mv_data, v.mv_size, out);
+    cpx_gw_msg_t m;
+    int rc = cpx_gw_cases_lookup(self, txn, id, len, &m);
+    return rc ? rc : cpx_decode_envelope(m.env, m.env_len, out);
 }
 
-int cpx_gw_cases_ack(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
-                     Cpx__V1__Ack **out)
+int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
+                             const uint8_t *id, size_t len, const char *sender,
+                             const char *case_id, const uint8_t *env, size_t env_len)
 {
-    MDB_val v;
-    int rc = get(txn, self->ack, id, len, &v);
+    size_t sl = strlen(sender), cl = strlen(case_id);
+    if (!len || len > CPX_MAX_MESSAGE_ID || sl > CPX_MAX_DEPT_CODE || cl > CPX_MAX_CASE_ID ||
+        env_len > CPX_MAX_ENVELOPE_BYTES)
+        return CPX_ERR_ARG;
+    uint8_t k[8];
+    cpx_be64_put(k, seq);
+    MDB_val key = {8, k}, v = {2 + sl + cl + env_len, NULL};
+    /* MDB_RESERVE: the record is assembled in the page LMDB gives us, not copied twice. */
+    int rc = mdb_put(txn, self->msg, &key, &v, MDB_APPEND | MDB_RESERVE);
+    if (rc == MDB_KEYEXIST)
+        return CPX_ERR_STATE;
     if (rc)
-        return rc;
-    return cpx_decode(&cpx__v1__ack__descriptor, v.mv_data, v.mv_size, 4096,
-                      (ProtobufCMessage **)out);
-}
-
-int cpx_gw_cases_put_envelope(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
-                              const uint8_t *env, size_t env_len)
-{
-    MDB_val k = {len, (void *)id}, v = {env_len, (void *)env};
-    int rc = mdb_put(txn, self->msg, &k, &v, 0);
-    return rc ? cpx_store_err(rc, "cases: put message") : CPX_OK;
-}
-
-int cpx_gw_cases_put_ack(cpx_gw_cases_t *self, MDB_txn *txn, const Cpx__V1__Ack *ack)
-{
-    uint8_t buf[256];
-    size_t n;
-    int rc = cpx_encode_into(ack, buf, sizeof buf, &n);
-    if (rc)
-        return rc;
-    MDB_val k = {ack->message_id.len, ack->message_id.data}, v = {n, buf};
-    rc = mdb_put(txn, self->ack, &k, &v, 0);
-    return rc ? cpx_store_err(rc, "cases: put ack") : CPX_OK;
+        return cpx_store_err(rc, "cases: put message");
+    uint8_t *p = v.mv_data;
+    *p++ = (uint8_t)sl;
+    memcpy(p, sender, sl);
+    p += sl;
+    *p++ = (uint8_t)cl;
+    memcpy(p, case_id, cl);
+    p += cl;
+    memcpy(p, env, env_len);
+    MDB_val ik = {len, (void *)id}, iv = {8, k};
+    rc = mdb_put(txn, self->mid, &ik, &iv, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+        return CPX_ERR_STATE;
+    return rc ? cpx_store_err(rc, "cases: put id") : CPX_OK;
 }
 
 static const char *minor_town(const cpx_envelope_t *env)
@@ -179,18 +234,13 @@ int cpx_gw_cases_resolve(cpx_gw_cases_t *self, MDB_txn *txn, const cpx_envelope_
         return rc;
     }
     if (env->in_reply_to.len) {
-        cpx_envelope_t *orig = NULL;
-        rc = cpx_gw_cases_envelope(self, txn, env->in_reply_to.data, env->in_reply_to.len, &orig);
-        Cpx__V1__Ack *ack = NULL;
-        if (!rc)
-            rc = cpx_gw_cases_ack(self, txn, env->in_reply_to.data, env->in_reply_to.len, &ack);
+        cpx_gw_msg_t m;
+        rc = cpx_gw_cases_lookup(self, txn, env->in_reply_to.data, env->in_reply_to.len, &m);
         if (!rc) {
-            snprintf(case_id, CPX_MAX_CASE_ID + 1, "%s", ack->case_id ? ack->case_id : "");
+            snprintf(case_id, CPX_MAX_CASE_ID + 1, "%s", m.case_id);
             if (case_town(self, txn, case_id, town))
                 town[0] = '\0';
         }
-        cpx_msg_free(orig);
-        cpx_msg_free(ack);
         if (rc == CPX_ERR_NOT_FOUND)
             cpx_errors_add(errs, "in_reply_to", "unknown_message",
                            "no accepted message with this id (it may still be in flight)");

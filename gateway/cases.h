@@ -1,10 +1,14 @@
 /* gateway/cases.h — accepted messages, their original Acks, and minimal case ids.
  *
- * Databases: "gw.msg"  message id -> envelope bytes as received (signed form);
- *            "gw.ack"  message id -> the encoded original Ack (answered again to a
- *                      duplicate);
+ * Databases: "gw.msgs" BE64(seq of the ACCEPTED leaf) -> message record:
+ *                      sender_len(1) sender case_len(1) case_id envelope bytes (the
+ *                      signed form, sent as stored in Deliver frames). Keys only grow
+ *                      (MDB_APPEND), so accepting touches the right edge of the tree only;
+ *            "gw.mid"  message id -> BE64(seq): the small dedupe index;
  *            "gw.case" case id -> case record: town of the minor (may be empty);
  *            "gw.meta" "next_case" -> BE64 counter.
+ * The original Ack is not stored: it is (message id, seq, case id, size of the first
+ * signed head covering seq), all recoverable from the record and the log.
  * Case ids look like "JY-2026-000123" (cpx_case_id_valid): prefix, year of the
  * first report (Jiangyin time), and a counter that never repeats.
  *
@@ -30,19 +34,34 @@ void cpx_gw_cases_destroy(cpx_gw_cases_t **self_p);
 /* 1 when a message with this id was accepted, 0 when not, negative on error. */
 int cpx_gw_cases_seen(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len);
 
-/* The stored envelope / original Ack; caller frees *out with cpx_msg_free.
+/* A stored message, borrowed from the store (valid until txn ends). */
+typedef struct cpx_gw_msg {
+    uint64_t seq;                          /* the ACCEPTED leaf */
+    char sender[CPX_MAX_DEPT_CODE + 1];
+    char case_id[CPX_MAX_CASE_ID + 1];
+    const uint8_t *env;                    /* envelope bytes as signed */
+    size_t env_len;
+} cpx_gw_msg_t;
+
+/* By message id / by ACCEPTED leaf seq. CPX_ERR_NOT_FOUND when absent,
+ * CPX_ERR_TAMPERED when the record is malformed. */
+int cpx_gw_cases_lookup(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
+                        cpx_gw_msg_t *out);
+int cpx_gw_cases_get(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq, cpx_gw_msg_t *out);
+
+/* The stored envelope, decoded; caller frees *out with cpx_msg_free.
  * CPX_ERR_NOT_FOUND when absent. */
 int cpx_gw_cases_envelope(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                           cpx_envelope_t **out);
-int cpx_gw_cases_ack(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
-                     Cpx__V1__Ack **out);
 /* Borrowed view of the stored envelope bytes (valid until txn ends). */
 int cpx_gw_cases_envelope_bytes(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id,
                                 size_t len, MDB_val *out);
 
-int cpx_gw_cases_put_envelope(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
-                              const uint8_t *env, size_t env_len);
-int cpx_gw_cases_put_ack(cpx_gw_cases_t *self, MDB_txn *txn, const Cpx__V1__Ack *ack);
+/* Stores an accepted message under its ACCEPTED leaf seq (greater than every stored
+ * one) and indexes its id. CPX_ERR_STATE when seq does not grow, store errors. */
+int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
+                             const uint8_t *id, size_t len, const char *sender,
+                             const char *case_id, const uint8_t *env, size_t env_len);
 
 /* Decides the case of env into case_id (CPX_MAX_CASE_ID + 1 bytes) and town (the
  * minor's town as recorded for the case, CPX_MAX_DEPT_CODE + 1 bytes, may be ""):

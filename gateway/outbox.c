@@ -2,6 +2,7 @@
 #include "outbox.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpx/err.h"
@@ -55,31 +56,87 @@ static int event_leaf(cpx_gw_t *self, int event, const cpx_outbox_entry_t *e, co
     return cpx_gw_leaf(self, &leaf, NULL);
 }
 
-/* Sends (attempt + 1) of e to s: Deliver frame, DELIVERED leaf, persisted count. */
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* ServerFrame{deliver = Deliver{delivery_id 1, envelope 2, attempt 5, leaf_seq 6,
+ * case_id 7}} written directly around the stored envelope bytes: the envelope is sent
+ * exactly as stored, with no decode and re-encode per delivery. Fields in number order,
+ * zero values omitted: the bytes protobuf-c would produce. Caller frees *out. */
+static int encode_deliver(const cpx_outbox_entry_t *e, const cpx_gw_msg_t *m, uint8_t **out,
+                          size_t *out_len)
+{
+    size_t cl = strlen(m->case_id);
+    size_t inner = 1 + varint_len(e->seq) + 1 + varint_len(m->env_len) + m->env_len +
+                   (e->attempts ? 1 + varint_len(e->attempts) : 0) +
+                   (e->accepted_seq ? 1 + varint_len(e->accepted_seq) : 0) +
+                   (cl ? 1 + varint_len(cl) + cl : 0);
+    size_t total = 1 + varint_len(inner) + inner;
+    uint8_t *buf = malloc(total), *p = buf;
+    if (!buf)
+        return CPX_ERR_NOMEM;
+    *p++ = (3 << 3) | 2;  /* ServerFrame.deliver */
+    p = put_varint(p, inner);
+    *p++ = (1 << 3) | 0;
+    p = put_varint(p, e->seq);
+    *p++ = (2 << 3) | 2;
+    p = put_varint(p, m->env_len);
+    memcpy(p, m->env, m->env_len);
+    p += m->env_len;
+    if (e->attempts) {
+        *p++ = (5 << 3) | 0;
+        p = put_varint(p, e->attempts);
+    }
+    if (e->accepted_seq) {
+        *p++ = (6 << 3) | 0;
+        p = put_varint(p, e->accepted_seq);
+    }
+    if (cl) {
+        *p++ = (7 << 3) | 2;
+        p = put_varint(p, cl);
+        memcpy(p, m->case_id, cl);
+        p += cl;
+    }
+    *out = buf;
+    *out_len = (size_t)(p - buf);
+    return CPX_OK;
+}
+
+/* Sends (attempt + 1) of e to s and persists the count, so a restart resumes it.
+ * No leaf per attempt: DELIVERY_ACKNOWLEDGED or DEAD_LETTERED records the outcome
+ * (the latter with the number of attempts). */
 static int send_one(cpx_gw_t *self, cpx_gw_session_t *s, cpx_outbox_entry_t *e)
 {
-    cpx_envelope_t *env = NULL;
-    int rc = cpx_gw_cases_envelope(self->cases, self->txn, e->message_id, e->message_id_len, &env);
+    cpx_gw_msg_t m;
+    int rc = cpx_gw_cases_get(self->cases, self->txn, e->accepted_seq, &m);
     if (rc)
         return rc == CPX_ERR_NOT_FOUND ? CPX_ERR_TAMPERED : rc;
     e->attempts++;
-    Cpx__V1__Deliver d = CPX__V1__DELIVER__INIT;
-    d.delivery_id = e->seq;
-    d.envelope = env;
-    d.attempt = e->attempts;
-    d.leaf_seq = e->accepted_seq;
-    cpx_server_frame_t f = CPX__V1__SERVER_FRAME__INIT;
-    f.frame_case = CPX__V1__SERVER_FRAME__FRAME_DELIVER;
-    f.deliver = &d;
-    rc = cpx_gw_out_frame(self, s->rid, s->rid_len, &f, OUT_DELIVER);
-    char detail[64];
-    snprintf(detail, sizeof detail, "attempt=%u delivery=%llu", e->attempts,
-             (unsigned long long)e->seq);
-    if (!rc)
-        rc = event_leaf(self, CPX__V1__AUDIT_EVENT__DELIVERED, e, env->sender, NULL, detail);
-    cpx_msg_free(env);
-    if (!rc)
-        rc = cpx_outbox_update(self->ob, self->txn, e);
+    cpx_gw_out_t *o = cpx_gw_out_push(self, OUT_DELIVER, s->rid, s->rid_len);
+    if (!o)
+        return CPX_ERR_NOMEM;
+    if ((rc = encode_deliver(e, &m, &o->buf, &o->len))) {
+        self->n_out--;
+        return rc;
+    }
+    rc = cpx_outbox_update(self->ob, self->txn, e);
     if (!rc)
         self->stat_delivered++;
     cpx_log_debug("outbox", "msg=deliver dept=%s delivery=%llu attempt=%u", e->dept,
@@ -242,8 +299,9 @@ int cpx_gw_outbox_confirm(cpx_gw_t *self, cpx_gw_session_t *s, const Cpx__V1__De
         if (s->depth)
             s->depth--;
         self->stat_confirmed++;
-        char detail[48];
-        snprintf(detail, sizeof detail, "delivery=%llu", (unsigned long long)e.seq);
+        char detail[64];
+        snprintf(detail, sizeof detail, "delivery=%llu attempts=%u", (unsigned long long)e.seq,
+                 e.attempts);
         rc = event_leaf(self, CPX__V1__AUDIT_EVENT__DELIVERY_ACKNOWLEDGED, &e, s->dept, NULL, detail);
     } else if (ack->status == CPX__V1__DELIVERY_STATUS__REFUSED_BY_LOCAL) {
         char reason[CPX_OUTBOX_MAX_REASON];

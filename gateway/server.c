@@ -280,21 +280,10 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
             head_size = sth->tree_size;
         cpx_msg_free(sth);
     }
-    /* The stored original Acks learn the size of the head that covers them. */
-    for (size_t i = 0; i < self->n_out && !rc; i++) {
-        cpx_gw_out_t *o = &self->out[i];
-        if (o->kind != OUT_ACK || o->tree_size)
-            continue;
-        o->tree_size = head_size;
-        if (o->duplicate)
-            continue;
-        Cpx__V1__Ack ack = CPX__V1__ACK__INIT;
-        ack.message_id = (ProtobufCBinaryData){o->message_id_len, o->message_id};
-        ack.leaf_seq = o->leaf_seq;
-        ack.tree_size = head_size;
-        ack.case_id = o->case_id;
-        rc = cpx_gw_cases_put_ack(self->cases, txn, &ack);
-    }
+    /* Acks of this cycle carry the size of the head it signed. */
+    for (size_t i = 0; i < self->n_out && !rc; i++)
+        if (self->out[i].kind == OUT_ACK && !self->out[i].tree_size)
+            self->out[i].tree_size = head_size;
     if (!rc && (rc = mdb_txn_commit(txn)))
         rc = cpx_store_err(rc, "server: commit");
     else if (rc)

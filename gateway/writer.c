@@ -227,29 +227,26 @@ static int duplicate(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t
         return push_ack(self, in, mid->data, mid->len, o->leaf_seq, 0, o->case_id, 1)
                    ? CPX_OK : CPX_ERR_NOMEM;
     }
-    Cpx__V1__Ack *ack = NULL;
-    int rc = cpx_gw_cases_ack(self->cases, self->txn, mid->data, mid->len, &ack);
+    cpx_gw_msg_t m;
+    int rc = cpx_gw_cases_lookup(self->cases, self->txn, mid->data, mid->len, &m);
     if (rc == CPX_ERR_NOT_FOUND)
         return CPX_OK;
     if (rc)
         return rc;
-    cpx_envelope_t *orig = NULL;
-    rc = cpx_gw_cases_envelope(self->cases, self->txn, mid->data, mid->len, &orig);
-    if (rc) {
-        cpx_msg_free(ack);
-        return rc == CPX_ERR_NOT_FOUND ? CPX_ERR_TAMPERED : rc;
-    }
     *handled = 1;
-    if (!orig->sender || strcmp(orig->sender, in->dept)) {
-        rc = refuse1(self, in, env, CPX__V1__ERROR_CODE__INVALID, "message_id", "unique",
-                     "this message id is already used by another department");
-    } else {
-        rc = push_ack(self, in, mid->data, mid->len, ack->leaf_seq, ack->tree_size,
-                      ack->case_id, 1) ? CPX_OK : CPX_ERR_NOMEM;
-    }
-    cpx_msg_free(ack);
-    cpx_msg_free(orig);
-    return rc;
+    if (strcmp(m.sender, in->dept))
+        return refuse1(self, in, env, CPX__V1__ERROR_CODE__INVALID, "message_id", "unique",
+                       "this message id is already used by another department");
+    /* The original Ack's tree size is that of the first signed head covering the leaf
+     * (every committed cycle signs one), so it is read from the log, not stored. */
+    cpx_sth_t *sth = NULL;
+    rc = cpx_audit_get_head(self->audit, self->txn, m.seq + 1, &sth);
+    if (rc)
+        return rc == CPX_ERR_NOT_FOUND ? CPX_ERR_TAMPERED : rc;
+    uint64_t tree_size = sth->tree_size;
+    cpx_msg_free(sth);
+    return push_ack(self, in, mid->data, mid->len, m.seq, tree_size, m.case_id, 1)
+               ? CPX_OK : CPX_ERR_NOMEM;
 }
 
 /* A batch verified up front (one Ed25519 check per distinct root): per-envelope outcome. */
@@ -329,27 +326,20 @@ static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
     } else {
         leaf.signature = sig->ed25519;
     }
-    uint64_t accepted;
-    int rc = cpx_gw_leaf(self, &leaf, &accepted);
-    if (rc)
-        return rc;
-
+    /* The ACCEPTED leaf carries the routing outcome (recipients, matched rules, the
+     * unrouted flag): one leaf per accepted message. A ROUTED leaf is written only when
+     * routing changes later. */
     char detail[512] = "", *p = detail;
     for (size_t i = 0; i < route->n_matched && p < detail + sizeof detail - 80; i++)
         p += snprintf(p, (size_t)(detail + sizeof detail - p), "%s%s", i ? "," : "rules=",
                       route->matched[i]);
-    cpx_audit_leaf_t rl = CPX__V1__AUDIT_LEAF__INIT;
-    rl.event = CPX__V1__AUDIT_EVENT__ROUTED;
-    rl.sender = (char *)in->dept;
-    rl.n_recipients = route->n_recipients;
-    rl.recipients = (char **)rcpt;
-    rl.case_ref = (char *)case_id;
-    rl.message_id = env->message_id;
-    rl.ref_seq = accepted;
-    rl.detail = detail;
+    if (detail[0])
+        leaf.detail = detail;
     if (route->unrouted)
-        rl.reason = "unrouted: no rule matched; sent to the lead department";
-    if ((rc = cpx_gw_leaf(self, &rl, NULL)))
+        leaf.reason = "unrouted: no rule matched; sent to the lead department";
+    uint64_t accepted;
+    int rc = cpx_gw_leaf(self, &leaf, &accepted);
+    if (rc)
         return rc;
 
     for (size_t i = 0; i < route->n_recipients; i++) {
@@ -376,14 +366,8 @@ static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
         return CPX_ERR_NOMEM;
     size_t len;
     if ((rc = cpx_encode_into(env, scratch, CPX_MAX_ENVELOPE_BYTES, &len)) ||
-        (rc = cpx_gw_cases_put_envelope(self->cases, self->txn, env->message_id.data,
-                                        env->message_id.len, scratch, len)))
-        return rc;
-    Cpx__V1__Ack ack = CPX__V1__ACK__INIT;
-    ack.message_id = env->message_id;
-    ack.leaf_seq = accepted;
-    ack.case_id = (char *)case_id;
-    if ((rc = cpx_gw_cases_put_ack(self->cases, self->txn, &ack)))  /* tree size set at commit */
+        (rc = cpx_gw_cases_put_message(self->cases, self->txn, accepted, env->message_id.data,
+                                       env->message_id.len, in->dept, case_id, scratch, len)))
         return rc;
     if (!push_ack(self, in, env->message_id.data, env->message_id.len, accepted, 0, case_id, 0))
         return CPX_ERR_NOMEM;

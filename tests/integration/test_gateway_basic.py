@@ -120,6 +120,8 @@ def main(build):
         d = edu.wait("deliver", 5000)
         check(d is not None and d.deliver.envelope.message_id == env.message_id and d.deliver.attempt >= 1 and
               d.deliver.leaf_seq == ack.leaf_seq, "recipient gets the delivery when it connects")
+        check(d is not None and d.deliver.case_id == ack.case_id and d.deliver.envelope == env,
+              "the delivery carries the case id and the envelope exactly as signed")
         if d is not None:
             edu.confirm(d.deliver)
         civ = gw.client("CIVIL_AFFAIRS")
