@@ -366,6 +366,16 @@ bool cpx_adapter_can_submit(const cpx_adapter_t *self)
            self->tab_n + self->n_stage < self->o.max_pending;
 }
 
+size_t cpx_adapter_room(const cpx_adapter_t *self)
+{
+    if (!self->txn || self->n_stage >= self->o.cycle_max ||
+        self->tab_n + self->n_stage >= self->o.max_pending)
+        return 0;
+    size_t by_cycle = self->o.cycle_max - self->n_stage;
+    size_t by_pending = self->o.max_pending - self->tab_n - self->n_stage;
+    return by_cycle < by_pending ? by_cycle : by_pending;
+}
+
 bool cpx_adapter_backlogged(const cpx_adapter_t *self)
 {
     return self->tab_n + self->n_stage >= self->o.max_pending;

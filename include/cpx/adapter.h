@@ -211,6 +211,9 @@ int cpx_adapter_submit(cpx_adapter_t *self, cpx_envelope_t **env_p,
                        const uint8_t id[CPX_ADAPTER_ID_LEN], const char *origin);
 /* True while more submissions fit in this cycle and under max_pending. */
 bool cpx_adapter_can_submit(const cpx_adapter_t *self);
+/* How many more submissions fit in this cycle (0 outside a cycle): lets a connector
+ * fetch no more local records than it can submit. */
+size_t cpx_adapter_room(const cpx_adapter_t *self);
 /* True when max_pending submissions are unacknowledged: reading should wait for Acks
  * (the gateway's socket wakes the loop), not spin. */
 bool cpx_adapter_backlogged(const cpx_adapter_t *self);
