@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "outbox.h"
+#include "verify.h"
 #include "writer.h"
 #include "cpx/client.h"
 #include "cpx/err.h"
@@ -262,9 +264,17 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
     self->txn = txn;
     self->appended = 0;
 
-    rc = CPX_OK;
+    cpx_gw_in_t **inp = n_in ? malloc(n_in * sizeof *inp) : NULL;
+    rc = n_in && !inp ? CPX_ERR_NOMEM : CPX_OK;
+    for (size_t i = 0; i < n_in && !rc; i++)
+        inp[i] = &in[i].in;
+    if (!rc)
+        rc = cpx_gw_writer_prepare(self, inp, n_in);
     for (size_t i = 0; i < n_in && !rc; i++)
         rc = cpx_gw_writer_frame(self, &in[i].in);
+    for (size_t i = 0; i < n_in; i++)
+        cpx_gw_writer_release(&in[i].in);
+    free(inp);
     for (size_t i = 0; i < n_ref && !rc; i++)
         rc = cpx_gw_writer_auth_refused(self, ref[i].key, ref[i].peer);
     if (!rc)
@@ -520,6 +530,9 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
     }
     if (!(self->sessions = cpx_gw_sessions_new(cfg->in_flight)))
         goto fail;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!(self->verify = cpx_gw_verify_new(cores > 1 ? (unsigned)(cores < 8 ? cores : 8) : 1)))
+        goto fail;
     self->seen_cap = 1;
     while (self->seen_cap < 2 * ((size_t)cfg->batch_max * 4 + CPX_MAX_BATCH_ENVELOPES))
         self->seen_cap <<= 1;
@@ -566,6 +579,7 @@ void cpx_gw_server_destroy(cpx_gw_t **self_p)
     free(self->out);
     free(self->seen_idx);
     cpx_gw_sessions_destroy(&self->sessions);
+    cpx_gw_verify_destroy(&self->verify);
     cpx_router_destroy(&self->rules);
     cpx_key_destroy(&self->sign_key);
     cpx_gw_cases_destroy(&self->cases);

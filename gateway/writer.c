@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "outbox.h"
+#include "verify.h"
 #include "cpx/envsign.h"
 #include "cpx/err.h"
 #include "cpx/log.h"
@@ -148,6 +149,15 @@ static void seen_add(cpx_gw_t *self, size_t out_index)
 }
 
 /* ---- helpers --------------------------------------------------------------------- */
+
+static void unprepare(cpx_gw_in_t *in)
+{
+    free(in->res);
+    free(in->rcs);
+    in->res = NULL;
+    in->rcs = NULL;
+}
+
 
 static cpx_key_t *signing_key(cpx_gw_t *self, const uint8_t pub[CPX_ED25519_PUB_LEN])
 {
@@ -489,32 +499,36 @@ static int preverify(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Batch
 
 static int submit(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Submit *sub)
 {
-    if (sub->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && sub->envelope)
-        return submit_one(self, in, sub->envelope, NULL);
+    if (sub->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && sub->envelope) {
+        preverified_t pv = {in->res, in->rcs ? in->rcs[0] : 0};
+        return submit_one(self, in, sub->envelope, in->res ? &pv : NULL);
+    }
     if (sub->content_case == CPX__V1__SUBMIT__CONTENT_BATCH && sub->batch) {
         const Cpx__V1__Batch *b = sub->batch;
         if (b->n_envelopes == 0 || b->n_envelopes > CPX_MAX_BATCH_ENVELOPES)
             return refuse1(self, in, NULL, CPX__V1__ERROR_CODE__TOO_LARGE, "submit.batch.envelopes",
                            "count", "a batch holds 1 to 1000 envelopes");
-        cpx_envsign_result_t *res = NULL;
-        int *rcs = NULL;
-        int rc = preverify(self, in, b, &res, &rcs);
+        cpx_envsign_result_t *res = in->res;
+        int *rcs = in->rcs;
+        int rc = res ? CPX_OK : preverify(self, in, b, &res, &rcs);
         for (size_t i = 0; i < b->n_envelopes && !rc; i++) {
             preverified_t pv = {res ? &res[i] : NULL, rcs ? rcs[i] : 0};
             rc = submit_one(self, in, b->envelopes[i], res ? &pv : NULL);
         }
-        free(res);
-        free(rcs);
+        if (res != in->res) {
+            free(res);
+            free(rcs);
+        }
         return rc;
     }
     return refuse1(self, in, NULL, CPX__V1__ERROR_CODE__DECODE_FAILED, "submit", "content",
                    "a Submit carries one envelope or one batch");
 }
 
-int cpx_gw_writer_frame(cpx_gw_t *self, const cpx_gw_in_t *in)
+int cpx_gw_writer_frame(cpx_gw_t *self, cpx_gw_in_t *in)
 {
-    cpx_client_frame_t *f = NULL;
-    int rc = cpx_decode_client_frame(in->data, in->len, &f);
+    cpx_client_frame_t *f = in->frame;
+    int rc = in->prepared ? in->decode_rc : cpx_decode_client_frame(in->data, in->len, &f);
     if (rc) {
         return refuse1(self, in, NULL,
                        rc == CPX_ERR_TOO_LARGE ? CPX__V1__ERROR_CODE__TOO_LARGE
@@ -538,6 +552,112 @@ int cpx_gw_writer_frame(cpx_gw_t *self, const cpx_gw_in_t *in)
                      "empty ClientFrame");
     }
     cpx_msg_free(f);
+    in->frame = NULL;
+    in->prepared = 0;
+    unprepare(in);
+    return rc;
+}
+
+void cpx_gw_writer_release(cpx_gw_in_t *in)
+{
+    cpx_msg_free(in->frame);
+    in->frame = NULL;
+    in->prepared = 0;
+    unprepare(in);
+}
+
+/* The key of an envelope that will reach signature checking: named by the
+ * authenticated sender, enrolled and not revoked. NULL otherwise (the writer then
+ * refuses it with the reason, or verifies on its own). */
+static int job_key(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *e,
+                   const uint8_t *key_id, const cpx_key_t **key)
+{
+    *key = NULL;
+    if (!e || !e->sender || strcmp(e->sender, in->dept) || !e->signature ||
+        e->signature->key_id.len != CPX_KEY_ID_LEN ||
+        (key_id && memcmp(e->signature->key_id.data, key_id, CPX_KEY_ID_LEN)))
+        return CPX_OK;
+    uint8_t pub[CPX_ED25519_PUB_LEN];
+    int rc = cpx_registry_signing_key(self->reg, self->txn, in->dept,
+                                      e->signature->key_id.data, pub);
+    if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
+        return CPX_OK;
+    if (rc)
+        return rc;
+    /* A full cache evicts, which would free a key an earlier job holds: such
+     * envelopes are verified in their turn instead. */
+    int cached = 0;
+    for (size_t i = 0; i < self->n_keycache && !cached; i++)
+        cached = !memcmp(self->keycache[i].pub, pub, CPX_ED25519_PUB_LEN);
+    if (!cached && self->n_keycache == CPX_GW_KEYCACHE)
+        return CPX_OK;
+    *key = signing_key(self, pub);
+    return *key ? CPX_OK : CPX_ERR_CRYPTO;
+}
+
+int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
+{
+    cpx_gw_vjob_t *jobs = n ? calloc(n, sizeof *jobs) : NULL;
+    if (n && !jobs)
+        return CPX_ERR_NOMEM;
+    size_t nj = 0;
+    int rc = CPX_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        cpx_gw_in_t *x = in[i];
+        x->prepared = 1;
+        x->frame = NULL;
+        x->res = NULL;
+        x->rcs = NULL;
+        x->decode_rc = cpx_decode_client_frame(x->data, x->len, &x->frame);
+        if (x->decode_rc || x->frame->frame_case != CPX__V1__CLIENT_FRAME__FRAME_SUBMIT)
+            continue;
+        const Cpx__V1__Submit *sub = x->frame->submit;
+        cpx_envelope_t *const *envs = NULL;
+        size_t ne = 0;
+        int batch = 0;
+        if (sub->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && sub->envelope) {
+            envs = &sub->envelope;
+            ne = 1;
+        } else if (sub->content_case == CPX__V1__SUBMIT__CONTENT_BATCH && sub->batch &&
+                   sub->batch->n_envelopes >= 1 &&
+                   sub->batch->n_envelopes <= CPX_MAX_BATCH_ENVELOPES) {
+            envs = sub->batch->envelopes;
+            ne = sub->batch->n_envelopes;
+            batch = 1;
+        }
+        if (!ne || !envs[0] || !envs[0]->signature)
+            continue;
+        const uint8_t *kid = envs[0]->signature->key_id.data;
+        const cpx_key_t *key = NULL;
+        for (size_t k = 0; k < ne && !rc; k++) {
+            const cpx_key_t *kk;
+            rc = job_key(self, x, envs[k], k ? kid : NULL, &kk);
+            key = k == 0 || kk == key ? kk : NULL;
+            if (!key)
+                break;
+        }
+        if (rc || !key)
+            continue;
+        x->res = calloc(ne, sizeof *x->res);
+        x->rcs = calloc(ne, sizeof *x->rcs);
+        if (!x->res || !x->rcs) {
+            unprepare(x);
+            rc = CPX_ERR_NOMEM;
+            break;
+        }
+        jobs[nj++] = (cpx_gw_vjob_t){.envs = envs, .n = ne, .batch = batch, .key = key,
+                                     .res = x->res, .rcs = x->rcs};
+    }
+    if (!rc)
+        cpx_gw_verify_run(self->verify, jobs, nj);
+    /* A job that could not run (allocation) leaves its frame to verify on its own. */
+    for (size_t j = 0, i = 0; j < nj; j++) {
+        while (in[i]->res != jobs[j].res)
+            i++;
+        if (rc || jobs[j].rc)
+            unprepare(in[i]);
+    }
+    free(jobs);
     return rc;
 }
 

@@ -15,19 +15,36 @@
 #include <stdint.h>
 
 #include "server.h"
+#include "cpx/envsign.h"
 
-/* One frame as received: routing id, authenticated department, payload. */
+/* One frame as received: routing id, authenticated department, payload; and what
+ * cpx_gw_writer_prepare worked out ahead of the frame's turn. */
 typedef struct cpx_gw_in {
     uint8_t rid[CPX_GW_MAX_RID];
     size_t rid_len;
     char dept[CPX_MAX_DEPT_CODE + 1];
     const uint8_t *data;
     size_t len;
+    int prepared;                   /* frame/decode_rc are set */
+    int decode_rc;
+    cpx_client_frame_t *frame;      /* owned; freed by cpx_gw_writer_frame */
+    cpx_envsign_result_t *res;      /* per envelope when verified ahead, else NULL */
+    int *rcs;
 } cpx_gw_in_t;
 
-/* Processes one frame in self->txn. Returns CPX_OK, or a store error (CPX_ERR_FULL,
+/* Decodes the cycle's frames and verifies their sender signatures on the verification
+ * pool (the keys are resolved in self->txn first). Leaves in[i] for
+ * cpx_gw_writer_frame, which frees what this allocated. CPX_OK, or a store error. */
+int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n);
+
+/* Processes one frame in self->txn and frees what cpx_gw_writer_prepare left in it.
+ * Returns CPX_OK, or a store error (CPX_ERR_FULL,
  * CPX_ERR_STORE) after which the caller must abort the cycle. */
-int cpx_gw_writer_frame(cpx_gw_t *self, const cpx_gw_in_t *in);
+int cpx_gw_writer_frame(cpx_gw_t *self, cpx_gw_in_t *in);
+
+/* Frees what cpx_gw_writer_prepare left in a frame that was not processed (a cycle
+ * that stopped early). Safe to call again. */
+void cpx_gw_writer_release(cpx_gw_in_t *in);
 
 /* Writes an AUTH_REFUSED leaf for key (rate-limited). */
 int cpx_gw_writer_auth_refused(cpx_gw_t *self, const uint8_t key[CPX_CURVE_KEY_LEN],
