@@ -1,0 +1,675 @@
+/* caseindex.c — the case index databases and the case/referral state machines. */
+#include "cpx/caseindex.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cpx/err.h"
+#include "cpx/log.h"
+#include "cpx/store.h"
+
+#define MOD "caseindex"
+#define PII_AAD "cpx.ci.pii"
+#define MAX_PII_BYTES 4096u
+#define DEPT_KEY CPX_MAX_DEPT_CODE
+
+struct cpx_caseindex {
+    MDB_dbi cases, pii, minor, ref, part, dl, dlx, ben, parent;
+    uint8_t index_key[32], records_key[32];
+    int has_index_key, has_records_key;
+};
+
+cpx_caseindex_t *cpx_caseindex_open(MDB_env *env, const uint8_t index_key[32],
+                                    const uint8_t records_key[32])
+{
+    unsigned flags = 0;
+    mdb_env_get_flags(env, &flags);
+    int ro = (flags & MDB_RDONLY) != 0;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(env, NULL, ro ? MDB_RDONLY : 0, &txn);
+    if (rc) {
+        cpx_store_err(rc, "caseindex: begin");
+        return NULL;
+    }
+    cpx_caseindex_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        mdb_txn_abort(txn);
+        return NULL;
+    }
+    unsigned c = ro ? 0 : MDB_CREATE;
+    if ((rc = mdb_dbi_open(txn, "ci.case", c, &self->cases)) ||
+        (rc = mdb_dbi_open(txn, "ci.pii", c, &self->pii)) ||
+        (rc = mdb_dbi_open(txn, "ci.minor", c, &self->minor)) ||
+        (rc = mdb_dbi_open(txn, "ci.ref", c, &self->ref)) ||
+        (rc = mdb_dbi_open(txn, "ci.part", c, &self->part)) ||
+        (rc = mdb_dbi_open(txn, "ci.dl", c, &self->dl)) ||
+        (rc = mdb_dbi_open(txn, "ci.dlx", c, &self->dlx)) ||
+        (rc = mdb_dbi_open(txn, "ci.ben", c, &self->ben)) ||
+        (rc = mdb_dbi_open(txn, "ci.parent", c, &self->parent)) ||
+        (rc = mdb_txn_commit(txn))) {
+        /* A read-only store written before case tracking has no such databases. */
+        if (rc != MDB_NOTFOUND)
+            cpx_store_err(rc, "caseindex: open databases");
+        mdb_txn_abort(txn);
+        free(self);
+        return NULL;
+    }
+    if (index_key) {
+        memcpy(self->index_key, index_key, 32);
+        self->has_index_key = 1;
+    }
+    if (records_key) {
+        memcpy(self->records_key, records_key, 32);
+        self->has_records_key = 1;
+    }
+    return self;
+}
+
+void cpx_caseindex_destroy(cpx_caseindex_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cpx_cleanse(*self_p, sizeof **self_p);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+/* ---- raw record helpers --------------------------------------------------------- */
+
+static int get_raw(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl, MDB_val *v)
+{
+    if (!kl)
+        return CPX_ERR_NOT_FOUND;
+    MDB_val key = {kl, (void *)k};
+    int rc = mdb_get(txn, dbi, &key, v);
+    if (rc == MDB_NOTFOUND)
+        return CPX_ERR_NOT_FOUND;
+    return rc ? cpx_store_err(rc, "caseindex: get") : CPX_OK;
+}
+
+static int get_rec(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl, void *out, size_t size)
+{
+    MDB_val v;
+    int rc = get_raw(txn, dbi, k, kl, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size != size || cpx_be32_get(v.mv_data) != CPX_CASEINDEX_VERSION) {
+        /* version is stored big-endian in the first 4 bytes, see put_rec */
+        cpx_log_error(MOD, "msg=\"record of another format\" size=%zu", v.mv_size);
+        return CPX_ERR_TAMPERED;
+    }
+    memcpy(out, v.mv_data, size);
+    *(uint32_t *)out = CPX_CASEINDEX_VERSION;
+    return CPX_OK;
+}
+
+static int put_rec(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl, const void *rec,
+                   size_t size)
+{
+    uint8_t buf[1024];
+    if (size > sizeof buf)
+        return CPX_ERR_ARG;
+    memcpy(buf, rec, size);
+    cpx_be32_put(buf, CPX_CASEINDEX_VERSION);
+    MDB_val key = {kl, (void *)k}, v = {size, buf};
+    int rc = mdb_put(txn, dbi, &key, &v, 0);
+    return rc ? cpx_store_err(rc, "caseindex: put") : CPX_OK;
+}
+
+static void pad(uint8_t *out, size_t size, const char *s)
+{
+    memset(out, 0, size);
+    size_t n = strlen(s);
+    memcpy(out, s, n < size ? n : size);
+}
+
+/* ---- cases ---------------------------------------------------------------------- */
+
+int cpx_caseindex_get(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
+                      cpx_case_rec_t *out)
+{
+    return get_rec(txn, self->cases, case_id, strlen(case_id), out, sizeof *out);
+}
+
+int cpx_caseindex_put(cpx_caseindex_t *self, MDB_txn *txn, const cpx_case_rec_t *rec)
+{
+    return put_rec(txn, self->cases, rec->id, strlen(rec->id), rec, sizeof *rec);
+}
+
+static void hmac_parts(cpx_caseindex_t *self, const char *domain, const char *const *parts,
+                       size_t n, uint8_t out[CPX_SHA256_LEN])
+{
+    /* domain 0x00 part 0x00 part ...: unambiguous, and separate from other uses */
+    char buf[1024];
+    size_t off = 0;
+    off += (size_t)snprintf(buf, sizeof buf, "%s", domain) + 1;
+    for (size_t i = 0; i < n && off < sizeof buf; i++) {
+        int w = snprintf(buf + off, sizeof buf - off, "%s", parts[i] ? parts[i] : "");
+        if (w < 0)
+            break;
+        off += (size_t)w + 1;
+        if (off > sizeof buf)
+            off = sizeof buf;
+    }
+    cpx_hmac_sha256(self->index_key, sizeof self->index_key, buf, off, out);
+    cpx_cleanse(buf, sizeof buf);
+}
+
+/* Name normalisation for the fallback match: ASCII letters upper-cased, every space,
+ * middle dot and punctuation dropped (Chinese names are written with and without
+ * spaces and "·" in transliterations), other characters (CJK) kept as they are. */
+static void norm_name(const char *in, char *out, size_t size)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 1 < size; p++) {
+        if (p[0] == 0xC2 && p[1] == 0xB7) {  /* U+00B7 middle dot */
+            p++;
+            continue;
+        }
+        if (*p < 0x80 && (isspace(*p) || ispunct(*p)))
+            continue;
+        out[o++] = (char)(*p < 0x80 ? toupper(*p) : *p);
+    }
+    out[o] = '\0';
+}
+
+int cpx_caseindex_minor_key(cpx_caseindex_t *self, const Cpx__V1__MinorIdentity *m,
+                            int by_name, uint8_t out[1 + CPX_SHA256_LEN])
+{
+    if (!self->has_index_key)
+        return CPX_ERR_STATE;
+    if (!m)
+        return CPX_ERR_NOT_FOUND;
+    if (!by_name) {
+        if (!m->id_number || !*m->id_number)
+            return CPX_ERR_NOT_FOUND;
+        char id[32];
+        snprintf(id, sizeof id, "%s", m->id_number);
+        for (char *p = id; *p; p++)
+            *p = (char)toupper((unsigned char)*p);  /* the check digit may be 'x' */
+        const char *parts[] = {id};
+        out[0] = 'I';
+        hmac_parts(self, "cpx.ci.id", parts, 1, out + 1);
+        return CPX_OK;
+    }
+    if (!m->name || !*m->name || !m->birth_date || !m->birth_date->year || !m->town ||
+        !*m->town)
+        return CPX_ERR_NOT_FOUND;
+    char name[CPX_MAX_NAME * 2 + 1], date[16];
+    norm_name(m->name, name, sizeof name);
+    if (!*name)
+        return CPX_ERR_NOT_FOUND;
+    snprintf(date, sizeof date, "%04u%02u%02u", m->birth_date->year % 10000,
+             m->birth_date->month % 100, m->birth_date->day % 100);
+    const char *parts[] = {name, date, m->town};
+    out[0] = 'N';
+    hmac_parts(self, "cpx.ci.name", parts, 3, out + 1);
+    return CPX_OK;
+}
+
+void cpx_caseindex_subject(cpx_caseindex_t *self, const char *id_number, const char *case_id,
+                           uint8_t out[CPX_SHA256_LEN])
+{
+    if (id_number && *id_number) {
+        Cpx__V1__MinorIdentity m = CPX__V1__MINOR_IDENTITY__INIT;
+        m.id_number = (char *)id_number;
+        uint8_t k[1 + CPX_SHA256_LEN];
+        if (cpx_caseindex_minor_key(self, &m, 0, k) == CPX_OK) {
+            memcpy(out, k + 1, CPX_SHA256_LEN);
+            return;
+        }
+    }
+    const char *parts[] = {case_id};
+    hmac_parts(self, "cpx.ci.case", parts, 1, out);
+}
+
+void cpx_caseindex_hmac(cpx_caseindex_t *self, const char *text, uint8_t out[CPX_SHA256_LEN])
+{
+    char id[64];
+    snprintf(id, sizeof id, "%s", text ? text : "");
+    for (char *p = id; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+    const char *parts[] = {id};
+    hmac_parts(self, "cpx.ci.id", parts, 1, out);
+}
+
+int cpx_caseindex_find_minor(cpx_caseindex_t *self, MDB_txn *txn,
+                             const uint8_t key[1 + CPX_SHA256_LEN], char *case_id)
+{
+    MDB_val v;
+    int rc = get_raw(txn, self->minor, key, 1 + CPX_SHA256_LEN, &v);
+    if (rc)
+        return rc;
+    size_t n = v.mv_size < CPX_MAX_CASE_ID ? v.mv_size : CPX_MAX_CASE_ID;
+    memcpy(case_id, v.mv_data, n);
+    case_id[n] = '\0';
+    return CPX_OK;
+}
+
+int cpx_caseindex_set_minor(cpx_caseindex_t *self, MDB_txn *txn,
+                            const uint8_t key[1 + CPX_SHA256_LEN], const char *case_id)
+{
+    MDB_val k = {1 + CPX_SHA256_LEN, (void *)key}, v = {strlen(case_id), (void *)case_id};
+    int rc = mdb_put(txn, self->minor, &k, &v, 0);
+    return rc ? cpx_store_err(rc, "caseindex: put minor") : CPX_OK;
+}
+
+int cpx_caseindex_del_minor(cpx_caseindex_t *self, MDB_txn *txn,
+                            const uint8_t key[1 + CPX_SHA256_LEN])
+{
+    MDB_val k = {1 + CPX_SHA256_LEN, (void *)key};
+    int rc = mdb_del(txn, self->minor, &k, NULL);
+    return rc && rc != MDB_NOTFOUND ? cpx_store_err(rc, "caseindex: del minor") : CPX_OK;
+}
+
+static void pii_aad(const char *case_id, char *aad, size_t *len)
+{
+    int w = snprintf(aad, 64, "%s%c%s", PII_AAD, 0, case_id);
+    *len = w > 0 ? (size_t)w : 0;
+}
+
+int cpx_caseindex_put_pii(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
+                          const Cpx__V1__MinorIdentity *m)
+{
+    if (!self->has_records_key)
+        return CPX_ERR_STATE;
+    Cpx__V1__MinorIdentity c = *m;
+    c.id_number = "";  /* kept only as its keyed hash */
+    uint8_t pt[MAX_PII_BYTES], ct[MAX_PII_BYTES + CPX_AEAD_OVERHEAD];
+    size_t n;
+    int rc = cpx_encode_into(&c, pt, sizeof pt, &n);
+    if (rc)
+        return rc;
+    char aad[64];
+    size_t al;
+    pii_aad(case_id, aad, &al);
+    rc = cpx_aead_seal(self->records_key, aad, al, pt, n, ct);
+    cpx_cleanse(pt, n);
+    if (rc)
+        return rc;
+    MDB_val k = {strlen(case_id), (void *)case_id}, v = {n + CPX_AEAD_OVERHEAD, ct};
+    rc = mdb_put(txn, self->pii, &k, &v, 0);
+    return rc ? cpx_store_err(rc, "caseindex: put pii") : CPX_OK;
+}
+
+int cpx_caseindex_get_pii(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
+                          Cpx__V1__MinorIdentity **out)
+{
+    if (!self->has_records_key)
+        return CPX_ERR_STATE;
+    MDB_val v;
+    int rc = get_raw(txn, self->pii, case_id, strlen(case_id), &v);
+    if (rc)
+        return rc;
+    if (v.mv_size < CPX_AEAD_OVERHEAD || v.mv_size > MAX_PII_BYTES + CPX_AEAD_OVERHEAD)
+        return CPX_ERR_TAMPERED;
+    uint8_t pt[MAX_PII_BYTES];
+    char aad[64];
+    size_t al;
+    pii_aad(case_id, aad, &al);
+    if ((rc = cpx_aead_open(self->records_key, aad, al, v.mv_data, v.mv_size, pt)))
+        return rc;
+    rc = cpx_decode(&cpx__v1__minor_identity__descriptor, pt, v.mv_size - CPX_AEAD_OVERHEAD,
+                    MAX_PII_BYTES, (ProtobufCMessage **)out);
+    cpx_cleanse(pt, sizeof pt);
+    return rc;
+}
+
+static size_t part_key(uint8_t *k, const char *dept, const char *case_id)
+{
+    pad(k, DEPT_KEY, dept);
+    size_t n = strlen(case_id);
+    if (n > CPX_MAX_CASE_ID)
+        n = CPX_MAX_CASE_ID;
+    memcpy(k + DEPT_KEY, case_id, n);
+    return DEPT_KEY + n;
+}
+
+int cpx_caseindex_add_part(cpx_caseindex_t *self, MDB_txn *txn, const char *dept,
+                           const char *case_id)
+{
+    uint8_t k[DEPT_KEY + CPX_MAX_CASE_ID];
+    MDB_val key = {part_key(k, dept, case_id), k}, v = {0, ""};
+    int rc = mdb_put(txn, self->part, &key, &v, MDB_NOOVERWRITE);
+    return rc && rc != MDB_KEYEXIST ? cpx_store_err(rc, "caseindex: put part") : CPX_OK;
+}
+
+int cpx_caseindex_took_part(cpx_caseindex_t *self, MDB_txn *txn, const char *dept,
+                            const char *case_id)
+{
+    uint8_t k[DEPT_KEY + CPX_MAX_CASE_ID];
+    MDB_val v;
+    int rc = get_raw(txn, self->part, k, part_key(k, dept, case_id), &v);
+    return rc == CPX_OK ? 1 : rc == CPX_ERR_NOT_FOUND ? 0 : rc;
+}
+
+int cpx_caseindex_each_case(cpx_caseindex_t *self, MDB_txn *txn, cpx_caseindex_case_fn fn,
+                            void *ctx)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, self->cases, &cur);
+    if (rc)
+        return cpx_store_err(rc, "caseindex: cursor");
+    MDB_val k, v;
+    int ret = CPX_OK;
+    cpx_case_rec_t rec;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size != sizeof rec || cpx_be32_get(v.mv_data) != CPX_CASEINDEX_VERSION)
+            continue;
+        memcpy(&rec, v.mv_data, sizeof rec);
+        rec.version = CPX_CASEINDEX_VERSION;
+        if ((ret = fn(ctx, &rec)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return cpx_store_err(rc, "caseindex: scan");
+    return ret;
+}
+
+/* ---- referrals ------------------------------------------------------------------ */
+
+int cpx_caseindex_get_ref(cpx_caseindex_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
+                          cpx_referral_rec_t *out)
+{
+    return get_rec(txn, self->ref, id, len, out, sizeof *out);
+}
+
+int cpx_caseindex_put_ref(cpx_caseindex_t *self, MDB_txn *txn, const cpx_referral_rec_t *r)
+{
+    return put_rec(txn, self->ref, r->id, CPX_MAX_MESSAGE_ID, r, sizeof *r);
+}
+
+int cpx_caseindex_each_ref(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
+                           cpx_caseindex_ref_fn fn, void *ctx)
+{
+    /* Referrals are keyed by message id; a case's referrals are found through the
+     * message store by the caller when speed matters. This scan serves the views. */
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, self->ref, &cur);
+    if (rc)
+        return cpx_store_err(rc, "caseindex: cursor");
+    MDB_val k, v;
+    int ret = CPX_OK;
+    cpx_referral_rec_t r;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size != sizeof r || cpx_be32_get(v.mv_data) != CPX_CASEINDEX_VERSION)
+            continue;
+        memcpy(&r, v.mv_data, sizeof r);
+        r.version = CPX_CASEINDEX_VERSION;
+        if (case_id && strcmp(r.case_id, case_id))
+            continue;
+        if ((ret = fn(ctx, &r)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return cpx_store_err(rc, "caseindex: scan");
+    return ret;
+}
+
+/* ---- deadlines ------------------------------------------------------------------ */
+
+#define DLX_LEN (1 + CPX_MAX_MESSAGE_ID + DEPT_KEY)
+#define DL_LEN (8 + DLX_LEN)
+
+static void dlx_key(uint8_t *k, uint8_t kind, const uint8_t *item, size_t item_len,
+                    const char *dept)
+{
+    k[0] = kind;
+    memset(k + 1, 0, CPX_MAX_MESSAGE_ID);
+    memcpy(k + 1, item, item_len < CPX_MAX_MESSAGE_ID ? item_len : CPX_MAX_MESSAGE_ID);
+    pad(k + 1 + CPX_MAX_MESSAGE_ID, DEPT_KEY, dept);
+}
+
+int cpx_caseindex_dl_clear(cpx_caseindex_t *self, MDB_txn *txn, uint8_t kind,
+                           const uint8_t *item, size_t item_len, const char *dept)
+{
+    uint8_t x[DLX_LEN], k[DL_LEN];
+    dlx_key(x, kind, item, item_len, dept);
+    MDB_val xk = {DLX_LEN, x}, xv;
+    int rc = mdb_get(txn, self->dlx, &xk, &xv);
+    if (rc == MDB_NOTFOUND)
+        return CPX_OK;
+    if (rc)
+        return cpx_store_err(rc, "caseindex: get dlx");
+    if (xv.mv_size != 8)
+        return CPX_ERR_TAMPERED;
+    memcpy(k, xv.mv_data, 8);
+    memcpy(k + 8, x, DLX_LEN);
+    MDB_val dk = {DL_LEN, k};
+    if ((rc = mdb_del(txn, self->dl, &dk, NULL)) && rc != MDB_NOTFOUND)
+        return cpx_store_err(rc, "caseindex: del dl");
+    if ((rc = mdb_del(txn, self->dlx, &xk, NULL)))
+        return cpx_store_err(rc, "caseindex: del dlx");
+    return CPX_OK;
+}
+
+int cpx_caseindex_dl_set(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline_t *d)
+{
+    int rc = cpx_caseindex_dl_clear(self, txn, d->kind, d->item, CPX_MAX_MESSAGE_ID, d->dept);
+    if (rc)
+        return rc;
+    uint8_t k[DL_LEN];
+    cpx_be64_put(k, (uint64_t)(d->due_ms < 0 ? 0 : d->due_ms));
+    dlx_key(k + 8, d->kind, d->item, CPX_MAX_MESSAGE_ID, d->dept);
+    if ((rc = put_rec(txn, self->dl, k, DL_LEN, d, sizeof *d)))
+        return rc;
+    MDB_val xk = {DLX_LEN, k + 8}, xv = {8, k};
+    rc = mdb_put(txn, self->dlx, &xk, &xv, 0);
+    return rc ? cpx_store_err(rc, "caseindex: put dlx") : CPX_OK;
+}
+
+int cpx_caseindex_dl_each(cpx_caseindex_t *self, MDB_txn *txn, int64_t until,
+                          cpx_caseindex_dl_fn fn, void *ctx)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, self->dl, &cur);
+    if (rc)
+        return cpx_store_err(rc, "caseindex: cursor");
+    MDB_val k, v;
+    int ret = CPX_OK;
+    cpx_deadline_t d;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != DL_LEN || (int64_t)cpx_be64_get(k.mv_data) > until)
+            break;
+        if (v.mv_size != sizeof d || cpx_be32_get(v.mv_data) != CPX_CASEINDEX_VERSION)
+            continue;
+        memcpy(&d, v.mv_data, sizeof d);
+        d.version = CPX_CASEINDEX_VERSION;
+        if ((ret = fn(ctx, &d)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return cpx_store_err(rc, "caseindex: scan");
+    return ret;
+}
+
+int64_t cpx_caseindex_dl_next(cpx_caseindex_t *self, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, self->dl, &cur))
+        return INT64_MAX;
+    MDB_val k, v;
+    int64_t next = INT64_MAX;
+    if (!mdb_cursor_get(cur, &k, &v, MDB_FIRST) && k.mv_size == DL_LEN)
+        next = (int64_t)cpx_be64_get(k.mv_data);
+    mdb_cursor_close(cur);
+    return next;
+}
+
+/* ---- benefits and parents ------------------------------------------------------- */
+
+int cpx_caseindex_get_benefit(cpx_caseindex_t *self, MDB_txn *txn,
+                              const uint8_t subject[CPX_SHA256_LEN], uint8_t action,
+                              cpx_benefit_t *out)
+{
+    uint8_t k[CPX_SHA256_LEN + 1];
+    memcpy(k, subject, CPX_SHA256_LEN);
+    k[CPX_SHA256_LEN] = action;
+    return get_rec(txn, self->ben, k, sizeof k, out, sizeof *out);
+}
+
+int cpx_caseindex_put_benefit(cpx_caseindex_t *self, MDB_txn *txn,
+                              const uint8_t subject[CPX_SHA256_LEN], const cpx_benefit_t *b)
+{
+    uint8_t k[CPX_SHA256_LEN + 1];
+    memcpy(k, subject, CPX_SHA256_LEN);
+    k[CPX_SHA256_LEN] = b->action;
+    return put_rec(txn, self->ben, k, sizeof k, b, sizeof *b);
+}
+
+int cpx_caseindex_add_parent(cpx_caseindex_t *self, MDB_txn *txn,
+                             const uint8_t parent[CPX_SHA256_LEN], const char *case_id,
+                             uint8_t role)
+{
+    uint8_t k[CPX_SHA256_LEN + CPX_MAX_CASE_ID];
+    size_t n = strlen(case_id) < CPX_MAX_CASE_ID ? strlen(case_id) : CPX_MAX_CASE_ID;
+    memcpy(k, parent, CPX_SHA256_LEN);
+    memcpy(k + CPX_SHA256_LEN, case_id, n);
+    MDB_val key = {CPX_SHA256_LEN + n, k}, v = {1, &role};
+    int rc = mdb_put(txn, self->parent, &key, &v, 0);
+    return rc ? cpx_store_err(rc, "caseindex: put parent") : CPX_OK;
+}
+
+int cpx_caseindex_each_parent_case(cpx_caseindex_t *self, MDB_txn *txn,
+                                   const uint8_t parent[CPX_SHA256_LEN],
+                                   int (*fn)(void *ctx, const char *case_id, uint8_t role),
+                                   void *ctx)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, self->parent, &cur);
+    if (rc)
+        return cpx_store_err(rc, "caseindex: cursor");
+    MDB_val k = {CPX_SHA256_LEN, (void *)parent}, v;
+    int ret = CPX_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); !rc;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= CPX_SHA256_LEN || memcmp(k.mv_data, parent, CPX_SHA256_LEN))
+            break;
+        char id[CPX_MAX_CASE_ID + 1];
+        size_t n = k.mv_size - CPX_SHA256_LEN;
+        memcpy(id, (uint8_t *)k.mv_data + CPX_SHA256_LEN, n);
+        id[n] = '\0';
+        if ((ret = fn(ctx, id, v.mv_size ? *(uint8_t *)v.mv_data : 0)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return cpx_store_err(rc, "caseindex: scan");
+    return ret;
+}
+
+/* ---- state machines -------------------------------------------------------------- */
+
+static int deny(const char **rule, const char *name)
+{
+    if (rule)
+        *rule = name;
+    return CPX_ERR_STATE;
+}
+
+int cpx_case_next(int s, int ev, uint32_t open_referrals, int followup_done, int *next,
+                  const char **rule)
+{
+    *next = s;
+    if (rule)
+        *rule = NULL;
+    if (s == CPX_CASE_CLOSED) {
+        /* Only a new report about the minor reopens a closed case; any other step on it
+         * means the sender works from a stale view. */
+        if (ev == CPX_CEV_REPORT) {
+            *next = CPX_CASE_REOPENED;
+            return CPX_OK;
+        }
+        return deny(rule, "case_closed");
+    }
+    switch (ev) {
+    case CPX_CEV_REPORT:
+        return CPX_OK;
+    case CPX_CEV_ASSESSMENT:
+        if (s == CPX_CASE_OPEN || s == CPX_CASE_REOPENED)
+            *next = CPX_CASE_ASSESSED;
+        return CPX_OK;  /* a reassessment later keeps the state */
+    case CPX_CEV_REFERRAL:
+    case CPX_CEV_REFERRAL_ACCEPTED:
+        *next = CPX_CASE_IN_SERVICE;
+        return CPX_OK;
+    case CPX_CEV_FOLLOW_UP:
+        *next = CPX_CASE_FOLLOW_UP;
+        return CPX_OK;
+    case CPX_CEV_CLOSE:
+        if (open_referrals)
+            return deny(rule, "close_with_open_referral");
+        if (!followup_done || s != CPX_CASE_FOLLOW_UP)
+            return deny(rule, "close_without_follow_up");
+        *next = CPX_CASE_CLOSED;
+        return CPX_OK;
+    case CPX_CEV_ALL_REFERRALS_ENDED:
+        return CPX_OK;
+    default:
+        return CPX_ERR_ARG;
+    }
+}
+
+int cpx_ref_open(int s)
+{
+    return s == CPX_REF_SENT || s == CPX_REF_ACCEPTED || s == CPX_REF_IN_PROGRESS ||
+           s == CPX_REF_OVERDUE;
+}
+
+int cpx_ref_next(int s, int st, int *next, const char **rule)
+{
+    *next = s;
+    if (rule)
+        *rule = NULL;
+    if (!cpx_ref_open(s))
+        return deny(rule, "referral_closed");
+    switch (st) {
+    case CPX__V1__DISPOSITION_STATUS__DISPOSITION_ACCEPTED:
+        if (s == CPX_REF_IN_PROGRESS)
+            return deny(rule, "accept_after_start");
+        *next = CPX_REF_ACCEPTED;
+        return CPX_OK;
+    case CPX__V1__DISPOSITION_STATUS__DISPOSITION_IN_PROGRESS:
+        *next = CPX_REF_IN_PROGRESS;
+        return CPX_OK;
+    case CPX__V1__DISPOSITION_STATUS__DISPOSITION_DONE:
+        *next = CPX_REF_DONE;
+        return CPX_OK;
+    case CPX__V1__DISPOSITION_STATUS__DISPOSITION_DECLINED:
+        if (s == CPX_REF_IN_PROGRESS)
+            return deny(rule, "decline_after_start");
+        *next = CPX_REF_DECLINED;
+        return CPX_OK;
+    default:
+        return deny(rule, "disposition_status");
+    }
+}
+
+static const char *const case_names[] = {"NONE", "OPEN", "ASSESSED", "IN_SERVICE",
+                                         "FOLLOW_UP", "CLOSED", "REOPENED"};
+static const char *const ref_names[] = {"NONE", "SENT", "ACCEPTED", "IN_PROGRESS",
+                                        "DONE", "DECLINED", "REVOKED", "OVERDUE"};
+
+const char *cpx_case_state_name(int s)
+{
+    return s >= 0 && s <= CPX_CASE_REOPENED ? case_names[s] : "?";
+}
+
+const char *cpx_ref_state_name(int s)
+{
+    return s >= 0 && s <= CPX_REF_OVERDUE ? ref_names[s] : "?";
+}
+
+int cpx_case_state_parse(const char *name)
+{
+    for (int i = 1; i <= CPX_CASE_REOPENED; i++)
+        if (!strcasecmp(name, case_names[i]))
+            return i;
+    return -1;
+}
