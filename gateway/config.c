@@ -10,6 +10,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "cpx/crypto.h"
 #include "cpx/err.h"
 #include "cpx/log.h"
 
@@ -30,6 +31,7 @@ void cpx_gw_config_defaults(cpx_gw_config_t *cfg)
     cfg->auth_refused_per_key_ms = 60000;
     cfg->auth_refused_per_min = 60;
     cfg->log_level = CPX_LOG_INFO;
+    cfg->http.verify_interval_s = 3600;
 }
 
 typedef struct ctx {
@@ -180,6 +182,83 @@ static int load_keys(ctx_t *c, yaml_node_t *map, cpx_gw_config_t *cfg)
     return CPX_OK;
 }
 
+/* http: {listen: "127.0.0.1:9400", verify_interval_s: N,
+ *        users: [{name: office1, token_sha256: <64 hex>}, ...]} */
+static int load_http_user(ctx_t *c, yaml_node_t *map, cpx_gw_http_config_t *h)
+{
+    if (map->type != YAML_MAPPING_NODE)
+        return fail(c, map, "http.users", "each user is a mapping (name, token_sha256)");
+    if (h->n_users == CPX_GW_HTTP_USERS)
+        return fail(c, map, "http.users", "at most %d users", CPX_GW_HTTP_USERS);
+    cpx_gw_http_user_t *u = &h->users[h->n_users];
+    int have_token = 0;
+    memset(u, 0, sizeof *u);
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
+        const char *name = scalar(k), *val = scalar(v);
+        if (name && !strcmp(name, "name")) {
+            int rc = get_str(c, v, "http.users.name", u->name, sizeof u->name);
+            if (rc)
+                return rc;
+            for (const char *q = u->name; *q; q++)
+                if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+                      *q == '_' || *q == '-' || *q == '.'))
+                    return fail(c, v, "http.users.name", "use letters, digits, '_', '-', '.'");
+        } else if (name && !strcmp(name, "token_sha256")) {
+            if (!val || strlen(val) != 64 || cpx_unhex(val, u->token_sha256, 32))
+                return fail(c, v, "http.users.token_sha256",
+                            "expected 64 hex digits (printf %%s TOKEN | sha256sum)");
+            have_token = 1;
+        } else {
+            return fail(c, k, "http.users", "unknown key '%s' (name, token_sha256)", name ? name : "?");
+        }
+    }
+    if (!u->name[0] || !have_token)
+        return fail(c, map, "http.users", "each user needs name and token_sha256");
+    for (size_t i = 0; i < h->n_users; i++)
+        if (!strcmp(h->users[i].name, u->name))
+            return fail(c, map, "http.users", "user '%s' listed twice", u->name);
+    h->n_users++;
+    return CPX_OK;
+}
+
+static int load_http(ctx_t *c, yaml_node_t *map, cpx_gw_config_t *cfg)
+{
+    if (map->type != YAML_MAPPING_NODE)
+        return fail(c, map, "http", "expected a mapping (listen, verify_interval_s, users)");
+    cpx_gw_http_config_t *h = &cfg->http;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
+        const char *name = scalar(k);
+        int rc = CPX_OK;
+        if (!name)
+            return fail(c, k, "http", "keys must be strings");
+        if (!strcmp(name, "listen")) {
+            rc = get_str(c, v, "http.listen", h->listen, sizeof h->listen);
+            const char *colon = rc ? NULL : strrchr(h->listen, ':');
+            char *end = NULL;
+            unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+            if (!rc && (!colon || colon == h->listen || !colon[1] || *end || port > 65535))
+                rc = fail(c, v, "http.listen", "expected IPv4-ADDRESS:PORT, e.g. 127.0.0.1:9400");
+        } else if (!strcmp(name, "verify_interval_s")) {
+            rc = get_u32(c, v, "http.verify_interval_s", 0, 30 * 86400, &h->verify_interval_s);
+        } else if (!strcmp(name, "users")) {
+            if (v->type != YAML_SEQUENCE_NODE)
+                return fail(c, v, "http.users", "expected a list of {name, token_sha256}");
+            for (yaml_node_item_t *it = v->data.sequence.items.start;
+                 it < v->data.sequence.items.top && !rc; it++)
+                rc = load_http_user(c, yaml_document_get_node(c->doc, *it), h);
+        } else {
+            rc = fail(c, k, "http", "unknown key '%s' (listen, verify_interval_s, users)", name);
+        }
+        if (rc)
+            return rc;
+    }
+    return CPX_OK;
+}
+
 static int load_root(ctx_t *c, yaml_node_t *root, cpx_gw_config_t *cfg)
 {
     if (!root)
@@ -208,6 +287,10 @@ static int load_root(ctx_t *c, yaml_node_t *root, cpx_gw_config_t *cfg)
             rc = load_keys(c, v, cfg);
         } else if (!strcmp(name, "routes")) {
             rc = get_path(c, v, name, cfg->routes, sizeof cfg->routes);
+        } else if (!strcmp(name, "cases")) {
+            rc = get_path(c, v, name, cfg->cases, sizeof cfg->cases);
+        } else if (!strcmp(name, "sealed")) {
+            rc = get_path(c, v, name, cfg->sealed, sizeof cfg->sealed);
         } else if (!strcmp(name, "heartbeat_ms")) {
             rc = get_u32(c, v, name, 50, 600000, &cfg->heartbeat_ms);
         } else if (!strcmp(name, "offline_after_ms")) {
@@ -234,6 +317,8 @@ static int load_root(ctx_t *c, yaml_node_t *root, cpx_gw_config_t *cfg)
             rc = get_u32(c, v, name, 0, 86400000, &cfg->auth_refused_per_key_ms);
         } else if (!strcmp(name, "auth_refused_per_min")) {
             rc = get_u32(c, v, name, 1, 100000, &cfg->auth_refused_per_min);
+        } else if (!strcmp(name, "http")) {
+            rc = load_http(c, v, cfg);
         } else if (!strcmp(name, "log_level")) {
             const char *s = scalar(v);
             int lvl = s ? cpx_log_level_parse(s) : -1;

@@ -10,6 +10,21 @@
 #include <stdint.h>
 
 #define CPX_GW_PATH_MAX 1024
+#define CPX_GW_HTTP_USERS 64
+
+/* Dashboard user: a name for the audit log and the SHA-256 of its bearer token. */
+typedef struct cpx_gw_http_user {
+    char name[64];
+    uint8_t token_sha256[32];
+} cpx_gw_http_user_t;
+
+/* http: metrics, health and the dashboard (gateway/http.c). Off unless listen is set. */
+typedef struct cpx_gw_http_config {
+    char listen[64];                /* "127.0.0.1:9400"; port 0 = ephemeral; "" = off */
+    uint32_t verify_interval_s;     /* replay the audit log this often; 0 = never */
+    size_t n_users;
+    cpx_gw_http_user_t users[CPX_GW_HTTP_USERS];
+} cpx_gw_http_config_t;
 
 typedef struct cpx_gw_config {
     char endpoint[256];             /* e.g. tcp://127.0.0.1:7400 */
@@ -18,6 +33,8 @@ typedef struct cpx_gw_config {
     char curve_secret[CPX_GW_PATH_MAX]; /* Z85 CURVE secret key file */
     char signing_key[CPX_GW_PATH_MAX];  /* Ed25519 private key, PEM */
     char routes[CPX_GW_PATH_MAX];   /* routing rules (YAML); "" = built-in fallback */
+    char cases[CPX_GW_PATH_MAX];    /* case policy (YAML, docs/cases.md); "" = no case tracking */
+    char sealed[CPX_GW_PATH_MAX];   /* sealing policy (YAML, docs/sealed.md); "" = no vault */
     uint32_t heartbeat_ms;
     uint32_t offline_after_ms;
     uint32_t retry_base_ms;
@@ -31,6 +48,7 @@ typedef struct cpx_gw_config {
     uint32_t auth_refused_per_key_ms; /* at most one AUTH_REFUSED leaf per key per ... */
     uint32_t auth_refused_per_min;  /* ... and at most this many per minute overall */
     int log_level;                  /* cpx_log_level */
+    cpx_gw_http_config_t http;
 } cpx_gw_config_t;
 
 /* Fills cfg with defaults (everything but endpoint, data_dir and keys, which are
