@@ -24,6 +24,7 @@ static const char HEAD_TAG[] = "cpx.v1.sig.tree-head"; /* + its NUL = 21 bytes *
 typedef struct edge {
     uint64_t size;
     cpx_hash_t h[LEVELS]; /* h[l] valid when bit l of size is set */
+    int64_t last_time;    /* time of the last leaf: a later leaf is never stamped earlier */
 } edge_t;
 
 struct cpx_audit {
@@ -180,6 +181,13 @@ static int load_edge(cpx_audit_t *self, MDB_txn *txn, edge_t *e)
         }
         start += UINT64_C(1) << l;
     }
+    /* the wall clock may be stepped back while the log is closed: carry the last time */
+    e->last_time = 0;
+    cpx_audit_leaf_t *last = NULL;
+    if (e->size && cpx_audit_get_leaf(self, txn, e->size - 1, &last) == CPX_OK) {
+        e->last_time = last->time_ms;
+        cpx_msg_free(last);
+    }
     return CPX_OK;
 }
 
@@ -279,6 +287,10 @@ int cpx_audit_append(cpx_audit_t *self, MDB_txn *txn, cpx_audit_leaf_t *leaf,
     leaf->seq = seq;
     if (leaf->time_ms == 0)
         leaf->time_ms = cpx_audit_now_ms();
+    /* a clock stepped back (NTP, operator) must not make the log look reordered:
+     * verify refuses leaf times that go back */
+    if (leaf->time_ms < e->last_time)
+        leaf->time_ms = e->last_time;
     size_t len = protobuf_c_message_get_packed_size(&leaf->base);
     if (len > CPX_MAX_LEAF_BYTES)
         return CPX_ERR_TOO_LARGE;
@@ -294,6 +306,7 @@ int cpx_audit_append(cpx_audit_t *self, MDB_txn *txn, cpx_audit_leaf_t *leaf,
         return cpx_store_err(rc, "audit: put leaf");
     protobuf_c_message_pack(&leaf->base, v.mv_data);
 
+    e->last_time = leaf->time_ms;
     cpx_hash_t nodes[LEVELS + 1];
     cpx_merkle_leaf_hash(v.mv_data, len, nodes[0]);
     unsigned l = 0;
@@ -426,6 +439,8 @@ int cpx_audit_sign_head(cpx_audit_t *self, MDB_txn *txn, const cpx_key_t *key,
     /* Heads never go back in time, even if the wall clock does. */
     if (latest && now_ms < latest->timestamp_ms)
         now_ms = latest->timestamp_ms;
+    if (now_ms < e->last_time)
+        now_ms = e->last_time;
     cpx_msg_free(latest);
 
     uint8_t raw[CPX_ED25519_PUB_LEN], log_id[CPX_SHA256_LEN], msg[CPX_STH_SIGNING_LEN];

@@ -1,0 +1,4 @@
+from chaoslib import Row
+
+def all_attacks(build, storm):
+    return []

@@ -1,0 +1,225 @@
+"""Gateway faults and load: kill -9 under load, store full, clock jumps, steady load,
+one department flooding."""
+import os
+import random
+import time
+
+from chaoslib import FAKETIME_LIB, SRC, Gateway, Load, Row, finish
+
+SENDERS = ("POLICE", "EDUCATION", "HEALTH")
+RECEIVER = "CIVIL_AFFAIRS"   # the built-in fallback routes every report to the lead agency
+DEPTS = SENDERS + (RECEIVER,)
+
+
+def _offer(load, scale=1):
+    """One step of the mixed load: singles and batches from every sender."""
+    for d in load.senders:
+        k = random.random()
+        if k < 0.6:
+            load.submit(d, n=1)
+        elif k < 0.9:
+            load.submit(d, n=5 * scale, batch=True)
+        else:
+            load.submit(d, n=20 * scale, batch=True)
+
+
+def gateway_kill(build, rounds, round_s):
+    row = Row("gateway kill -9 under load", rounds)
+    print("== %s (%d rounds)" % (row.name, rounds), flush=True)
+    gw = Gateway(build, DEPTS)
+    try:
+        gw.start()
+        load = Load(gw, SENDERS, (RECEIVER,))
+        for r in range(rounds):
+            t_kill = time.time() + random.uniform(0.2, round_s)
+            while time.time() < t_kill:
+                _offer(load)
+                load.pump(0.03)
+            gw.kill9()
+            load.close()
+            gw.start()
+            load.reconnect()
+            load.pump(0.2)
+        ok = load.drain(180)
+        row.check(ok, "every message acknowledged and delivered after %d kills" % rounds)
+        finish(row, gw, load)
+    except Exception as e:  # noqa: BLE001
+        row.check(False, "exception %r; gateway log: %s" % (e, gw.logtext()[-800:]))
+    finally:
+        gw.cleanup()
+    return row
+
+
+def store_full(build):
+    row = Row("store full (map_size 4MiB)", 1)
+    print("== " + row.name, flush=True)
+    gw = Gateway(build, DEPTS, map_size="4MiB")
+    try:
+        gw.start()
+        load = Load(gw, SENDERS, (RECEIVER,), confirm=False)
+        t_end = time.time() + 60
+        while time.time() < t_end and "STORE_FULL" not in load.retryable:
+            _offer(load, scale=4)
+            load.pump(0.05)
+        full = load.retryable.get("STORE_FULL", 0)
+        row.check(full > 0, "gateway refuses with STORE_FULL when the map is full (%d Nacks, %d acked)"
+                  % (full, len(load.acks)))
+        row.check(all(x > 0 for x in load.retry_after), "every retryable Nack carries retry_after_ms (%s)"
+                  % sorted(set(load.retry_after))[:5])
+        load.pump(2)
+        row.check(gw.proc.poll() is None, "gateway still running while full")
+        before = dict(load.acks)
+        gw.kill9()
+        load.close()
+        gw.set_cfg("map_size: 4MiB", "map_size: 256MiB")
+        gw.start()
+        load.confirm = True
+        # resend everything, acknowledged ones too: the original Acks must come back
+        load.acks = {}
+        load.reconnect()
+        ok = load.drain(120)
+        row.check(ok, "after a larger map_size every message is acknowledged and delivered")
+        same = [m for m, a in before.items() if load.acks.get(m) != a]
+        row.check(not same, "every message acknowledged before is answered with its original Ack (%d differ)"
+                  % len(same))
+        load.acks.update({m: a for m, a in before.items() if m not in load.acks})
+        finish(row, gw, load)
+    except Exception as e:  # noqa: BLE001
+        row.check(False, "exception %r; gateway log: %s" % (e, gw.logtext()[-800:]))
+    finally:
+        gw.cleanup()
+    return row
+
+
+def clock_jump(build, step_s):
+    row = Row("gateway clock jumps +2h, -1h, +1d", 3)
+    print("== " + row.name, flush=True)
+    if not os.path.exists(FAKETIME_LIB):
+        row.note("libfaketime not installed (apt-get install faketime): skipped")
+        row.verify = "skipped"
+        return row
+    tsfile = os.path.join("/tmp", "cpx-chaos-faketime.%d" % os.getpid())
+    with open(tsfile, "w") as f:
+        f.write("+0\n")
+    env = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": tsfile, "FAKETIME_NO_CACHE": "1",
+           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    jy = os.path.join(SRC, "deploy", "jiangyin")
+    every = [x.strip() for x in open(os.path.join(jy, "departments.txt")) if x.strip() and x[0] != "#"]
+    gw = Gateway(build, every, routes=os.path.join(jy, "routes.yaml"), env=env)
+    try:
+        gw.start()
+        # the city's rules route to many departments: all of them listen and confirm
+        load = Load(gw, SENDERS, every)
+        size0 = gw.head_size()
+        for jump in ("+2h", "-1h", "+1d", "+0"):
+            t_end = time.time() + step_s
+            while time.time() < t_end:
+                _offer(load)
+                load.pump(0.05)
+            with open(tsfile, "w") as f:
+                f.write(jump + "\n")
+            load.pump(1.0)
+            row.check(gw.proc.poll() is None, "gateway alive after the clock moved to %s" % jump)
+        load.drain(60, need_delivery=False)
+        sent = len(load.envs)
+        growth = gw.head_size() - size0
+        row.note("log grew by %d leaves for %d messages (escalations included); refused: %s"
+                 % (growth, sent, load.nacks or "none"))
+        row.check(growth <= 4 * sent + 200, "no escalation storm (log growth %d <= 4x messages + 200)" % growth)
+        # messages refused because the gateway's clock disagreed are answered, not lost
+        load.drain(60)
+        finish(row, gw, load)
+    except Exception as e:  # noqa: BLE001
+        row.check(False, "exception %r; gateway log: %s" % (e, gw.logtext()[-800:]))
+    finally:
+        gw.cleanup()
+        os.unlink(tsfile)
+    return row
+
+
+def steady_load(build, seconds, rate):
+    row = Row("steady load %d msg/s for %ds" % (rate, seconds), 1)
+    print("== " + row.name, flush=True)
+    gw = Gateway(build, DEPTS)
+    try:
+        gw.start()
+        load = Load(gw, SENDERS, (RECEIVER,))
+        rss = []
+        t0 = time.time()
+        sent_target = 0
+        last_sample = 0
+        while time.time() - t0 < seconds:
+            now = time.time()
+            sent_target = int((now - t0) * rate)
+            while len(load.envs) < sent_target:
+                d = random.choice(SENDERS)
+                if random.random() < 0.3:
+                    load.submit(d, n=10, batch=True)
+                else:
+                    load.submit(d, n=1)
+            if now - last_sample > 1:
+                rss.append((now, gw.rss_kb()))
+                last_sample = now
+            load.pump(0.02)
+        achieved = len(load.envs) / (time.time() - t0)
+        ok = load.drain(120)
+        row.check(ok, "every message acknowledged and delivered")
+        n = max(1, len(rss) // 3)
+        first = max(r for _, r in rss[:n])
+        last = max(r for _, r in rss[-n:])
+        row.note("offered %.0f msg/s; gateway RSS first third max %d KiB, last third max %d KiB" % (achieved, first, last))
+        row.check(last <= first * 1.5 + 32 * 1024, "RSS bounded (last third <= 1.5x first third + 32 MiB)")
+        c = load.creep([x for x in load.ack_lat if x[0] - t0 <= seconds])
+        if c:
+            row.note("ack latency median first third %.1f ms, last third %.1f ms" % (c[0] * 1e3, c[1] * 1e3))
+            row.check(c[1] <= 2 * c[0] + 0.05, "no latency creep (last third <= 2x first third + 50 ms)")
+        d = load.creep(load.del_lat)
+        if d:
+            row.note("delivery latency median first third %.1f ms, last third %.1f ms" % (d[0] * 1e3, d[1] * 1e3))
+        finish(row, gw, load)
+    except Exception as e:  # noqa: BLE001
+        row.check(False, "exception %r; gateway log: %s" % (e, gw.logtext()[-800:]))
+    finally:
+        gw.cleanup()
+    return row
+
+
+def flood(build, seconds, base_rate):
+    row = Row("EDUCATION floods 10x; IMMEDIATE of others", 1)
+    print("== " + row.name, flush=True)
+    gw = Gateway(build, DEPTS)
+    try:
+        gw.start()
+        load = Load(gw, SENDERS, (RECEIVER,))
+        C = gw.S["C"]
+        t0 = time.time()
+        urgent = set()
+        n_edu = 0
+        n_other = 0
+        while time.time() - t0 < seconds:
+            el = time.time() - t0
+            while n_edu < el * base_rate * 10:
+                load.submit("EDUCATION", n=50, batch=True, priority=C.ROUTINE)
+                n_edu += 50
+            while n_other < el * base_rate:
+                for d in ("POLICE", "HEALTH"):
+                    urgent.update(load.submit(d, n=1, priority=C.IMMEDIATE))
+                n_other += 1
+            load.pump(0.02)
+        ok = load.drain(180)
+        row.check(ok, "every message acknowledged and delivered")
+        lat = sorted(s for t, s, p in load.del_lat if p == C.IMMEDIATE)
+        flo = sorted(s for t, s, p in load.del_lat if p != C.IMMEDIATE)
+        if lat:
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            row.note("IMMEDIATE from POLICE/HEALTH: %d, delivery p50 %.0f ms p99 %.0f ms max %.0f ms; "
+                     "flood ROUTINE: %d, p50 %.0f ms" % (len(lat), lat[len(lat) // 2] * 1e3, p99 * 1e3, lat[-1] * 1e3,
+                                                        len(flo), (flo[len(flo) // 2] * 1e3) if flo else 0))
+            row.check(lat[-1] < 300, "every IMMEDIATE delivered within its 5 min deadline")
+            row.check(p99 < 5.0, "IMMEDIATE p99 under 5 s while the flood runs")
+        finish(row, gw, load)
+    except Exception as e:  # noqa: BLE001
+        row.check(False, "exception %r; gateway log: %s" % (e, gw.logtext()[-800:]))
+    finally:
+        gw.cleanup()
+    return row
