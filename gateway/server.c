@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
-#include "http.h"
-#include "metrics.h"
 #include "outbox.h"
 #include "verify.h"
 #include "writer.h"
@@ -78,10 +78,8 @@ int cpx_gw_leaf(cpx_gw_t *self, cpx_audit_leaf_t *leaf, uint64_t *seq)
     if (!leaf->time_ms)
         leaf->time_ms = self->now_ms;
     int rc = cpx_audit_append(self->audit, self->txn, leaf, seq);
-    if (!rc) {
+    if (!rc)
         self->appended++;
-        cpx_gw_metrics_leaf(self->metrics, leaf);
-    }
     return rc;
 }
 
@@ -267,7 +265,6 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
     }
     self->txn = txn;
     self->appended = 0;
-    cpx_gw_ops_begin(self);
 
     cpx_gw_in_t **inp = n_in ? malloc(n_in * sizeof *inp) : NULL;
     rc = n_in && !inp ? CPX_ERR_NOMEM : CPX_OK;
@@ -282,8 +279,6 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
     free(inp);
     for (size_t i = 0; i < n_ref && !rc; i++)
         rc = cpx_gw_writer_auth_refused(self, ref[i].key, ref[i].peer);
-    if (!rc)
-        rc = cpx_gw_ops_cycle(self);
     if (!rc)
         rc = cpx_gw_outbox_tick(self);
     if (!rc && status_due)
@@ -315,11 +310,61 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
         cpx_audit_committed(self->audit);
         self->tree_size = head_size;
     }
-    cpx_gw_ops_end(self, rc == CPX_OK);
     for (size_t i = 0; i < self->n_out; i++)
         send_out(self, &self->out[i], head_size);
     out_clear(self);
     return rc == CPX_ERR_FULL || rc == CPX_ERR_STORE ? CPX_OK : rc;
+}
+
+/* Without MDB_WRITEMAP LMDB's map is read-only and MAP_SHARED, and every page a lookup
+ * touched stays in this process's RSS (RssFile) — with a million waiting messages that
+ * is gigabytes of index and record pages. Dropping the mapping's pages is safe (they
+ * refault from the page cache, also for the ZAP thread's readers) and cheap at this
+ * interval; the hot pages come back on the next cycle. */
+#define TRIM_INTERVAL_MS 1000
+
+/* LMDB does not export its map address (mdb_env_info's me_mapaddr is only set for
+ * MDB_FIXEDMAP): find the mapping of data.mdb by inode in /proc/self/maps. */
+static int find_map(cpx_gw_t *self)
+{
+    char path[CPX_GW_PATH_MAX + 16], line[1024];
+    snprintf(path, sizeof path, "%s/data.mdb", self->cfg.data_dir);
+    struct stat st;
+    if (stat(path, &st))
+        return CPX_ERR_IO;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return CPX_ERR_IO;
+    int rc = CPX_ERR_NOT_FOUND;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, ino;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %lu", &lo, &hi, &ino) == 3 &&
+            ino == (unsigned long)st.st_ino && hi > lo) {
+            self->map_addr = (void *)lo;
+            self->map_len = hi - lo;
+            rc = CPX_OK;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static void trim_map(cpx_gw_t *self)
+{
+    if (self->now_ms - self->last_trim_ms < TRIM_INTERVAL_MS)
+        return;
+    self->last_trim_ms = self->now_ms;
+    MDB_envinfo info;
+    MDB_stat st;
+    if ((!self->map_addr && find_map(self)) || mdb_env_info(self->env, &info) ||
+        mdb_env_stat(self->env, &st))
+        return;
+    size_t len = (size_t)(info.me_last_pgno + 1) * st.ms_psize;
+    if (len > self->map_len)
+        len = self->map_len;
+    if (madvise(self->map_addr, len, MADV_DONTNEED))
+        cpx_log_debug("server", "msg=\"madvise failed\" err=\"%s\"", strerror(errno));
 }
 
 static void heartbeats(cpx_gw_t *self)
@@ -365,9 +410,8 @@ int cpx_gw_server_run(cpx_gw_t *self)
         if (timeout < 0)
             timeout = 0;
         zmq_pollitem_t items[] = {{self->router, 0, ZMQ_POLLIN, 0},
-                                  {self->refused, 0, ZMQ_POLLIN, 0},
-                                  {cpx_gw_http_socket(self->http), 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, self->http ? 3 : 2, (long)timeout) < 0 && zmq_errno() != EINTR) {
+                                  {self->refused, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, (long)timeout) < 0 && zmq_errno() != EINTR) {
             cpx_log_error("server", "msg=\"poll failed\" err=\"%s\"", zmq_strerror(zmq_errno()));
             rc = CPX_ERR_NET;
             break;
@@ -429,8 +473,7 @@ int cpx_gw_server_run(cpx_gw_t *self)
         }
         cpx_gw_sessions_expire(self->sessions, self->now_ms, self->cfg.offline_after_ms);
 
-        int active = n_in || n_ref || cpx_gw_outbox_next_due(self) <= self->now_ms ||
-                     cpx_gw_ops_pending(self);
+        int active = n_in || n_ref || cpx_gw_outbox_next_due(self) <= self->now_ms;
         /* The status record is rewritten when something it shows changed (at most once
          * per interval), and otherwise only every IDLE_STATUS_FACTOR intervals, so an idle
          * gateway does not fsync every second. */
@@ -450,11 +493,11 @@ int cpx_gw_server_run(cpx_gw_t *self)
             zmq_msg_close(&in[i].msg);
         if (rc)
             break;
+        trim_map(self);
         if (self->now_ms - self->last_hb_ms >= (int64_t)self->cfg.heartbeat_ms / 4) {
             heartbeats(self);
             self->last_hb_ms = self->now_ms;
         }
-        cpx_gw_ops_loop(self);
     }
     free(in);
     free(ref);
@@ -566,8 +609,6 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
         goto fail;
     if (bind_router(self))
         goto fail;
-    if (cpx_gw_http_start(self))
-        goto fail;
     return self;
 fail:
     cpx_gw_server_destroy(&self);
@@ -579,7 +620,6 @@ void cpx_gw_server_destroy(cpx_gw_t **self_p)
     if (!self_p || !*self_p)
         return;
     cpx_gw_t *self = *self_p;
-    cpx_gw_http_destroy(&self->http);  /* its threads read the store: stop them first */
     if (self->router)
         zmq_close(self->router);
     cpx_gw_zap_destroy(&self->zap);
@@ -593,7 +633,6 @@ void cpx_gw_server_destroy(cpx_gw_t **self_p)
     free(self->out);
     free(self->seen_idx);
     cpx_gw_sessions_destroy(&self->sessions);
-    cpx_gw_metrics_destroy(&self->metrics);
     cpx_gw_verify_destroy(&self->verify);
     cpx_router_destroy(&self->rules);
     cpx_key_destroy(&self->sign_key);

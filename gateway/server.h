@@ -67,8 +67,6 @@ typedef struct cpx_gw {
     cpx_key_t *sign_key;
     cpx_gw_sessions_t *sessions;
     cpx_gw_zap_t *zap;
-    struct cpx_gw_metrics *metrics; /* write-path counters (metrics.c) */
-    struct cpx_gw_http *http;       /* /metrics, /healthz, dashboard (http.c); NULL = off */
     struct cpx_gw_verify *verify;   /* sender-signature verification pool (verify.h) */
     cpx_gw_keycache_t keycache[CPX_GW_KEYCACHE];
     size_t n_keycache;
@@ -93,6 +91,9 @@ typedef struct cpx_gw {
     uint64_t refused_suppressed;
 
     int64_t last_status_ms, last_hb_ms;
+    int64_t last_trim_ms;           /* last release of LMDB map pages (server.c) */
+    void *map_addr;                 /* LMDB map (found in /proc/self/maps) */
+    size_t map_len;
     uint64_t status_sig;            /* what the last status record showed */
     uint64_t stat_accepted, stat_rejected, stat_delivered, stat_confirmed;
 } cpx_gw_t;
