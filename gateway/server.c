@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "http.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "verify.h"
 #include "writer.h"
@@ -78,8 +80,10 @@ int cpx_gw_leaf(cpx_gw_t *self, cpx_audit_leaf_t *leaf, uint64_t *seq)
     if (!leaf->time_ms)
         leaf->time_ms = self->now_ms;
     int rc = cpx_audit_append(self->audit, self->txn, leaf, seq);
-    if (!rc)
+    if (!rc) {
         self->appended++;
+        cpx_gw_metrics_leaf(self->metrics, leaf);
+    }
     return rc;
 }
 
@@ -265,6 +269,7 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
     }
     self->txn = txn;
     self->appended = 0;
+    cpx_gw_ops_begin(self);
 
     cpx_gw_in_t **inp = n_in ? malloc(n_in * sizeof *inp) : NULL;
     rc = n_in && !inp ? CPX_ERR_NOMEM : CPX_OK;
@@ -279,6 +284,8 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
     free(inp);
     for (size_t i = 0; i < n_ref && !rc; i++)
         rc = cpx_gw_writer_auth_refused(self, ref[i].key, ref[i].peer);
+    if (!rc)
+        rc = cpx_gw_ops_cycle(self);
     if (!rc)
         rc = cpx_gw_outbox_tick(self);
     if (!rc && status_due)
@@ -310,6 +317,7 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
         cpx_audit_committed(self->audit);
         self->tree_size = head_size;
     }
+    cpx_gw_ops_end(self, rc == CPX_OK);
     for (size_t i = 0; i < self->n_out; i++)
         send_out(self, &self->out[i], head_size);
     out_clear(self);
@@ -410,8 +418,9 @@ int cpx_gw_server_run(cpx_gw_t *self)
         if (timeout < 0)
             timeout = 0;
         zmq_pollitem_t items[] = {{self->router, 0, ZMQ_POLLIN, 0},
-                                  {self->refused, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 2, (long)timeout) < 0 && zmq_errno() != EINTR) {
+                                  {self->refused, 0, ZMQ_POLLIN, 0},
+                                  {cpx_gw_http_socket(self->http), 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, self->http ? 3 : 2, (long)timeout) < 0 && zmq_errno() != EINTR) {
             cpx_log_error("server", "msg=\"poll failed\" err=\"%s\"", zmq_strerror(zmq_errno()));
             rc = CPX_ERR_NET;
             break;
@@ -473,7 +482,8 @@ int cpx_gw_server_run(cpx_gw_t *self)
         }
         cpx_gw_sessions_expire(self->sessions, self->now_ms, self->cfg.offline_after_ms);
 
-        int active = n_in || n_ref || cpx_gw_outbox_next_due(self) <= self->now_ms;
+        int active = n_in || n_ref || cpx_gw_outbox_next_due(self) <= self->now_ms ||
+                     cpx_gw_ops_pending(self);
         /* The status record is rewritten when something it shows changed (at most once
          * per interval), and otherwise only every IDLE_STATUS_FACTOR intervals, so an idle
          * gateway does not fsync every second. */
@@ -498,6 +508,7 @@ int cpx_gw_server_run(cpx_gw_t *self)
             heartbeats(self);
             self->last_hb_ms = self->now_ms;
         }
+        cpx_gw_ops_loop(self);
     }
     free(in);
     free(ref);
@@ -609,6 +620,8 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
         goto fail;
     if (bind_router(self))
         goto fail;
+    if (cpx_gw_http_start(self))
+        goto fail;
     return self;
 fail:
     cpx_gw_server_destroy(&self);
@@ -620,6 +633,7 @@ void cpx_gw_server_destroy(cpx_gw_t **self_p)
     if (!self_p || !*self_p)
         return;
     cpx_gw_t *self = *self_p;
+    cpx_gw_http_destroy(&self->http);  /* its threads read the store: stop them first */
     if (self->router)
         zmq_close(self->router);
     cpx_gw_zap_destroy(&self->zap);
@@ -633,6 +647,7 @@ void cpx_gw_server_destroy(cpx_gw_t **self_p)
     free(self->out);
     free(self->seen_idx);
     cpx_gw_sessions_destroy(&self->sessions);
+    cpx_gw_metrics_destroy(&self->metrics);
     cpx_gw_verify_destroy(&self->verify);
     cpx_router_destroy(&self->rules);
     cpx_key_destroy(&self->sign_key);

@@ -67,6 +67,8 @@ typedef struct cpx_gw {
     cpx_key_t *sign_key;
     cpx_gw_sessions_t *sessions;
     cpx_gw_zap_t *zap;
+    struct cpx_gw_metrics *metrics; /* write-path counters (metrics.c) */
+    struct cpx_gw_http *http;       /* /metrics, /healthz, dashboard (http.c); NULL = off */
     struct cpx_gw_verify *verify;   /* sender-signature verification pool (verify.h) */
     cpx_gw_keycache_t keycache[CPX_GW_KEYCACHE];
     size_t n_keycache;
