@@ -131,6 +131,7 @@ class Load:
         self.del_lat = []       # (time, seconds, priority)
         self.delivered = {}     # message_id -> times delivered
         self.foreign = 0        # deliveries of ids we never sent
+        self.extra = set()      # ids sent around the driver (attacks) that may be delivered
         self.dup_effects = 0
         self.nacks = {}         # code -> count of non-retryable
         self.final = {}         # message_id -> its non-retryable Nack code
@@ -272,7 +273,7 @@ class Load:
                 if mid not in self.delivered:
                     self.del_lat.append((now, now - self.first_sent[mid], self.envs[mid][2]))
                 self.delivered[mid] = self.delivered.get(mid, 0) + 1
-            else:
+            elif mid not in self.extra:
                 self.foreign += 1
             if self.confirm:
                 c.confirm(f.deliver)
