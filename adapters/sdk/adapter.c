@@ -1,7 +1,14 @@
 /* adapter.c — the adapter loop: durable spool, signing, resending, deliveries.
  *
  * Spool layout (one LMDB environment, named databases):
- *   pending   message id (16)  -> BE16(origin length) || origin || signed envelope bytes
+ *   pending   BE64 sequence    -> message id (16) || BE16(origin length) || origin ||
+ *                                 signed envelope bytes
+ *             Keys grow with every submission, so each cycle APPENDs at the end of the
+ *             tree and Acks (which arrive roughly in order) empty whole pages: random
+ *             16-byte keys made every insert and delete rewrite a random leaf page, a
+ *             write amplification that cost the gateway CPU on a shared machine.
+ *             (Spools written before this keyed by message id: id (16) -> BE16 || origin
+ *             || envelope. Such entries are still read, acknowledged and resent.)
  *   rejected  origin           -> message id (16, zero for local rejections) || reason
  *   delivered message id       -> status (1 taken, 2 refused)
  *   state     connector key    -> connector bytes
@@ -26,6 +33,7 @@
 
 typedef struct pend {
     uint8_t id[CPX_ADAPTER_ID_LEN];
+    uint64_t seq;                    /* spool key; 0: an old spool's entry keyed by id */
     int64_t due;
     uint32_t attempts;
     uint8_t used;
@@ -59,6 +67,10 @@ struct cpx_adapter {
 
     pend_t *tab;                      /* open addressing, linear probing */
     size_t tab_cap, tab_n;
+    uint64_t next_seq;                /* next pending key */
+    bool legacy;                      /* id-keyed entries present: no MDB_APPEND */
+    uint32_t *sset;                   /* this cycle's staged ids: index + 1, by id */
+    size_t sset_cap;
 
     staged_t *stage;
     size_t n_stage, cap_stage;
@@ -131,11 +143,12 @@ static int tab_grow(cpx_adapter_t *a)
     return CPX_OK;
 }
 
-static int tab_put(cpx_adapter_t *a, const uint8_t *id, int64_t due)
+static int tab_put(cpx_adapter_t *a, const uint8_t *id, uint64_t seq, int64_t due)
 {
     pend_t *p = tab_find(a, id);
     if (p) {
         p->due = due;
+        p->seq = seq;
         return CPX_OK;
     }
     if ((a->tab_n + 1) * 2 > a->tab_cap && tab_grow(a) != CPX_OK)
@@ -145,6 +158,7 @@ static int tab_put(cpx_adapter_t *a, const uint8_t *id, int64_t due)
         i = (i + 1) & (a->tab_cap - 1);
     memcpy(a->tab[i].id, id, CPX_ADAPTER_ID_LEN);
     a->tab[i].due = due;
+    a->tab[i].seq = seq;
     a->tab[i].attempts = 0;
     a->tab[i].used = 1;
     a->tab_n++;
@@ -178,6 +192,18 @@ static int put(cpx_adapter_t *a, MDB_dbi db, const void *k, size_t kl, const voi
     return cpx_store_err(mdb_put(a->txn, db, &key, &val, 0), "spool put");
 }
 
+/* The spool key of a pending entry: BE64 sequence, or the id for an old spool's entry. */
+static MDB_val pend_key(const pend_t *p, uint8_t buf[8])
+{
+    if (!p->seq)
+        return (MDB_val){CPX_ADAPTER_ID_LEN, (void *)p->id};
+    cpx_be64_put(buf, p->seq);
+    return (MDB_val){8, buf};
+}
+
+/* Where BE16(origin length) starts in a pending value with this key. */
+static size_t pend_hdr(size_t key_size) { return key_size == 8 ? CPX_ADAPTER_ID_LEN : 0; }
+
 static void save_counters(cpx_adapter_t *a)
 {
     uint8_t b[8 * 8];
@@ -185,6 +211,9 @@ static void save_counters(cpx_adapter_t *a)
     for (int i = 0; i < 8; i++)
         cpx_be64_put(b + 8 * i, v[i]);
     put(a, a->db_meta, "counters", 8, b, sizeof b);
+    uint8_t ns[8];
+    cpx_be64_put(ns, a->next_seq);
+    put(a, a->db_meta, "next_seq", 8, ns, sizeof ns);
 }
 
 static void load_counters(MDB_txn *txn, MDB_dbi db, cpx_adapter_counters_t *c)
@@ -226,13 +255,33 @@ static int load_pending(cpx_adapter_t *a, MDB_txn *txn)
         return cpx_store_err(rc, "cursor");
     MDB_val k, v;
     int64_t now = mono_ms();
+    a->next_seq = 1;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-        if (k.mv_size == CPX_ADAPTER_ID_LEN && tab_put(a, k.mv_data, now) != CPX_OK) {
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *id;
+        uint64_t seq = 0;
+        if (k.mv_size == CPX_ADAPTER_ID_LEN) {
+            id = k.mv_data;
+            a->legacy = true;
+        } else if (k.mv_size == 8 && v.mv_size >= CPX_ADAPTER_ID_LEN + 2) {
+            id = v.mv_data;
+            seq = cpx_be64_get(k.mv_data);
+            if (seq >= a->next_seq)
+                a->next_seq = seq + 1;
+        } else {
+            continue;
+        }
+        if (tab_put(a, id, seq, now) != CPX_OK) {
             mdb_cursor_close(cur);
             return CPX_ERR_NOMEM;
         }
+    }
     mdb_cursor_close(cur);
+    /* keys must keep growing after the last entry is acknowledged and deleted */
+    MDB_val mk = {8, "next_seq"}, mv;
+    if (mdb_get(txn, a->db_meta, &mk, &mv) == MDB_SUCCESS && mv.mv_size == 8 &&
+        cpx_be64_get(mv.mv_data) > a->next_seq)
+        a->next_seq = cpx_be64_get(mv.mv_data);
     return CPX_OK;
 }
 
@@ -322,8 +371,31 @@ fail:
     return NULL;
 }
 
+static size_t sset_slot(const uint8_t *id, size_t cap)
+{
+    uint64_t h;
+    memcpy(&h, id + 8, sizeof h);
+    return (size_t)(h & (cap - 1));
+}
+
+/* Is id staged in this cycle? When not and add is true, records it as stage[n_stage]. */
+static bool sset_check(cpx_adapter_t *a, const uint8_t *id, bool add)
+{
+    if (!a->sset_cap)
+        return false;
+    size_t i = sset_slot(id, a->sset_cap);
+    for (; a->sset[i]; i = (i + 1) & (a->sset_cap - 1))
+        if (!memcmp(a->stage[a->sset[i] - 1].env->message_id.data, id, CPX_ADAPTER_ID_LEN))
+            return true;
+    if (add)
+        a->sset[i] = (uint32_t)a->n_stage + 1;
+    return false;
+}
+
 static void clear_stage(cpx_adapter_t *a)
 {
+    if (a->sset && a->n_stage)
+        memset(a->sset, 0, a->sset_cap * sizeof *a->sset);
     for (size_t i = 0; i < a->n_stage; i++) {
         cpx_msg_free(a->stage[i].env);
         free(a->stage[i].origin);
@@ -343,6 +415,7 @@ void cpx_adapter_destroy(cpx_adapter_t **self_p)
         mdb_txn_abort(a->txn);
     clear_stage(a);
     free(a->stage);
+    free(a->sset);
     free(a->conf);
     free(a->inflight);
     free(a->tab);
@@ -403,11 +476,17 @@ int cpx_adapter_submit(cpx_adapter_t *self, cpx_envelope_t **env_p,
             return CPX_ERR_CRYPTO;
         id = rid;
     }
-    if (tab_find(self, id)) /* already spooled and unacknowledged: nothing to add */
+    if (tab_find(self, id) || sset_check(self, id, false)) /* already spooled or staged */
         goto consumed;
-    for (size_t i = 0; i < self->n_stage; i++)
-        if (!memcmp(self->stage[i].env->message_id.data, id, CPX_ADAPTER_ID_LEN))
-            goto consumed;
+    if (!self->sset) {
+        /* at most cycle_max staged: keep the set at most half full */
+        size_t cap = 64;
+        while (cap < 2 * (size_t)self->o.cycle_max)
+            cap *= 2;
+        if (!(self->sset = calloc(cap, sizeof *self->sset)))
+            return CPX_ERR_NOMEM;
+        self->sset_cap = cap;
+    }
     uint8_t *mid = malloc(CPX_ADAPTER_ID_LEN);
     char *sender = strdup(self->dept);
     char *org = strdup(origin);
@@ -438,6 +517,7 @@ int cpx_adapter_submit(cpx_adapter_t *self, cpx_envelope_t **env_p,
         env->priority = CPX__V1__PRIORITY__ROUTINE;
     if (env->sensitivity == CPX__V1__SENSITIVITY__SENSITIVITY_UNSPECIFIED)
         env->sensitivity = CPX__V1__SENSITIVITY__NORMAL;
+    sset_check(self, id, true);
     self->stage[self->n_stage++] = (staged_t){.env = env, .origin = org};
     *env_p = NULL;
     return CPX_OK;
@@ -509,11 +589,12 @@ int cpx_adapter_foreach_pending(cpx_adapter_t *self, int (*fn)(void *ctx, const 
     char origin[CPX_ADAPTER_MAX_ORIGIN + 1];
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        const uint8_t *p = v.mv_data;
-        if (v.mv_size < 2)
+        size_t h = pend_hdr(k.mv_size);
+        const uint8_t *p = (const uint8_t *)v.mv_data + h;
+        if (v.mv_size < h + 2)
             continue;
         size_t ol = (size_t)p[0] << 8 | p[1];
-        if (ol > CPX_ADAPTER_MAX_ORIGIN || ol + 2 > v.mv_size)
+        if (ol > CPX_ADAPTER_MAX_ORIGIN || h + ol + 2 > v.mv_size)
             continue;
         memcpy(origin, p + 2, ol);
         origin[ol] = '\0';
@@ -619,12 +700,12 @@ static void format_errors(const Cpx__V1__Nack *n, char *buf, size_t size)
                                 n->errors[i]->path, n->errors[i]->rule, n->errors[i]->message);
 }
 
-/* Reads the origin out of a pending value. */
-static void pending_origin(const MDB_val *v, char *origin)
+/* Reads the origin out of a pending value (h: pend_hdr of its key). */
+static void pending_origin(const MDB_val *v, size_t h, char *origin)
 {
-    const uint8_t *p = v->mv_data;
-    size_t ol = v->mv_size >= 2 ? ((size_t)p[0] << 8 | p[1]) : 0;
-    if (ol > CPX_ADAPTER_MAX_ORIGIN || ol + 2 > v->mv_size)
+    const uint8_t *p = (const uint8_t *)v->mv_data + h;
+    size_t ol = v->mv_size >= h + 2 ? ((size_t)p[0] << 8 | p[1]) : 0;
+    if (ol > CPX_ADAPTER_MAX_ORIGIN || h + ol + 2 > v->mv_size)
         ol = 0;
     memcpy(origin, p + 2, ol);
     origin[ol] = '\0';
@@ -637,10 +718,11 @@ static void on_ack(cpx_adapter_t *a, const Cpx__V1__Ack *ack)
     pend_t *p = tab_find(a, ack->message_id.data);
     if (!p)
         return; /* a duplicate answer to something already settled */
-    MDB_val k = {CPX_ADAPTER_ID_LEN, ack->message_id.data}, v;
+    uint8_t kb[8];
+    MDB_val k = pend_key(p, kb), v;
     char origin[CPX_ADAPTER_MAX_ORIGIN + 1] = "";
     if (mdb_get(a->txn, a->db_pending, &k, &v) == MDB_SUCCESS)
-        pending_origin(&v, origin);
+        pending_origin(&v, pend_hdr(k.mv_size), origin);
     mdb_del(a->txn, a->db_pending, &k, NULL);
     tab_del(a, p);
     a->c.acked++;
@@ -669,10 +751,11 @@ static void on_nack(cpx_adapter_t *a, const Cpx__V1__Nack *n)
     }
     char reason[2048];
     format_errors(n, reason, sizeof reason);
-    MDB_val k = {CPX_ADAPTER_ID_LEN, n->message_id.data}, v;
+    uint8_t kb[8];
+    MDB_val k = pend_key(p, kb), v;
     char origin[CPX_ADAPTER_MAX_ORIGIN + 1] = "";
     if (mdb_get(a->txn, a->db_pending, &k, &v) == MDB_SUCCESS)
-        pending_origin(&v, origin);
+        pending_origin(&v, pend_hdr(k.mv_size), origin);
     if (!origin[0])
         snprintf(origin, sizeof origin, "id:%s", idhex);
     size_t rl = strlen(reason);
@@ -803,14 +886,17 @@ static int sign_stage(cpx_adapter_t *a)
             size_t el = protobuf_c_message_get_packed_size(&s->env->base);
             if (el > CPX_MAX_ENVELOPE_BYTES)
                 return CPX_ERR_TOO_LARGE;
-            s->bytes = malloc(2 + ol + el);
+            s->bytes = malloc(CPX_ADAPTER_ID_LEN + 2 + ol + el);
             if (!s->bytes)
                 return CPX_ERR_NOMEM;
-            s->bytes[0] = (uint8_t)(ol >> 8);
-            s->bytes[1] = (uint8_t)ol;
-            memcpy(s->bytes + 2, s->origin, ol);
-            protobuf_c_message_pack(&s->env->base, s->bytes + 2 + ol);
-            s->len = 2 + ol + el;
+            uint8_t *b = s->bytes;
+            memcpy(b, s->env->message_id.data, CPX_ADAPTER_ID_LEN);
+            b += CPX_ADAPTER_ID_LEN;
+            b[0] = (uint8_t)(ol >> 8);
+            b[1] = (uint8_t)ol;
+            memcpy(b + 2, s->origin, ol);
+            protobuf_c_message_pack(&s->env->base, b + 2 + ol);
+            s->len = CPX_ADAPTER_ID_LEN + 2 + ol + el;
         }
     }
     return CPX_OK;
@@ -883,7 +969,7 @@ static void send_staged(cpx_adapter_t *a, int64_t now)
         unsigned g = a->stage[i].group;
         while (i + n < a->n_stage && a->stage[i + n].group == g && n < CPX_MAX_BATCH_ENVELOPES) {
             staged_t *s = &a->stage[i + n];
-            size_t hdr = 2 + strlen(s->origin);
+            size_t hdr = CPX_ADAPTER_ID_LEN + 2 + strlen(s->origin);
             if (n && bytes + s->len > FRAME_BUDGET)
                 break;
             envs[n] = s->bytes + hdr;
@@ -930,17 +1016,19 @@ static void resend_due(cpx_adapter_t *a, int64_t now)
             continue;
         if (!rt && mdb_txn_begin(a->env, NULL, MDB_RDONLY, &rt) != MDB_SUCCESS)
             return;
-        MDB_val key = {CPX_ADAPTER_ID_LEN, p->id}, v;
-        if (mdb_get(rt, a->db_pending, &key, &v) != MDB_SUCCESS || v.mv_size < 2) {
+        uint8_t kb[8];
+        MDB_val key = pend_key(p, kb), v;
+        size_t h = pend_hdr(key.mv_size);
+        if (mdb_get(rt, a->db_pending, &key, &v) != MDB_SUCCESS || v.mv_size < h + 2) {
             p->due = now + a->o.backoff_max_ms; /* cannot happen: the table mirrors the spool */
             continue;
         }
-        const uint8_t *b = v.mv_data;
+        const uint8_t *b = (const uint8_t *)v.mv_data + h;
         size_t hdr = 2 + ((size_t)b[0] << 8 | b[1]);
-        if (hdr > v.mv_size)
+        if (h + hdr > v.mv_size)
             continue;
         const uint8_t *env = b + hdr;
-        size_t len = v.mv_size - hdr;
+        size_t len = v.mv_size - h - hdr;
         int rc = send_envelopes(a, &env, &len, 1);
         if (rc == CPX_ERR_FULL)
             break;
@@ -1007,9 +1095,13 @@ int cpx_adapter_cycle(cpx_adapter_t *self, int wait_ms)
         }
         for (size_t i = 0; i < a->n_stage; i++) {
             staged_t *s = &a->stage[i];
-            if ((rc = put(a, a->db_pending, s->env->message_id.data, CPX_ADAPTER_ID_LEN, s->bytes,
-                          s->len)) != CPX_OK ||
-                (rc = tab_put(a, s->env->message_id.data, now + a->o.resend_after_ms)) != CPX_OK)
+            uint8_t kb[8];
+            uint64_t seq = a->next_seq++;
+            cpx_be64_put(kb, seq);
+            MDB_val key = {8, kb}, val = {s->len, s->bytes};
+            if ((rc = cpx_store_err(mdb_put(a->txn, a->db_pending, &key, &val,
+                                            a->legacy ? 0 : MDB_APPEND), "spool put")) != CPX_OK ||
+                (rc = tab_put(a, s->env->message_id.data, seq, now + a->o.resend_after_ms)) != CPX_OK)
                 goto abort;
         }
         a->c.spooled += a->n_stage;
