@@ -8,7 +8,7 @@ import time
 
 import zmq
 
-import cpxclient
+from chaoslib import cpxclient
 from chaoslib import Gateway, Load, Row, finish
 
 DEPTS = ("POLICE", "EDUCATION", "CIVIL_AFFAIRS")
