@@ -32,7 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cpx_validate_client_frame(cf, &opts, &errs);
         char buf[256];
         cpx_errors_format(&errs, buf, sizeof buf);
-        if (cf->submit && cf->submit->batch)
+        /* submit, delivery_ack and heartbeat share a oneof union: check the case */
+        if (cf->frame_case == CPX__V1__CLIENT_FRAME__FRAME_SUBMIT && cf->submit &&
+            cf->submit->content_case == CPX__V1__SUBMIT__CONTENT_BATCH && cf->submit->batch)
             for (size_t i = 0; i < cf->submit->batch->n_envelopes; i++) {
                 cpx_errors_t e2 = {0};
                 cpx_validate_envelope(cf->submit->batch->envelopes[i], &opts, &e2);
@@ -42,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     cpx_server_frame_t *sf = NULL;
     if (cpx_decode_server_frame(data, size, &sf) == CPX_OK) {
-        if (sf->deliver && sf->deliver->envelope) {
+        if (sf->frame_case == CPX__V1__SERVER_FRAME__FRAME_DELIVER && sf->deliver &&
+            sf->deliver->envelope) {
             cpx_errors_t errs = {0};
             cpx_validate_envelope(sf->deliver->envelope, &opts, &errs);
         }
