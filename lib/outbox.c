@@ -204,8 +204,10 @@ int cpx_outbox_get(cpx_outbox_t *self, MDB_txn *txn, const char *dept, uint8_t c
             continue;
         if (rc)
             return cpx_store_err(rc, "outbox: get");
+        char d[CPX_MAX_DEPT_CODE + 1];
+        snprintf(d, sizeof d, "%s", dept);  /* dept may point into *out (the gateway does) */
         memset(out, 0, sizeof *out);
-        snprintf(out->dept, sizeof out->dept, "%s", dept);
+        snprintf(out->dept, sizeof out->dept, "%s", d);
         out->cls = c;
         out->seq = seq;
         return eval_decode(v.mv_data, v.mv_size, out, NULL);

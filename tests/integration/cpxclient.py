@@ -102,6 +102,44 @@ def sign(env, key, pub_raw):
     return digest
 
 
+def load_pub(path):
+    """Raw 32 bytes of an Ed25519 public key PEM (e.g. keys/GATEWAY.sign.pub)."""
+    with open(path, "rb") as f:
+        k = serialization.load_pem_public_key(f.read())
+    return k.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def verify(env, pub_raw):
+    """Verifies a per-message-signed envelope, full or redacted (docs/signing.md 5):
+    every present body field must match its commitment under its salt, and the
+    signature must verify. Returns the withheld field numbers (committed, absent);
+    raises ValueError or cryptography's InvalidSignature on failure."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    name, body = body_of(env)
+    salts = {x.field: x.salt for x in env.salts}
+    comm = {c.field: c.digest for c in env.commitments}
+    present = set()
+    for fd, value in body.ListFields():
+        only = type(body)()
+        if fd.label == fd.LABEL_REPEATED:
+            getattr(only, fd.name).extend(value)
+        elif fd.message_type is not None:
+            getattr(only, fd.name).CopyFrom(value)
+        else:
+            setattr(only, fd.name, value)
+        if fd.number not in comm or fd.number not in salts:
+            raise ValueError("field %d without commitment or salt" % fd.number)
+        d = sha(b"cpx.v1.field\x00" + salts[fd.number] + struct.pack(">I", fd.number) + only.SerializeToString())
+        if d != comm[fd.number]:
+            raise ValueError("field %d does not match its commitment" % fd.number)
+        present.add(fd.number)
+    if env.signature.key_id != key_id(pub_raw):
+        raise ValueError("key id is not this key's")
+    digest = sha(signing_bytes(env))
+    Ed25519PublicKey.from_public_bytes(pub_raw).verify(env.signature.ed25519, b"cpx.v1.sig.envelope\x00" + digest)
+    return sorted(set(comm) - present)
+
+
 def _leaf(d):
     return sha(b"\x00" + d)
 

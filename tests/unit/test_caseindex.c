@@ -1,0 +1,426 @@
+/* Case index: state machines (every allowed and refused transition named in
+ * docs/cases.md), minor keys (HMAC known answer, name normalisation, wrong key),
+ * personal fields at rest (nothing in clear, wrong key / wrong record / flipped bit
+ * refused), deadlines in due order with clear and move, benefits and parents, and
+ * the view profiles (withheld fields verify; bad profile files refused with a
+ * position). */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cpx/caseindex.h"
+#include "cpx/crypto.h"
+#include "cpx/envsign.h"
+#include "cpx/err.h"
+#include "cpx/store.h"
+#include "cpx/synth.h"
+#include "cpx/views.h"
+
+static char tmpdir[64];
+static MDB_env *env;
+static const uint8_t K1[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                               17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+static const uint8_t K2[32] = {32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17,
+                               16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1};
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(tmpdir, "/tmp/cpx_ci_XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    return cpx_store_open(tmpdir, 64u << 20, 0, &env) == CPX_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    mdb_env_close(env);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_case_state_machine(void **state)
+{
+    (void)state;
+    int next;
+    const char *rule;
+    assert_int_equal(cpx_case_next(CPX_CASE_OPEN, CPX_CEV_ASSESSMENT, 0, 0, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_CASE_ASSESSED);
+    assert_int_equal(cpx_case_next(CPX_CASE_ASSESSED, CPX_CEV_REFERRAL, 0, 0, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_CASE_IN_SERVICE);
+    assert_int_equal(cpx_case_next(CPX_CASE_IN_SERVICE, CPX_CEV_ASSESSMENT, 1, 0, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_CASE_IN_SERVICE);  /* reassessment keeps the state */
+    assert_int_equal(cpx_case_next(CPX_CASE_IN_SERVICE, CPX_CEV_FOLLOW_UP, 1, 0, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_CASE_FOLLOW_UP);
+    /* no close while a referral is open; none before a follow-up; none from IN_SERVICE */
+    assert_int_equal(cpx_case_next(CPX_CASE_FOLLOW_UP, CPX_CEV_CLOSE, 1, 1, &next, &rule), CPX_ERR_STATE);
+    assert_string_equal(rule, "close_with_open_referral");
+    assert_int_equal(cpx_case_next(CPX_CASE_FOLLOW_UP, CPX_CEV_CLOSE, 0, 0, &next, &rule), CPX_ERR_STATE);
+    assert_string_equal(rule, "close_without_follow_up");
+    assert_int_equal(cpx_case_next(CPX_CASE_IN_SERVICE, CPX_CEV_CLOSE, 0, 1, &next, &rule), CPX_ERR_STATE);
+    assert_string_equal(rule, "close_without_follow_up");
+    assert_int_equal(cpx_case_next(CPX_CASE_FOLLOW_UP, CPX_CEV_CLOSE, 0, 1, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_CASE_CLOSED);
+    /* closed: only a report reopens */
+    assert_int_equal(cpx_case_next(CPX_CASE_CLOSED, CPX_CEV_ASSESSMENT, 0, 1, &next, &rule), CPX_ERR_STATE);
+    assert_string_equal(rule, "case_closed");
+    assert_int_equal(cpx_case_next(CPX_CASE_CLOSED, CPX_CEV_REFERRAL, 0, 1, &next, &rule), CPX_ERR_STATE);
+    assert_int_equal(cpx_case_next(CPX_CASE_CLOSED, CPX_CEV_REPORT, 0, 1, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_CASE_REOPENED);
+    assert_int_equal(cpx_case_next(CPX_CASE_REOPENED, CPX_CEV_ASSESSMENT, 0, 0, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_CASE_ASSESSED);
+    assert_int_equal(cpx_case_next(CPX_CASE_OPEN, 99, 0, 0, &next, &rule), CPX_ERR_ARG);
+    assert_string_equal(cpx_case_state_name(CPX_CASE_IN_SERVICE), "IN_SERVICE");
+    assert_int_equal(cpx_case_state_parse("follow_up"), CPX_CASE_FOLLOW_UP);
+    assert_int_equal(cpx_case_state_parse("DONE"), -1);
+}
+
+static void test_referral_state_machine(void **state)
+{
+    (void)state;
+    int next;
+    const char *rule;
+    assert_int_equal(cpx_ref_next(CPX_REF_SENT, CPX__V1__DISPOSITION_STATUS__DISPOSITION_ACCEPTED, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_REF_ACCEPTED);
+    assert_int_equal(cpx_ref_next(CPX_REF_ACCEPTED, CPX__V1__DISPOSITION_STATUS__DISPOSITION_IN_PROGRESS, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_REF_IN_PROGRESS);
+    assert_int_equal(cpx_ref_next(CPX_REF_IN_PROGRESS, CPX__V1__DISPOSITION_STATUS__DISPOSITION_DECLINED, &next, &rule), CPX_ERR_STATE);
+    assert_string_equal(rule, "decline_after_start");
+    assert_int_equal(cpx_ref_next(CPX_REF_IN_PROGRESS, CPX__V1__DISPOSITION_STATUS__DISPOSITION_ACCEPTED, &next, &rule), CPX_ERR_STATE);
+    assert_string_equal(rule, "accept_after_start");
+    assert_int_equal(cpx_ref_next(CPX_REF_OVERDUE, CPX__V1__DISPOSITION_STATUS__DISPOSITION_DONE, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_REF_DONE);
+    for (int s = CPX_REF_DONE; s <= CPX_REF_REVOKED; s++) {
+        assert_int_equal(cpx_ref_next(s, CPX__V1__DISPOSITION_STATUS__DISPOSITION_IN_PROGRESS, &next, &rule), CPX_ERR_STATE);
+        assert_string_equal(rule, "referral_closed");
+        assert_false(cpx_ref_open(s));
+    }
+    assert_true(cpx_ref_open(CPX_REF_OVERDUE));
+    assert_int_equal(cpx_ref_next(CPX_REF_SENT, 0, &next, &rule), CPX_ERR_STATE);
+}
+
+static cpx_caseindex_t *open_idx(const uint8_t *ik, const uint8_t *rk)
+{
+    cpx_caseindex_t *idx = cpx_caseindex_open(env, ik, rk);
+    assert_non_null(idx);
+    return idx;
+}
+
+static void test_minor_keys(void **state)
+{
+    (void)state;
+    cpx_caseindex_t *a = open_idx(K1, K1), *b = open_idx(K2, K2);
+    Cpx__V1__MinorIdentity m = CPX__V1__MINOR_IDENTITY__INIT;
+    Cpx__V1__Date bd = CPX__V1__DATE__INIT;
+    bd.year = 2012, bd.month = 3, bd.day = 4;
+    m.id_number = "32028120120304021x";
+    m.name = "Zhang Xiao-ming";
+    m.birth_date = &bd;
+    m.town = "TOWN_HUASHI";
+    uint8_t k1[33], k2[33], k3[33];
+    assert_int_equal(cpx_caseindex_minor_key(a, &m, 0, k1), CPX_OK);
+    assert_int_equal(k1[0], 'I');
+    /* known answer: HMAC-SHA-256(K1, "cpx.ci.id" 0 "32028120120304021X" 0) (check digit upper-cased) */
+    uint8_t want[32];
+    const char msg[] = "cpx.ci.id\0" "32028120120304021X";
+    cpx_hmac_sha256(K1, 32, msg, sizeof msg, want);
+    assert_memory_equal(k1 + 1, want, 32);
+    assert_int_equal(cpx_caseindex_minor_key(b, &m, 0, k2), CPX_OK);
+    assert_memory_not_equal(k1 + 1, k2 + 1, 32);  /* another key: another hash */
+    /* the name rule ignores case, spaces and punctuation; birth date and town count */
+    assert_int_equal(cpx_caseindex_minor_key(a, &m, 1, k2), CPX_OK);
+    assert_int_equal(k2[0], 'N');
+    m.name = "ZHANG XIAOMING";
+    assert_int_equal(cpx_caseindex_minor_key(a, &m, 1, k3), CPX_OK);
+    assert_memory_equal(k2, k3, 33);
+    m.town = "TOWN_GUSHAN";
+    assert_int_equal(cpx_caseindex_minor_key(a, &m, 1, k3), CPX_OK);
+    assert_memory_not_equal(k2, k3, 33);
+    m.birth_date = NULL;
+    assert_int_equal(cpx_caseindex_minor_key(a, &m, 1, k3), CPX_ERR_NOT_FOUND);
+    m.id_number = "";
+    assert_int_equal(cpx_caseindex_minor_key(a, &m, 0, k3), CPX_ERR_NOT_FOUND);
+
+    MDB_txn *txn;
+    char id[CPX_MAX_CASE_ID + 1];
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(cpx_caseindex_find_minor(a, txn, k1, id), CPX_ERR_NOT_FOUND);
+    assert_int_equal(cpx_caseindex_set_minor(a, txn, k1, "JY-2026-000001"), CPX_OK);
+    assert_int_equal(cpx_caseindex_find_minor(a, txn, k1, id), CPX_OK);
+    assert_string_equal(id, "JY-2026-000001");
+    assert_int_equal(cpx_caseindex_del_minor(a, txn, k1), CPX_OK);
+    assert_int_equal(cpx_caseindex_find_minor(a, txn, k1, id), CPX_ERR_NOT_FOUND);
+    mdb_txn_abort(txn);
+    /* a reader without the index key cannot look minors up */
+    cpx_caseindex_t *r = open_idx(NULL, NULL);
+    assert_int_equal(cpx_caseindex_minor_key(r, &m, 0, k3), CPX_ERR_STATE);
+    cpx_caseindex_destroy(&r);
+    cpx_caseindex_destroy(&a);
+    cpx_caseindex_destroy(&b);
+    cpx_caseindex_destroy(&b);  /* harmless */
+    assert_null(b);
+}
+
+static void test_pii_at_rest(void **state)
+{
+    (void)state;
+    cpx_caseindex_t *a = open_idx(K1, K1), *wrong = open_idx(K1, K2), *none = open_idx(K1, NULL);
+    Cpx__V1__MinorIdentity m = CPX__V1__MINOR_IDENTITY__INIT;
+    m.id_number = "320281201203040210";
+    m.name = "SecretName";
+    m.current_address = "SecretStreet 1";
+    m.town = "TOWN_HUASHI";
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(cpx_caseindex_put_pii(a, txn, "JY-2026-000007", &m), CPX_OK);
+    assert_int_equal(cpx_caseindex_put_pii(none, txn, "JY-2026-000008", &m), CPX_ERR_STATE);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+
+    /* nothing in clear in the file: not the name, not the address, not the ID number */
+    char path[128];
+    snprintf(path, sizeof path, "%s/data.mdb", tmpdir);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[8 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_null(memmem(buf, n, "SecretName", 10));
+    assert_null(memmem(buf, n, "SecretStreet", 12));
+    assert_null(memmem(buf, n, "320281201203040210", 18));
+
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    Cpx__V1__MinorIdentity *out = NULL;
+    assert_int_equal(cpx_caseindex_get_pii(a, txn, "JY-2026-000007", &out), CPX_OK);
+    assert_string_equal(out->name, "SecretName");
+    assert_string_equal(out->id_number, "");  /* the ID number is kept only as a hash */
+    cpx_msg_free(out);
+    assert_int_equal(cpx_caseindex_get_pii(wrong, txn, "JY-2026-000007", &out), CPX_ERR_TAMPERED);
+    assert_int_equal(cpx_caseindex_get_pii(none, txn, "JY-2026-000007", &out), CPX_ERR_STATE);
+    /* the record id is bound: moved under another case id it does not open */
+    MDB_dbi pii;
+    assert_int_equal(mdb_dbi_open(txn, "ci.pii", 0, &pii), 0);
+    MDB_val k = {14, "JY-2026-000007"}, v;
+    assert_int_equal(mdb_get(txn, pii, &k, &v), 0);
+    uint8_t copy[1024];
+    size_t len = v.mv_size;
+    memcpy(copy, v.mv_data, len);
+    MDB_val k2 = {14, "JY-2026-000009"}, v2 = {len, copy};
+    assert_int_equal(mdb_put(txn, pii, &k2, &v2, 0), 0);
+    assert_int_equal(cpx_caseindex_get_pii(a, txn, "JY-2026-000009", &out), CPX_ERR_TAMPERED);
+    copy[len / 2] ^= 1;  /* a flipped bit */
+    v2 = (MDB_val){len, copy};
+    assert_int_equal(mdb_put(txn, pii, &k, &v2, 0), 0);
+    assert_int_equal(cpx_caseindex_get_pii(a, txn, "JY-2026-000007", &out), CPX_ERR_TAMPERED);
+    mdb_txn_abort(txn);
+    cpx_caseindex_destroy(&a);
+    cpx_caseindex_destroy(&wrong);
+    cpx_caseindex_destroy(&none);
+}
+
+typedef struct seen {
+    int64_t due[16];
+    uint8_t kind[16];
+    size_t n;
+} seen_t;
+
+static int dl_cb(void *ctx, const cpx_deadline_t *d)
+{
+    seen_t *s = ctx;
+    s->due[s->n] = d->due_ms;
+    s->kind[s->n++] = d->kind;
+    return 0;
+}
+
+static void test_deadlines_and_records(void **state)
+{
+    (void)state;
+    cpx_caseindex_t *a = open_idx(K1, K1);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_true(cpx_caseindex_dl_next(a, txn) == INT64_MAX);
+    cpx_deadline_t d = {.version = CPX_CASEINDEX_VERSION, .kind = CPX_DL_ACKNOWLEDGE};
+    memset(d.item, 7, 16);
+    strcpy(d.dept, "POLICE");
+    strcpy(d.case_id, "JY-2026-000001");
+    d.due_ms = 3000;
+    assert_int_equal(cpx_caseindex_dl_set(a, txn, &d), CPX_OK);
+    d.kind = CPX_DL_ACCEPT;
+    d.due_ms = 1000;
+    assert_int_equal(cpx_caseindex_dl_set(a, txn, &d), CPX_OK);
+    strcpy(d.dept, "HEALTH");
+    d.due_ms = 2000;
+    assert_int_equal(cpx_caseindex_dl_set(a, txn, &d), CPX_OK);
+    assert_true(cpx_caseindex_dl_next(a, txn) == 1000);
+    seen_t s = {0};
+    assert_int_equal(cpx_caseindex_dl_each(a, txn, 2500, dl_cb, &s), CPX_OK);
+    assert_int_equal(s.n, 2);  /* due order, only the due ones */
+    assert_true(s.due[0] == 1000 && s.due[1] == 2000);
+    /* moving one keeps one record (escalation re-arms it) */
+    d.due_ms = 5000;
+    d.level = 1;
+    assert_int_equal(cpx_caseindex_dl_set(a, txn, &d), CPX_OK);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(cpx_caseindex_dl_each(a, txn, INT64_MAX, dl_cb, &s), CPX_OK);
+    assert_int_equal(s.n, 3);
+    assert_true(s.due[2] == 5000);
+    /* clearing: exact (kind, item, dept) only; clearing nothing is fine */
+    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACCEPT, d.item, 16, "POLICE"), CPX_OK);
+    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACCEPT, d.item, 16, "POLICE"), CPX_OK);
+    memset(&s, 0, sizeof s);
+    cpx_caseindex_dl_each(a, txn, INT64_MAX, dl_cb, &s);
+    assert_int_equal(s.n, 2);
+    assert_true(s.kind[0] == CPX_DL_ACKNOWLEDGE && s.due[1] == 5000);
+
+    /* case, referral, benefit, parent records round-trip; another format is refused */
+    cpx_case_rec_t r = {.version = CPX_CASEINDEX_VERSION, .state = CPX_CASE_OPEN, .n_reports = 2};
+    strcpy(r.id, "JY-2026-000001");
+    strcpy(r.town, "TOWN_HUASHI");
+    assert_int_equal(cpx_caseindex_put(a, txn, &r), CPX_OK);
+    cpx_case_rec_t g;
+    assert_int_equal(cpx_caseindex_get(a, txn, "JY-2026-000001", &g), CPX_OK);
+    assert_int_equal(g.n_reports, 2);
+    assert_string_equal(g.town, "TOWN_HUASHI");
+    assert_int_equal(cpx_caseindex_get(a, txn, "JY-2026-000002", &g), CPX_ERR_NOT_FOUND);
+    MDB_dbi cases;
+    assert_int_equal(mdb_dbi_open(txn, "ci.case", 0, &cases), 0);
+    MDB_val k = {14, "JY-2026-000003"}, v = {5, "short"};
+    assert_int_equal(mdb_put(txn, cases, &k, &v, 0), 0);
+    assert_int_equal(cpx_caseindex_get(a, txn, "JY-2026-000003", &g), CPX_ERR_TAMPERED);
+
+    assert_int_equal(cpx_caseindex_add_part(a, txn, "POLICE", "JY-2026-000001"), CPX_OK);
+    assert_int_equal(cpx_caseindex_add_part(a, txn, "POLICE", "JY-2026-000001"), CPX_OK);
+    assert_int_equal(cpx_caseindex_took_part(a, txn, "POLICE", "JY-2026-000001"), 1);
+    assert_int_equal(cpx_caseindex_took_part(a, txn, "POLICE_X", "JY-2026-000001"), 0);
+    assert_int_equal(cpx_caseindex_took_part(a, txn, "HEALTH", "JY-2026-000001"), 0);
+
+    uint8_t subj[32] = {9};
+    cpx_benefit_t b = {.version = CPX_CASEINDEX_VERSION, .action = 1, .active = 1}, gb;
+    strcpy(b.case_id, "JY-2026-000001");
+    assert_int_equal(cpx_caseindex_get_benefit(a, txn, subj, 1, &gb), CPX_ERR_NOT_FOUND);
+    assert_int_equal(cpx_caseindex_put_benefit(a, txn, subj, &b), CPX_OK);
+    assert_int_equal(cpx_caseindex_get_benefit(a, txn, subj, 1, &gb), CPX_OK);
+    assert_string_equal(gb.case_id, "JY-2026-000001");
+    assert_int_equal(cpx_caseindex_get_benefit(a, txn, subj, 2, &gb), CPX_ERR_NOT_FOUND);
+    mdb_txn_abort(txn);
+    cpx_caseindex_destroy(&a);
+}
+
+static const char VIEWS[] =
+    "version: 1\n"
+    "profiles:\n"
+    "  full: {withhold: {}}\n"
+    "  town:\n"
+    "    withhold:\n"
+    "      discovery_report: [reporter, observation, health]\n"
+    "departments:\n"
+    "  CIVIL_AFFAIRS: full\n"
+    "  TOWN_*: town\n"
+    "  \"*\": town\n";
+
+static void test_views(void **state)
+{
+    (void)state;
+    char err[256];
+    cpx_views_t *v = cpx_views_load_string(VIEWS, sizeof VIEWS - 1, "v.yaml", err, sizeof err);
+    assert_non_null(v);
+    assert_string_equal(cpx_views_profile(v, "CIVIL_AFFAIRS"), "full");
+    assert_string_equal(cpx_views_profile(v, "TOWN_HUASHI"), "town");
+    assert_string_equal(cpx_views_profile(v, "EDUCATION"), "town");
+    assert_string_equal(cpx_views_profile(NULL, "EDUCATION"), "full");
+    assert_int_equal(cpx_views_mask(v, "TOWN_HUASHI", CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT),
+                     (1u << 1) | (1u << 5) | (1u << 8));
+    assert_int_equal(cpx_views_mask(v, "TOWN_HUASHI", CPX__V1__ENVELOPE__BODY_REFERRAL), 0);
+
+    /* a signed report, redacted for the town: verifies, names exactly what was withheld */
+    cpx_key_t *key = cpx_key_generate();
+    cpx_synth_t *sy = cpx_synth_new(42);
+    assert_non_null(sy);
+    cpx_envelope_t *e = cpx_synth_discovery(sy, 1700000000000);
+    assert_non_null(e);
+    if (!e->discovery_report->reporter) {  /* the town must have something to lose */
+        e->discovery_report->reporter = malloc(sizeof *e->discovery_report->reporter);
+        cpx__v1__reporter__init(e->discovery_report->reporter);
+        e->discovery_report->reporter->name = strdup("Teacher");
+    }
+    assert_int_equal(cpx_envsign_sign(e, key), CPX_OK);
+    uint8_t *bytes, *red;
+    size_t len, rlen, n;
+    uint32_t wh[CPX_MAX_BODY_FIELDS];
+    const char *prof;
+    assert_int_equal(cpx_encode(e, &bytes, &len), CPX_OK);
+    assert_int_equal(cpx_views_apply(v, "TOWN_HUASHI", bytes, len, &red, &rlen, wh, &n, &prof), CPX_OK);
+    assert_string_equal(prof, "town");
+    assert_true(n >= 1);
+    cpx_envelope_t *r = NULL;
+    assert_int_equal(cpx_decode_envelope(red, rlen, &r), CPX_OK);
+    assert_null(r->discovery_report->reporter);
+    cpx_envsign_result_t res;
+    assert_int_equal(cpx_envsign_verify(r, key, &res), CPX_OK);
+    assert_int_equal(res.n_withheld, n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(res.withheld[i], wh[i]);
+    /* a tampered view fails: a shown field changed */
+    r->discovery_report->channel = r->discovery_report->channel == 1 ? 2 : 1;
+    assert_int_not_equal(cpx_envsign_verify(r, key, &res), CPX_OK);
+    cpx_msg_free(r);
+    free(red);
+    /* the lead sees everything: bytes unchanged apart from re-encoding */
+    assert_int_equal(cpx_views_apply(v, "CIVIL_AFFAIRS", bytes, len, &red, &rlen, wh, &n, &prof), CPX_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(rlen, len);
+    free(red);
+    free(bytes);
+    cpx_msg_free(e);
+    cpx_synth_destroy(&sy);
+    cpx_key_destroy(&key);
+    cpx_views_destroy(&v);
+    cpx_views_destroy(&v);
+
+    /* bad files are refused with file:line:col */
+    static const struct { const char *yaml, *want; } bad[] = {
+        {"version: 1\nprofiles:\n  p: {withhold: {discovery_report: [nosuch]}}\n", "v.yaml:3:"},
+        {"version: 1\nprofiles:\n  p: {withhold: {nosuch_body: [reporter]}}\n", "unknown body kind"},
+        {"version: 1\nprofiles: {p: {}}\ndepartments: {POLICE: q}\n", "unknown profile 'q'"},
+        {"version: 1\nprofiles: {p: {}}\ndepartments: {police: p}\n", "not a department code"},
+        {"profiles: {}\n", "version: required"},
+        {"version: 2\n", "only 1"},
+        {"version: 1\nprofiles: {p: {}, p: {}}\n", "defined twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_null(cpx_views_load_string(bad[i].yaml, strlen(bad[i].yaml), "v.yaml", err, sizeof err));
+        if (!strstr(err, bad[i].want))
+            fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].want);
+    }
+    char path[256];
+    snprintf(path, sizeof path, "%s/deploy/jiangyin/views.yaml", CPX_SOURCE_DIR);
+    v = cpx_views_load(path, err, sizeof err);
+    if (!v)
+        fail_msg("shipped views.yaml: %s", err);
+    assert_string_equal(cpx_views_profile(v, "POLICE"), "full");
+    assert_string_equal(cpx_views_profile(v, "TOWN_ZHUTANG"), "town-office");
+    assert_string_equal(cpx_views_profile(v, "HEALTH"), "health");
+    assert_true(cpx_views_mask(v, "HEALTH", CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT) == (1u << 1));
+    assert_true(cpx_views_mask(v, "YOUTH_LEAGUE", CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT) & (1u << 1));
+    cpx_views_destroy(&v);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_case_state_machine),
+        cmocka_unit_test(test_referral_state_machine),
+        cmocka_unit_test_setup_teardown(test_minor_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pii_at_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadlines_and_records, setup, teardown),
+        cmocka_unit_test(test_views),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
