@@ -43,6 +43,24 @@ static int conf_uint(const cpx_conf_t *c, const char *key, long long dflt, long 
     return cpx_conf_int(c, key, dflt, 0, max, out);
 }
 
+/* Creates path and any missing parents (the shipped configs name ../var/DEPT/spool). */
+static int mkdir_parents(const char *path, mode_t mode)
+{
+    char buf[4096];
+    if (strlen(path) >= sizeof buf)
+        return -1;
+    strcpy(buf, path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, mode) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 static int print_status(const char *spool)
 {
     cpx_adapter_counters_t c;
@@ -129,7 +147,7 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/%s.sign.key", keys, dept);
     if (!(sign = cpx_key_load_private(path)))
         goto out;
-    if (mkdir(spool, 0700) != 0 && errno != EEXIST) {
+    if (mkdir_parents(spool, 0700) != 0) {
         cpx_log_error(MOD, "msg=\"cannot create spool\" spool=\"%s\" err=\"%s\"", spool, strerror(errno));
         goto out;
     }

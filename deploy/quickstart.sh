@@ -2,11 +2,19 @@
 # cpx quickstart: on a fresh Debian 12 machine, installs what is missing, builds, makes
 # keys and configuration for the Jiangyin demo agencies in ./run/quickstart, starts the
 # gateway, sends a realistic day of reports, referrals and dispositions through it and
-# prints what was routed where. The gateway then stays in the foreground until Ctrl-C.
+# prints what was routed where. Then it starts the Jiangyin adapters
+# (deploy/jiangyin/adapters: POLICE on a PostgreSQL 110 table started in the run folder,
+# EDUCATION's GB18030 dropout roster, WOMENS_FED, JUSTICE and two town offices on spool
+# folders, HEALTH, CIVIL_AFFAIRS, COURT and PROCURATORATE on webhooks), feeds each some
+# synthetic local records and shows them flowing through. Everything then stays up in
+# the foreground until Ctrl-C.
 #
 #   ./deploy/quickstart.sh            # port 7400, folder ./run/quickstart
 #   CPX_PORT=7500 CPX_RUN=/tmp/cpx ./deploy/quickstart.sh
-#   CPX_QUICKSTART_EXIT=1 ./deploy/quickstart.sh   # stop after the demo (for tests)
+#   CPX_QUICKSTART_EXIT=1 ./deploy/quickstart.sh   # stop after the tour (for tests)
+#   CPX_ADAPTERS=0 ./deploy/quickstart.sh          # the gateway and the demo only
+# Ports: the gateway on CPX_PORT, webhooks on CPX_PORT+11..14, local callbacks on
+# CPX_PORT+21..24, PostgreSQL only on a unix socket in the run folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,12 +30,14 @@ cpx_install_deps
 
 say "building into $BUILD"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target cpx-gateway cpxctl >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target cpx-gateway cpxctl cpx-adapter >/dev/null
 CPXCTL=$BUILD/tools/cpxctl
 GATEWAY=$BUILD/gateway/cpx-gateway
 
 mkdir -p "$RUN/keys" "$RUN/data"
-chmod 700 "$RUN" "$RUN/keys"
+chmod 700 "$RUN/keys"
+# 711: the postgres user (PostgreSQL refuses to run as root) may pass through to run/pg
+chmod 711 "$RUN"
 mapfile -t DEPTS < <(grep -v -e '^#' -e '^$' "$ROOT/deploy/jiangyin/departments.txt")
 
 say "keys for the gateway and ${#DEPTS[@]} departments in $RUN/keys"
@@ -58,7 +68,15 @@ done
 say "starting cpx-gateway on 127.0.0.1:$PORT (log: $RUN/gateway.log)"
 "$GATEWAY" --config "$RUN/gateway.yaml" >>"$RUN/gateway.log" 2>&1 &
 GW=$!
-stop() { kill -TERM "$GW" 2>/dev/null || true; wait "$GW" 2>/dev/null || true; }
+PIDS=()
+PG_CTL=
+stop() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ -n "$PG_CTL" ] && $PG_CTL -m fast stop >/dev/null 2>&1 || true
+  kill -TERM "$GW" 2>/dev/null || true; wait "$GW" 2>/dev/null || true
+}
 trap stop EXIT
 for _ in $(seq 50); do
   kill -0 "$GW" 2>/dev/null || { tail -n 20 "$RUN/gateway.log"; echo "gateway failed to start"; exit 1; }
@@ -67,11 +85,13 @@ for _ in $(seq 50); do
 done
 
 say "a day of reports through the exchange"
-"$CPXCTL" demo --keys "$RUN/keys" --endpoint "tcp://127.0.0.1:$PORT" --reports "$REPORTS"
+"$CPXCTL" demo --keys "$RUN/keys" --endpoint "tcp://127.0.0.1:$PORT" --reports "$REPORTS" | tee "$RUN/demo.txt"
 
 say "the signed exchange log"
 "$CPXCTL" audit head --data "$RUN/data" || true
 "$CPXCTL" audit verify --data "$RUN/data" --gateway-key "$RUN/keys/GATEWAY.sign.pub" || true
+
+[ "${CPX_ADAPTERS:-1}" = 1 ] && . "$ROOT/deploy/jiangyin/adapters/quickstart-adapters.sh"
 
 cat <<TXT
 
@@ -79,10 +99,14 @@ The gateway is running (pid $GW). In another terminal:
   $CPXCTL status --data $RUN/data
   $CPXCTL audit tail --data $RUN/data -n 20
   $CPXCTL audit verify --data $RUN/data --gateway-key $RUN/keys/GATEWAY.sign.pub
-Ctrl-C stops it (it finishes the batch and signs the last head).
 TXT
+[ "${CPX_ADAPTERS:-1}" = 1 ] && cat <<TXT
+  $BUILD/adapters/cpx-adapter --config $RUN/adapters/education.yaml --status
+  ls $RUN/var/*/exchange/outbox      # deliveries to the file adapters
+  drop more files into $RUN/var/*/exchange/inbox, or insert into the 110 table:
+  psql "$PG_CONNINFO" -c 'select incident_no, minor_name from incidents_110'
+TXT
+echo "Ctrl-C stops everything (the gateway finishes the batch and signs the last head)."
 [ "${CPX_QUICKSTART_EXIT:-0}" = 1 ] && exit 0
-trap - EXIT
-trap 'kill -TERM "$GW" 2>/dev/null' INT TERM
+trap 'stop; exit 0' INT TERM
 wait "$GW" || true
-wait "$GW" 2>/dev/null || true

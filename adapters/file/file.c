@@ -698,6 +698,24 @@ static void publish_file(fconn_t *fc, tracked_t *t)
 
 /* ---- connector callbacks --------------------------------------------------------- */
 
+/* dir and any missing parents (configs name ../var/DEPT/exchange). */
+static int mkdir_parents(const char *dir)
+{
+    char buf[4096];
+    if (strlen(dir) >= sizeof buf)
+        return -1;
+    strcpy(buf, dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0750) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 static int mkdir_p(const char *base, const char *sub, char *out, size_t size)
 {
     snprintf(out, size, "%s/%s", base, sub);
@@ -748,7 +766,7 @@ static int f_open(cpx_adapter_t *a, const cpx_conf_t *sec, void **state)
         return CPX_ERR_CONFIG;
     }
     fc->jsonl = !strcmp(cpx_mapping_format(fc->map), "jsonl");
-    if ((mkdir(dir, 0750) != 0 && errno != EEXIST) ||
+    if (mkdir_parents(dir) != 0 ||
         mkdir_p(dir, "inbox", fc->inbox, sizeof fc->inbox) ||
         mkdir_p(dir, "done", fc->done, sizeof fc->done) ||
         mkdir_p(dir, "rejected", fc->rejected, sizeof fc->rejected) ||
