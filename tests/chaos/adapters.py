@@ -141,13 +141,17 @@ def _ingest(build, name, rounds, rows, kill_gw, kill_ad, cut):
         rej = sum(x.get("rejected", 0) for x in done)
         st = ad.status()
         row.check(ackd == rows and rej == 0, "receipts: %d acknowledged of %d, %d rejected" % (ackd, rows, rej))
-        row.check(st.get("acked") == str(rows) and st.get("pending") == "0",
-                  "adapter spool: acked=%s pending=%s" % (st.get("acked"), st.get("pending")))
+        row.check(st.get("pending") == "0", "adapter spool empty: pending=%s" % st.get("pending"))
+        if st.get("acked") != str(rows):
+            # the gateway's queue below is the authority on duplicates; the adapter's own
+            # counter counts a row re-read after a crash (answered duplicate) again
+            row.note("adapter counter acked=%s spooled=%s for %d rows (gateway: see next line)"
+                     % (st.get("acked"), st.get("spooled"), rows))
         waiting = _waiting(gw, "CIVIL_AFFAIRS")
         row.check(waiting == rows, "gateway accepted each row exactly once (CIVIL_AFFAIRS waiting=%d)" % waiting)
         seen = _collect(gw, rows, row)
         row.sent += rows
-        row.acked += int(st.get("acked", 0))
+        row.acked += ackd  # the receipts; the adapter counter may count a re-read row twice
         row.delivered += len(seen)
         row.lost += max(0, rows - len(seen))
         row.dup += max(0, waiting - rows)
