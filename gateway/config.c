@@ -21,8 +21,8 @@ void cpx_gw_config_defaults(cpx_gw_config_t *cfg)
     cfg->heartbeat_ms = 1000;
     cfg->offline_after_ms = 5000;
     cfg->retry_base_ms = 2000;
-    cfg->retry_max_ms = 300000;
-    cfg->retry_max_attempts = 12;
+    cfg->retry_max_ms = 1800000;
+    cfg->retry_max_attempts = 60;
     cfg->queue_limit = 2000000;
     cfg->in_flight = 256;
     cfg->batch_max = 4096;
