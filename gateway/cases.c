@@ -172,6 +172,25 @@ int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
     return rc ? cpx_store_err(rc, "cases: put id") : CPX_OK;
 }
 
+int cpx_gw_cases_blank(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq)
+{
+    cpx_gw_msg_t m;
+    int rc = cpx_gw_cases_get(self, txn, seq, &m);
+    if (rc)
+        return rc;
+    uint8_t head[2 + CPX_MAX_DEPT_CODE + CPX_MAX_CASE_ID];
+    size_t sl = strlen(m.sender), cl = strlen(m.case_id);
+    head[0] = (uint8_t)sl;
+    memcpy(head + 1, m.sender, sl);
+    head[1 + sl] = (uint8_t)cl;
+    memcpy(head + 2 + sl, m.case_id, cl);
+    uint8_t k[8];
+    cpx_be64_put(k, seq);
+    MDB_val key = {8, k}, v = {2 + sl + cl, head};
+    rc = mdb_put(txn, self->msg, &key, &v, 0);
+    return rc ? cpx_store_err(rc, "cases: blank") : CPX_OK;
+}
+
 static const char *minor_town(const cpx_envelope_t *env)
 {
     const Cpx__V1__MinorIdentity *m = NULL;

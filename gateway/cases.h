@@ -63,6 +63,10 @@ int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
                              const uint8_t *id, size_t len, const char *sender,
                              const char *case_id, const uint8_t *env, size_t env_len);
 
+/* Removes the envelope bytes of the message at seq, keeping sender, case id and the id
+ * index (dedupe, replies): the message now lives in the sealed vault (sealed.c). */
+int cpx_gw_cases_blank(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq);
+
 /* Decides the case of env into case_id (CPX_MAX_CASE_ID + 1 bytes) and town (the
  * minor's town as recorded for the case, CPX_MAX_DEPT_CODE + 1 bytes, may be ""):
  *  - env->case_id set: it must exist;

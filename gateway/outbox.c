@@ -1,5 +1,6 @@
 /* outbox.c — delivery windows, retries with backoff, dead letters, confirmations. */
 #include "outbox.h"
+#include "sealed.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,11 +129,22 @@ static int send_one(cpx_gw_t *self, cpx_gw_session_t *s, cpx_outbox_entry_t *e)
     int rc = cpx_gw_cases_get(self->cases, self->txn, e->accepted_seq, &m);
     if (rc)
         return rc == CPX_ERR_NOT_FOUND ? CPX_ERR_TAMPERED : rc;
+    uint8_t *vaulted = NULL;  /* a blank record: the envelope is in the sealed vault */
+    if (!m.env_len && (rc = cpx_gw_sealed_bytes(self, e->message_id, e->message_id_len,
+                                                &vaulted, &m.env_len)))
+        return rc == CPX_ERR_NOT_FOUND ? CPX_ERR_TAMPERED : rc;
+    if (vaulted)
+        m.env = vaulted;
     e->attempts++;
     cpx_gw_out_t *o = cpx_gw_out_push(self, OUT_DELIVER, s->rid, s->rid_len);
+    rc = o ? encode_deliver(e, &m, &o->buf, &o->len) : CPX_ERR_NOMEM;
+    if (vaulted) {
+        cpx_cleanse(vaulted, m.env_len);
+        free(vaulted);
+    }
     if (!o)
         return CPX_ERR_NOMEM;
-    if ((rc = encode_deliver(e, &m, &o->buf, &o->len))) {
+    if (rc) {
         self->n_out--;
         return rc;
     }

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "sealed.h"
 #include "verify.h"
 #include "writer.h"
 #include "cpx/client.h"
@@ -588,6 +589,11 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
         cpx_log_error("server", "msg=\"cannot load signing key\" path=%s", cfg->signing_key);
         goto fail;
     }
+    if (cfg->sealed[0] && cpx_gw_sealed_open(cfg->sealed, self->env, &self->sealed, err, sizeof err)) {
+        cpx_log_error("server", "msg=\"cannot open the sealed vault\" err=\"%s\"", err);
+        fprintf(stderr, "cpx-gateway: %s\n", err);
+        goto fail;
+    }
     if (cfg->routes[0] && !(self->rules = cpx_router_load(cfg->routes, err, sizeof err))) {
         cpx_log_error("server", "msg=\"invalid routing rules\" err=\"%s\"", err);
         fprintf(stderr, "cpx-gateway: %s\n", err);
@@ -652,6 +658,7 @@ void cpx_gw_server_destroy(cpx_gw_t **self_p)
     cpx_router_destroy(&self->rules);
     cpx_key_destroy(&self->sign_key);
     cpx_gw_cases_destroy(&self->cases);
+    cpx_gw_sealed_destroy(&self->sealed);
     cpx_outbox_destroy(&self->ob);
     cpx_audit_destroy(&self->audit);
     cpx_registry_destroy(&self->reg);

@@ -63,6 +63,7 @@ typedef struct cpx_gw {
     cpx_audit_t *audit;
     cpx_outbox_t *ob;
     cpx_gw_cases_t *cases;
+    struct cpx_gw_sealed *sealed;   /* NULL: no vault; SEALED envelopes refused (sealed.c) */
     cpx_router_t *rules;            /* NULL: explicit recipients + CIVIL_AFFAIRS */
     cpx_key_t *sign_key;
     cpx_gw_sessions_t *sessions;

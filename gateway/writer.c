@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "outbox.h"
+#include "sealed.h"
 #include "verify.h"
 #include "cpx/envsign.h"
 #include "cpx/err.h"
@@ -115,6 +116,24 @@ static cpx_gw_out_t *push_ack(cpx_gw_t *self, const cpx_gw_in_t *in, const uint8
     o->duplicate = duplicate;
     snprintf(o->case_id, sizeof o->case_id, "%s", case_id ? case_id : "");
     return o;
+}
+
+static void seen_add(cpx_gw_t *self, size_t out_index);
+
+int cpx_gw_writer_refuse(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
+                         int code, const char *path, const char *rule, const char *msg)
+{
+    return refuse1(self, in, env, code, path, rule, msg);
+}
+
+int cpx_gw_writer_ack(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
+                      uint64_t leaf_seq, const char *case_id)
+{
+    if (!push_ack(self, in, env->message_id.data, env->message_id.len, leaf_seq, 0, case_id, 0))
+        return CPX_ERR_NOMEM;
+    seen_add(self, self->n_out - 1);
+    self->stat_accepted++;
+    return CPX_OK;
 }
 
 /* ---- message ids accepted in this cycle ----------------------------------------- */
@@ -409,10 +428,15 @@ static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
     if ((rc = verify(self, in, env, pre, &res, &refused)) || refused)
         return rc;
 
-    if (env->sensitivity == CPX__V1__SENSITIVITY__SEALED)
+    if (self->sealed) {  /* sealed-record traffic: gateway/sealed.c */
+        int sealed_handled = 0;
+        if ((rc = cpx_gw_sealed_submit(self, in, env, &res, &sealed_handled)) || sealed_handled)
+            return rc;
+    } else if (env->sensitivity == CPX__V1__SENSITIVITY__SEALED) {
         return refuse1(self, in, env, CPX__V1__ERROR_CODE__RULE_VIOLATION, "sensitivity",
                        "sealed_not_exchanged",
                        "sealed records are not routed by this gateway (sealed vault not enabled)");
+    }
 
     char case_id[CPX_MAX_CASE_ID + 1], town[CPX_MAX_DEPT_CODE + 1];
     rc = cpx_gw_cases_resolve(self->cases, self->txn, env, self->now_ms, case_id, town, &errs);

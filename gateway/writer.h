@@ -46,6 +46,13 @@ int cpx_gw_writer_frame(cpx_gw_t *self, cpx_gw_in_t *in);
  * that stopped early). Safe to call again. */
 void cpx_gw_writer_release(cpx_gw_in_t *in);
 
+/* For gateway/sealed.c: a refusal (REJECTED leaf + Nack with one field error), and the
+ * Ack of an envelope accepted at leaf_seq (also remembered for in-cycle duplicates). */
+int cpx_gw_writer_refuse(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
+                         int code, const char *path, const char *rule, const char *msg);
+int cpx_gw_writer_ack(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
+                      uint64_t leaf_seq, const char *case_id);
+
 /* Writes an AUTH_REFUSED leaf for key (rate-limited). */
 int cpx_gw_writer_auth_refused(cpx_gw_t *self, const uint8_t key[CPX_CURVE_KEY_LEN],
                                const char *peer);
