@@ -809,6 +809,11 @@ static void walk_field(vctx *c, const ProtobufCMessage *m, const ProtobufCFieldD
 static void walk(vctx *c, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *md = m->descriptor;
+    /* Fields this schema does not know would travel outside every signature and
+     * commitment check the gateway can make: refuse them (upgrade the gateway first). */
+    if (m->n_unknown_fields)
+        verr(c, NULL, "unknown_field", "field number %u is not in the cpx.v1 schema this gateway speaks",
+             m->unknown_fields[0].tag);
     if (md == &cpx__v1__date__descriptor) {
         walk_date(c, (const Cpx__V1__Date *)m);
         return;

@@ -730,6 +730,29 @@ static void test_predicates(void **state)
     assert_false(cpx_case_id_valid("JY_2026_000123"));
 }
 
+/* Bytes the schema does not know would travel outside every signature: refused, at the
+ * envelope and inside a body alike. */
+static void test_unknown_fields_refused(void **state)
+{
+    (void)state;
+    cpx_envelope_t *e = load(discovery);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(cpx_encode(e, &buf, &len), CPX_OK);
+    cpx_msg_free(e);
+    /* field 15 (not in Envelope), varint 1 */
+    uint8_t *more = malloc(len + 2);
+    memcpy(more, buf, len);
+    more[len] = (15 << 3) | 0;
+    more[len + 1] = 1;
+    cpx_envelope_t *u = NULL;
+    assert_int_equal(cpx_decode_envelope(more, len + 2, &u), CPX_OK);
+    env_err(u, NULL, "", "unknown_field");
+    cpx_msg_free(u);
+    free(more);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -740,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_resp_table_yaml),  cmocka_unit_test(test_disposition_rules),
         cmocka_unit_test(test_other_bodies),     cmocka_unit_test(test_every_error_reported),
         cmocka_unit_test(test_client_frames),    cmocka_unit_test(test_predicates),
+        cmocka_unit_test(test_unknown_fields_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
