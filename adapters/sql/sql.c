@@ -190,6 +190,8 @@ static bool write_reject(sconn_t *s, const char *key, const char *cursor, const 
 
 static void flush_rejects(sconn_t *s, int64_t now)
 {
+    if (!s->n_rq)
+        return;
     size_t i = 0;
     for (; i < s->n_rq && s->pg; i++) {
         if (!write_reject(s, s->rq[i].key, s->rq[i].cursor, s->rq[i].reason)) {
