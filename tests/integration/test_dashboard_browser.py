@@ -118,6 +118,23 @@ def main():
            "    - name: office1\n      token_sha256: %s\n" % hashlib.sha256(TOKEN.encode()).hexdigest())
     gw = cpxclient.Gateway(BUILD, depts=depts, extra_cfg=cfg,
                            routes=os.path.join(SRC, "deploy", "jiangyin", "routes.yaml"))
+    # case tracking (cpxctl case stats reads its index) when this build has it
+    policy = os.path.join(gw.dir, "casepolicy.yaml")
+    src_policy = os.path.join(SRC, "deploy", "jiangyin", "casepolicy.yaml")
+    if os.path.exists(src_policy):
+        text = open(src_policy).read().replace("../../run/keys/", os.path.join(gw.dir, "keys") + "/")
+        text = text.replace("views: views.yaml", "views: " + os.path.join(SRC, "deploy", "jiangyin", "views.yaml"))
+        with open(policy, "w") as f:
+            f.write(text)
+        with open(gw.config) as f:
+            base = f.read()
+        with open(gw.config, "a") as f:
+            f.write("cases: %s\n" % policy)
+        r = subprocess.run([gw.bin, "--config", gw.config, "--check"], capture_output=True, text=True)
+        if r.returncode != 0:
+            print("case tracking not enabled:", r.stderr.strip())
+            with open(gw.config, "w") as f:
+                f.write(base)
     profile = tempfile.mkdtemp(prefix="cpxchrome.")
     data = os.path.join(gw.dir, "data")
     try:
@@ -191,6 +208,9 @@ def main():
             check(cats.get(CATS_ZH[code]) == n, "category %s shown %s = %d" % (code, cats.get(CATS_ZH[code]), n))
         if stats and stats.get("cases"):
             check(int(stats["cases"]) == exp_cases, "cpxctl case stats cases %s = %d" % (stats["cases"], exp_cases))
+            st_towns = {k: v for k, v in (stats.get("by_town") or {}).items() if v}
+            check(st_towns == {k: v for k, v in api["cases_by_town"].items() if k != "UNKNOWN"},
+                  "cases by town shown = cpxctl case stats by_town (%d towns)" % len(st_towns))
             for code, n in (stats.get("by_category") or {}).items():
                 if code in CATS_ZH:
                     check(cats.get(CATS_ZH[code]) == n, "category %s shown %s = case stats %d"
