@@ -6,7 +6,7 @@ CPX_PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
           libcsv-dev libmicrohttpd-dev libcurl4-openssl-dev libpq-dev
           librabbitmq-dev libnats-dev
           protobuf-compiler python3 python3-zmq python3-protobuf python3-cryptography
-          postgresql curl faketime)
+          postgresql curl faketime chromium fonts-wqy-zenhei)
 
 cpx_install_deps() {
   local missing=() p
