@@ -369,7 +369,7 @@ static int keep(cpx_gw_t *gw, const cpx_envelope_t *env, cpx_vault_kind kind, ui
     free(buf);
     if (!rc)
         rc = cpx_gw_cases_put_message(gw->cases, gw->txn, seq, env->message_id.data,
-                                      env->message_id.len, env->sender, case_id, NULL, 0);
+                                      env->message_id.len, env->sender, case_id, (const uint8_t *)"", 0);
     return rc;
 }
 
@@ -515,7 +515,7 @@ static int seal_message(cpx_gw_t *gw, const cpx_gw_in_t *in, const cpx_envelope_
         rc = cpx_vault_index(S->vault, gw->txn, CPX_VAULT_TAG_CASE, case_id, env->message_id.data);
     if (!rc)
         rc = cpx_gw_cases_put_message(gw->cases, gw->txn, seq, env->message_id.data,
-                                      env->message_id.len, in->dept, case_id, NULL, 0);
+                                      env->message_id.len, in->dept, case_id, (const uint8_t *)"", 0);
     for (size_t i = 0; i < n && !rc; i++)
         rc = queue(gw, rcpt[i], env->message_id.data, env->message_id.len, seq, ref,
                    env->priority);
