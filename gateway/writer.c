@@ -405,6 +405,29 @@ static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
     return CPX_OK;
 }
 
+/* Would the sealing policy have to look at this? (SEALED marking, juvenile-offence
+ * reports, seal orders and sealed-access traffic.) */
+static int needs_vault(const cpx_envelope_t *env)
+{
+    if (env->sensitivity == CPX__V1__SENSITIVITY__SEALED)
+        return 1;
+    switch (env->body_case) {
+    case CPX__V1__ENVELOPE__BODY_SEAL_ORDER:
+    case CPX__V1__ENVELOPE__BODY_SEALED_ACCESS_REQUEST:
+    case CPX__V1__ENVELOPE__BODY_SEALED_ACCESS_DECISION:
+    case CPX__V1__ENVELOPE__BODY_SEALED_ACCESS_READ:
+    case CPX__V1__ENVELOPE__BODY_SEALED_ACCESS_APPROVAL:
+        return 1;
+    case CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT:
+        for (size_t i = 0; i < env->discovery_report->n_circumstances; i++)
+            if (env->discovery_report->circumstances[i] == CPX__V1__CIRCUMSTANCE__JUVENILE_OFFENCE)
+                return 1;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
 static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
                       const preverified_t *pre)
 {
@@ -432,11 +455,14 @@ static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
         int sealed_handled = 0;
         if ((rc = cpx_gw_sealed_submit(self, in, env, &res, &sealed_handled)) || sealed_handled)
             return rc;
-    } else if (env->sensitivity == CPX__V1__SENSITIVITY__SEALED) {
+    } else if (needs_vault(env)) {
+        /* Without a sealing policy nothing that may be a sealed matter is routed at all:
+         * refusing is safe, routing it as ordinary traffic would not be. */
         return refuse1(self, in, env, CPX__V1__ERROR_CODE__RULE_VIOLATION, "sensitivity",
                        "sealed_not_exchanged",
-                       "sealed records are not routed by this gateway (sealed vault not enabled)");
+                       "sealed matters are not routed by this gateway (sealed vault not enabled)");
     }
+
 
     char case_id[CPX_MAX_CASE_ID + 1], town[CPX_MAX_DEPT_CODE + 1];
     rc = cpx_gw_cases_resolve(self->cases, self->txn, env, self->now_ms, case_id, town, &errs);
