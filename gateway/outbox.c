@@ -1,5 +1,6 @@
 /* outbox.c — delivery windows, retries with backoff, dead letters, confirmations. */
 #include "outbox.h"
+#include "caseindex.h"
 #include "sealed.h"
 
 #include <stdio.h>
@@ -137,7 +138,11 @@ static int send_one(cpx_gw_t *self, cpx_gw_session_t *s, cpx_outbox_entry_t *e)
         m.env = vaulted;
     e->attempts++;
     cpx_gw_out_t *o = cpx_gw_out_push(self, OUT_DELIVER, s->rid, s->rid_len);
-    rc = o ? encode_deliver(e, &m, &o->buf, &o->len) : CPX_ERR_NOMEM;
+    rc = o ? cpx_gw_ci_deliver(self, e, &m, &o->buf, &o->len) : CPX_ERR_NOMEM;  /* 1: a view */
+    if (rc == 0)
+        rc = encode_deliver(e, &m, &o->buf, &o->len);
+    else if (rc > 0)
+        rc = CPX_OK;
     if (vaulted) {
         cpx_cleanse(vaulted, m.env_len);
         free(vaulted);
@@ -306,7 +311,8 @@ int cpx_gw_outbox_confirm(cpx_gw_t *self, cpx_gw_session_t *s, const Cpx__V1__De
         return CPX_OK;
     }
     if (ack->status == CPX__V1__DELIVERY_STATUS__TAKEN) {
-        if ((rc = cpx_outbox_remove(self->ob, self->txn, &e)))
+        if ((rc = cpx_outbox_remove(self->ob, self->txn, &e)) ||
+            (rc = cpx_gw_ci_acked(self, &e)))
             return rc;
         if (s->depth)
             s->depth--;

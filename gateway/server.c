@@ -12,8 +12,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "gwkeycheck.h"
 #include "http.h"
 #include "metrics.h"
+#include "caseindex.h"
 #include "outbox.h"
 #include "sealed.h"
 #include "verify.h"
@@ -246,6 +248,8 @@ static int reopen_audit(cpx_gw_t *self)
         rc = cpx_gw_outbox_load(self);
     cpx_log_info("server", "msg=\"audit log changed by another process\" tree_size=%llu",
                  (unsigned long long)self->tree_size);
+    if (!rc)
+        rc = cpx_gw_gwkey_check(self, 0); /* a rotation by cpxctl: stop signing */
     return rc;
 }
 
@@ -288,6 +292,8 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
     if (!rc)
         rc = cpx_gw_ops_cycle(self);
     if (!rc)
+        rc = cpx_gw_ci_tick(self);  /* overdue deadlines -> escalations, delivered below */
+    if (!rc)
         rc = cpx_gw_outbox_tick(self);
     if (!rc && status_due)
         rc = write_status(self);
@@ -311,6 +317,7 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
     self->txn = NULL;
     if (rc) {
         cpx_audit_aborted(self->audit);
+        cpx_gw_ci_aborted(self);
         cpx_log_error("server", "msg=\"cycle failed, nothing applied\" err=%s frames=%zu",
                       cpx_strerror(rc), n_in);
         out_fail(self, rc);
@@ -484,7 +491,7 @@ int cpx_gw_server_run(cpx_gw_t *self)
         cpx_gw_sessions_expire(self->sessions, self->now_ms, self->cfg.offline_after_ms);
 
         int active = n_in || n_ref || cpx_gw_outbox_next_due(self) <= self->now_ms ||
-                     cpx_gw_ops_pending(self);
+                     cpx_gw_ops_pending(self) || cpx_gw_ci_next_due(self) <= self->now_ms;
         /* The status record is rewritten when something it shows changed (at most once
          * per interval), and otherwise only every IDLE_STATUS_FACTOR intervals, so an idle
          * gateway does not fsync every second. */
@@ -589,6 +596,10 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
         cpx_log_error("server", "msg=\"cannot load signing key\" path=%s", cfg->signing_key);
         goto fail;
     }
+    if (cpx_gw_gwkey_check(self, 1))
+        goto fail;
+    if (cpx_gw_ci_start(self))  /* case tracking, when cfg->cases names a policy */
+        goto fail;
     if (cfg->sealed[0] && cpx_gw_sealed_open(cfg->sealed, self->env, &self->sealed, err, sizeof err)) {
         cpx_log_error("server", "msg=\"cannot open the sealed vault\" err=\"%s\"", err);
         fprintf(stderr, "cpx-gateway: %s\n", err);
@@ -657,6 +668,7 @@ void cpx_gw_server_destroy(cpx_gw_t **self_p)
     cpx_gw_verify_destroy(&self->verify);
     cpx_router_destroy(&self->rules);
     cpx_key_destroy(&self->sign_key);
+    cpx_gw_ci_destroy(&self->ci);
     cpx_gw_cases_destroy(&self->cases);
     cpx_gw_sealed_destroy(&self->sealed);
     cpx_outbox_destroy(&self->ob);

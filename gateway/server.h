@@ -65,6 +65,7 @@ typedef struct cpx_gw {
     cpx_gw_cases_t *cases;
     struct cpx_gw_sealed *sealed;   /* NULL: no vault; SEALED envelopes refused (sealed.c) */
     cpx_router_t *rules;            /* NULL: explicit recipients + CIVIL_AFFAIRS */
+    struct cpx_gw_ci *ci;           /* case tracking (caseindex.h); NULL = off */
     cpx_key_t *sign_key;
     cpx_gw_sessions_t *sessions;
     cpx_gw_zap_t *zap;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "caseindex.h"
 #include "outbox.h"
 #include "sealed.h"
 #include "verify.h"
@@ -362,6 +363,7 @@ static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
     for (size_t i = 0; i < route->n_matched && p < detail + sizeof detail - 80; i++)
         p += snprintf(p, (size_t)(detail + sizeof detail - p), "%s%s", i ? "," : "rules=",
                       route->matched[i]);
+    p += cpx_gw_ci_detail(self, env, route, p, (size_t)(detail + sizeof detail - p));
     if (detail[0])
         leaf.detail = detail;
     if (route->unrouted)
@@ -463,9 +465,12 @@ static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
                        "sealed matters are not routed by this gateway (sealed vault not enabled)");
     }
 
-
     char case_id[CPX_MAX_CASE_ID + 1], town[CPX_MAX_DEPT_CODE + 1];
-    rc = cpx_gw_cases_resolve(self->cases, self->txn, env, self->now_ms, case_id, town, &errs);
+    rc = cpx_gw_ci_link(self, env, case_id, town);  /* 1: joins a minor's open case */
+    if (rc == 0)
+        rc = cpx_gw_cases_resolve(self->cases, self->txn, env, self->now_ms, case_id, town, &errs);
+    else if (rc > 0)
+        rc = CPX_OK;
     if (rc == CPX_ERR_NOT_FOUND)
         return refuse(self, in, env, CPX__V1__ERROR_CODE__UNKNOWN_REFERENCE, &errs);
     if (rc)
@@ -497,6 +502,9 @@ static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
                              RETRY_OVERLOADED_MS, 0);
         }
     }
+    int ci_code;  /* case rules (caseindex.c): a refusal names the rule */
+    if ((rc = cpx_gw_ci_apply(self, env, case_id, &route, &ci_code, &errs)))
+        return rc == CPX_ERR_INVALID ? refuse(self, in, env, ci_code, &errs) : rc;
     return accept_env(self, in, env, &res, case_id, &route);
 }
 

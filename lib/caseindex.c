@@ -1,6 +1,8 @@
 /* caseindex.c — the case index databases and the case/referral state machines. */
 #include "cpx/caseindex.h"
 
+#include <openssl/evp.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +22,85 @@ struct cpx_caseindex {
     MDB_dbi cases, pii, minor, ref, part, dl, dlx, ben, parent;
     uint8_t index_key[32], records_key[32];
     int has_index_key, has_records_key;
+    /* Keyed once, reused per record: OpenSSL's one-shot HMAC() and a fresh cipher
+     * context per record cost more than the hashing and the encryption themselves. */
+    EVP_MD *sha256;
+    EVP_MD_CTX *hm_in, *hm_out, *hm_tmp;  /* HMAC inner/outer states after the padded key */
+    EVP_CIPHER_CTX *gcm;                  /* AES-256-GCM keyed with the records key */
+    uint8_t nonce_prefix[8];              /* random per open ... */
+    uint32_t nonce_count;                 /* ... and a counter: nonces never repeat */
 };
+
+static int hmac_keyed(cpx_caseindex_t *self)
+{
+    uint8_t ipad[64], opad[64];
+    for (size_t i = 0; i < 64; i++) {
+        uint8_t k = i < 32 ? self->index_key[i] : 0;
+        ipad[i] = k ^ 0x36;
+        opad[i] = k ^ 0x5c;
+    }
+    int ok = (self->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) &&
+             (self->hm_in = EVP_MD_CTX_new()) && (self->hm_out = EVP_MD_CTX_new()) &&
+             (self->hm_tmp = EVP_MD_CTX_new()) &&
+             EVP_DigestInit_ex(self->hm_in, self->sha256, NULL) == 1 &&
+             EVP_DigestUpdate(self->hm_in, ipad, 64) == 1 &&
+             EVP_DigestInit_ex(self->hm_out, self->sha256, NULL) == 1 &&
+             EVP_DigestUpdate(self->hm_out, opad, 64) == 1;
+    cpx_cleanse(ipad, sizeof ipad);
+    cpx_cleanse(opad, sizeof opad);
+    return ok ? CPX_OK : CPX_ERR_CRYPTO;
+}
+
+/* HMAC-SHA-256 under the index key (RFC 2104 from the precomputed pad states). */
+static void hmac(cpx_caseindex_t *self, const void *data, size_t len, uint8_t out[CPX_SHA256_LEN])
+{
+    uint8_t inner[CPX_SHA256_LEN];
+    unsigned n = 0;
+    if (EVP_MD_CTX_copy_ex(self->hm_tmp, self->hm_in) != 1 ||
+        EVP_DigestUpdate(self->hm_tmp, data, len) != 1 ||
+        EVP_DigestFinal_ex(self->hm_tmp, inner, &n) != 1 ||
+        EVP_MD_CTX_copy_ex(self->hm_tmp, self->hm_out) != 1 ||
+        EVP_DigestUpdate(self->hm_tmp, inner, sizeof inner) != 1 ||
+        EVP_DigestFinal_ex(self->hm_tmp, out, &n) != 1) {
+        /* cannot happen with a working libcrypto; fall back to the one-shot */
+        cpx_hmac_sha256(self->index_key, sizeof self->index_key, data, len, out);
+    }
+}
+
+static int gcm_keyed(cpx_caseindex_t *self)
+{
+    EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    int ok = c && cpx_random(self->nonce_prefix, sizeof self->nonce_prefix) == CPX_OK &&
+             (self->gcm = EVP_CIPHER_CTX_new()) &&
+             EVP_EncryptInit_ex2(self->gcm, c, self->records_key, NULL, NULL) == 1;
+    EVP_CIPHER_free(c);
+    return ok ? CPX_OK : CPX_ERR_CRYPTO;
+}
+
+/* As cpx_aead_seal (nonce || ciphertext || tag, opened by cpx_aead_open). */
+static int seal(cpx_caseindex_t *self, const void *aad, size_t aad_len, const uint8_t *pt,
+                size_t pt_len, uint8_t *out)
+{
+    /* NIST SP 800-38D 8.2.1 deterministic nonces: a 64-bit random field drawn when the
+     * index is opened (and again when the 32-bit counter wraps), then the counter; a
+     * random draw per record cost more than the encryption. */
+    if (++self->nonce_count == 0) {
+        int rc = cpx_random(self->nonce_prefix, sizeof self->nonce_prefix);
+        if (rc)
+            return rc;
+        self->nonce_count = 1;
+    }
+    memcpy(out, self->nonce_prefix, 8);
+    cpx_be32_put(out + 8, self->nonce_count);
+    int outl = 0, fin = 0;
+    uint8_t *ct = out + CPX_AEAD_NONCE_LEN;
+    int ok = EVP_EncryptInit_ex2(self->gcm, NULL, NULL, out, NULL) == 1 &&
+             EVP_EncryptUpdate(self->gcm, NULL, &outl, aad, (int)aad_len) == 1 &&
+             EVP_EncryptUpdate(self->gcm, ct, &outl, pt, (int)pt_len) == 1 &&
+             EVP_EncryptFinal_ex(self->gcm, ct + outl, &fin) == 1 &&
+             EVP_CIPHER_CTX_ctrl(self->gcm, EVP_CTRL_GCM_GET_TAG, CPX_AEAD_TAG_LEN, ct + pt_len) == 1;
+    return ok ? CPX_OK : CPX_ERR_CRYPTO;
+}
 
 cpx_caseindex_t *cpx_caseindex_open(MDB_env *env, const uint8_t index_key[32],
                                     const uint8_t records_key[32])
@@ -65,6 +145,10 @@ cpx_caseindex_t *cpx_caseindex_open(MDB_env *env, const uint8_t index_key[32],
         memcpy(self->records_key, records_key, 32);
         self->has_records_key = 1;
     }
+    if ((index_key && hmac_keyed(self)) || (records_key && gcm_keyed(self))) {
+        cpx_log_openssl(MOD, "keying HMAC-SHA-256 / AES-256-GCM");
+        cpx_caseindex_destroy(&self);
+    }
     return self;
 }
 
@@ -72,8 +156,14 @@ void cpx_caseindex_destroy(cpx_caseindex_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    cpx_cleanse(*self_p, sizeof **self_p);
-    free(*self_p);
+    cpx_caseindex_t *self = *self_p;
+    EVP_MD_CTX_free(self->hm_in);   /* frees cleanse the key-dependent states */
+    EVP_MD_CTX_free(self->hm_out);
+    EVP_MD_CTX_free(self->hm_tmp);
+    EVP_MD_free(self->sha256);
+    EVP_CIPHER_CTX_free(self->gcm);
+    cpx_cleanse(self, sizeof *self);
+    free(self);
     *self_p = NULL;
 }
 
@@ -154,8 +244,8 @@ static void hmac_parts(cpx_caseindex_t *self, const char *domain, const char *co
         if (off > sizeof buf)
             off = sizeof buf;
     }
-    cpx_hmac_sha256(self->index_key, sizeof self->index_key, buf, off, out);
-    cpx_cleanse(buf, sizeof buf);
+    hmac(self, buf, off, out);
+    cpx_cleanse(buf, off);
 }
 
 /* Name normalisation for the fallback match: ASCII letters upper-cased, every space,
@@ -286,7 +376,7 @@ int cpx_caseindex_put_pii(cpx_caseindex_t *self, MDB_txn *txn, const char *case_
     char aad[64];
     size_t al;
     pii_aad(case_id, aad, &al);
-    rc = cpx_aead_seal(self->records_key, aad, al, pt, n, ct);
+    rc = seal(self, aad, al, pt, n, ct);
     cpx_cleanse(pt, n);
     if (rc)
         return rc;
@@ -328,21 +418,47 @@ static size_t part_key(uint8_t *k, const char *dept, const char *case_id)
     return DEPT_KEY + n;
 }
 
-int cpx_caseindex_add_part(cpx_caseindex_t *self, MDB_txn *txn, const char *dept,
-                           const char *case_id)
+/* Departments with a fixed bit in cpx_case_rec_t.parts (append only: a bit is never
+ * reused, so stored records keep their meaning). */
+static const char *const PART_BITS[] = {
+    "CIVIL_AFFAIRS", "COURT", "PROCURATORATE", "EDUCATION", "POLICE", "JUSTICE", "HEALTH",
+    "HRSS", "YOUTH_LEAGUE", "WOMENS_FED", "DISABLED_FED", "CIVILIZATION_OFFICE", "FINANCE",
+    "GATEWAY", "TOWN_CHENGJIANG", "TOWN_NANZHA", "TOWN_YUNTING", "TOWN_XIAGANG", "TOWN_SHENGANG",
+    "TOWN_LIGANG", "TOWN_HUANGTU", "TOWN_YUECHENG", "TOWN_QINGYANG", "TOWN_XUXIAKE", "TOWN_HUASHI",
+    "TOWN_ZHOUZHUANG", "TOWN_XINQIAO", "TOWN_CHANGJING", "TOWN_GUSHAN", "TOWN_ZHUTANG",
+};
+
+static int part_bit(const char *dept)
 {
+    for (size_t i = 0; i < sizeof PART_BITS / sizeof PART_BITS[0]; i++)
+        if (dept[0] == PART_BITS[i][0] && !strcmp(dept, PART_BITS[i]))
+            return (int)i;
+    return -1;
+}
+
+int cpx_caseindex_add_part(cpx_caseindex_t *self, MDB_txn *txn, cpx_case_rec_t *rec,
+                           const char *dept)
+{
+    int bit = part_bit(dept);
+    if (bit >= 0) {
+        rec->parts |= 1ull << bit;
+        return CPX_OK;
+    }
     uint8_t k[DEPT_KEY + CPX_MAX_CASE_ID];
-    MDB_val key = {part_key(k, dept, case_id), k}, v = {0, ""};
+    MDB_val key = {part_key(k, dept, rec->id), k}, v = {0, ""};
     int rc = mdb_put(txn, self->part, &key, &v, MDB_NOOVERWRITE);
     return rc && rc != MDB_KEYEXIST ? cpx_store_err(rc, "caseindex: put part") : CPX_OK;
 }
 
-int cpx_caseindex_took_part(cpx_caseindex_t *self, MDB_txn *txn, const char *dept,
-                            const char *case_id)
+int cpx_caseindex_took_part(cpx_caseindex_t *self, MDB_txn *txn, const cpx_case_rec_t *rec,
+                            const char *dept)
 {
+    int bit = part_bit(dept);
+    if (bit >= 0)
+        return (rec->parts >> bit) & 1;
     uint8_t k[DEPT_KEY + CPX_MAX_CASE_ID];
     MDB_val v;
-    int rc = get_raw(txn, self->part, k, part_key(k, dept, case_id), &v);
+    int rc = get_raw(txn, self->part, k, part_key(k, dept, rec->id), &v);
     return rc == CPX_OK ? 1 : rc == CPX_ERR_NOT_FOUND ? 0 : rc;
 }
 
@@ -413,11 +529,15 @@ int cpx_caseindex_each_ref(cpx_caseindex_t *self, MDB_txn *txn, const char *case
 
 /* ---- deadlines ------------------------------------------------------------------ */
 
-#define DLX_LEN (1 + CPX_MAX_MESSAGE_ID + DEPT_KEY)
-#define DL_LEN (8 + DLX_LEN)
+/* ci.dl:  BE64(due) | kind | item(16) | dept(32)  -> deadline   (walks in due order)
+ * ci.dlx: kind | case(32) | item(16) | dept(32) -> BE64(due)  (finds one to clear)
+ * The case id leads the reverse key so that the deadlines of a new message land at
+ * the right edge of the tree (case ids grow) instead of at random pages. */
+#define DLK_LEN (1 + CPX_MAX_MESSAGE_ID + DEPT_KEY)
+#define DL_LEN (8 + DLK_LEN)
+#define DLX_LEN (1 + CPX_MAX_CASE_ID + CPX_MAX_MESSAGE_ID + DEPT_KEY)
 
-static void dlx_key(uint8_t *k, uint8_t kind, const uint8_t *item, size_t item_len,
-                    const char *dept)
+static void dlk(uint8_t *k, uint8_t kind, const uint8_t *item, size_t item_len, const char *dept)
 {
     k[0] = kind;
     memset(k + 1, 0, CPX_MAX_MESSAGE_ID);
@@ -425,11 +545,21 @@ static void dlx_key(uint8_t *k, uint8_t kind, const uint8_t *item, size_t item_l
     pad(k + 1 + CPX_MAX_MESSAGE_ID, DEPT_KEY, dept);
 }
 
-int cpx_caseindex_dl_clear(cpx_caseindex_t *self, MDB_txn *txn, uint8_t kind,
+static void dlx_key(uint8_t *x, uint8_t kind, const char *case_id, const uint8_t *item,
+                    size_t item_len, const char *dept)
+{
+    uint8_t k[DLK_LEN];
+    dlk(k, kind, item, item_len, dept);
+    x[0] = kind;
+    pad(x + 1, CPX_MAX_CASE_ID, case_id ? case_id : "");
+    memcpy(x + 1 + CPX_MAX_CASE_ID, k + 1, DLK_LEN - 1);
+}
+
+int cpx_caseindex_dl_clear(cpx_caseindex_t *self, MDB_txn *txn, uint8_t kind, const char *case_id,
                            const uint8_t *item, size_t item_len, const char *dept)
 {
     uint8_t x[DLX_LEN], k[DL_LEN];
-    dlx_key(x, kind, item, item_len, dept);
+    dlx_key(x, kind, case_id, item, item_len, dept);
     MDB_val xk = {DLX_LEN, x}, xv;
     int rc = mdb_get(txn, self->dlx, &xk, &xv);
     if (rc == MDB_NOTFOUND)
@@ -439,7 +569,7 @@ int cpx_caseindex_dl_clear(cpx_caseindex_t *self, MDB_txn *txn, uint8_t kind,
     if (xv.mv_size != 8)
         return CPX_ERR_TAMPERED;
     memcpy(k, xv.mv_data, 8);
-    memcpy(k + 8, x, DLX_LEN);
+    dlk(k + 8, kind, item, item_len, dept);
     MDB_val dk = {DL_LEN, k};
     if ((rc = mdb_del(txn, self->dl, &dk, NULL)) && rc != MDB_NOTFOUND)
         return cpx_store_err(rc, "caseindex: del dl");
@@ -448,19 +578,25 @@ int cpx_caseindex_dl_clear(cpx_caseindex_t *self, MDB_txn *txn, uint8_t kind,
     return CPX_OK;
 }
 
-int cpx_caseindex_dl_set(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline_t *d)
+int cpx_caseindex_dl_add(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline_t *d)
 {
-    int rc = cpx_caseindex_dl_clear(self, txn, d->kind, d->item, CPX_MAX_MESSAGE_ID, d->dept);
+    uint8_t k[DL_LEN], x[DLX_LEN];
+    cpx_be64_put(k, (uint64_t)(d->due_ms < 0 ? 0 : d->due_ms));
+    dlk(k + 8, d->kind, d->item, CPX_MAX_MESSAGE_ID, d->dept);
+    int rc = put_rec(txn, self->dl, k, DL_LEN, d, sizeof *d);
     if (rc)
         return rc;
-    uint8_t k[DL_LEN];
-    cpx_be64_put(k, (uint64_t)(d->due_ms < 0 ? 0 : d->due_ms));
-    dlx_key(k + 8, d->kind, d->item, CPX_MAX_MESSAGE_ID, d->dept);
-    if ((rc = put_rec(txn, self->dl, k, DL_LEN, d, sizeof *d)))
-        return rc;
-    MDB_val xk = {DLX_LEN, k + 8}, xv = {8, k};
+    dlx_key(x, d->kind, d->case_id, d->item, CPX_MAX_MESSAGE_ID, d->dept);
+    MDB_val xk = {DLX_LEN, x}, xv = {8, k};
     rc = mdb_put(txn, self->dlx, &xk, &xv, 0);
     return rc ? cpx_store_err(rc, "caseindex: put dlx") : CPX_OK;
+}
+
+int cpx_caseindex_dl_set(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline_t *d)
+{
+    int rc = cpx_caseindex_dl_clear(self, txn, d->kind, d->case_id, d->item, CPX_MAX_MESSAGE_ID,
+                                    d->dept);
+    return rc ? rc : cpx_caseindex_dl_add(self, txn, d);
 }
 
 int cpx_caseindex_dl_each(cpx_caseindex_t *self, MDB_txn *txn, int64_t until,

@@ -148,9 +148,9 @@ static int sees_all(const opts_t *o)
     return !o->as || !strcmp(o->as, "CIVIL_AFFAIRS") || !strcmp(o->as, "AUDITOR");
 }
 
-static int may_see(store_t *s, const opts_t *o, const char *case_id)
+static int may_see(store_t *s, const opts_t *o, const cpx_case_rec_t *r)
 {
-    return sees_all(o) || cpx_caseindex_took_part(s->idx, s->txn, o->as, case_id) == 1;
+    return sees_all(o) || cpx_caseindex_took_part(s->idx, s->txn, r, o->as) == 1;
 }
 
 static const char *enum_name(const ProtobufCEnumDescriptor *d, int v)
@@ -306,7 +306,7 @@ static int case_show(int argc, char **argv)
     if (rc || (rc = store_open(&o, &s)))
         return rc;
     cpx_case_rec_t r;
-    if (cpx_caseindex_get(s.idx, s.txn, o.case_id, &r) || !may_see(&s, &o, o.case_id)) {
+    if (cpx_caseindex_get(s.idx, s.txn, o.case_id, &r) || !may_see(&s, &o, &r)) {
         fprintf(stderr, "cpxctl case: no case %s\n", o.case_id);
         store_close(&s);
         return CPXCTL_FAIL;
@@ -417,7 +417,7 @@ static int scan_cb(void *ctx, const cpx_case_rec_t *r)
     int od = is_overdue(x->od, r->id);
     if (x->o->overdue && !od)
         return 0;
-    if (!may_see(x->s, x->o, r->id))
+    if (!may_see(x->s, x->o, r))
         return 0;
     if (!x->stats) {
         json_array_append_new(x->rows, case_json(r, od));

@@ -14,9 +14,12 @@
  *   "ci.minor" 'I' HMAC(citizen ID) | 'N' HMAC(name|birth|town) -> case id of the
  *              minor's open (not CLOSED) case
  *   "ci.ref"   referral message id -> cpx_referral_rec_t
- *   "ci.part"  dept(32, NUL-padded) | case id -> "" : departments that took part
+ *   "ci.part"  dept(32, NUL-padded) | case id -> "" : departments that took part, for
+ *              codes outside the built-in list (the seed's departments and towns are
+ *              bits of cpx_case_rec_t.parts: no write per message and department)
  *   "ci.dl"    BE64(due_ms) | kind(1) | item(16) | dept(32) -> cpx_deadline_t
- *   "ci.dlx"   kind(1) | item(16) | dept(32) -> BE64(due_ms): find a deadline to clear
+ *   "ci.dlx"   kind(1) | case id(32) | item(16) | dept(32) -> BE64(due_ms): find a
+ *              deadline to clear (the case id first: new entries append at the right)
  *   "ci.ben"   subject(32) | action(1) -> cpx_benefit_t
  *   "ci.parent" HMAC(parent's citizen ID) | case id -> ParentRole (1 byte)
  * Minors' identifiers appear only as HMAC-SHA-256 under the index key; personal
@@ -36,7 +39,7 @@
 #include "cpx/crypto.h"
 #include "cpx/limits.h"
 
-#define CPX_CASEINDEX_VERSION 1u
+#define CPX_CASEINDEX_VERSION 2u
 #define CPX_CASE_RECENT 4          /* report times kept for the early-warning window */
 #define CPX_CASE_MAX_REASON 160
 
@@ -100,6 +103,7 @@ typedef struct cpx_case_rec {
     uint8_t subject[CPX_SHA256_LEN]; /* HMAC of the citizen ID (F_HAS_ID) or of "case:" id */
     uint8_t name_key[CPX_SHA256_LEN]; /* HMAC of name+birth+town (F_NAME_KEY) */
     uint32_t birth_ymd;              /* yyyymmdd, 0 = unknown; for the aged-16+ rule */
+    uint64_t parts;                  /* departments that took part, by their bit (see add_part) */
 } cpx_case_rec_t;
 
 typedef struct cpx_referral_rec {
@@ -181,11 +185,13 @@ int cpx_caseindex_put_pii(cpx_caseindex_t *self, MDB_txn *txn, const char *case_
 int cpx_caseindex_get_pii(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
                           Cpx__V1__MinorIdentity **out);
 
-/* Records that dept took part in the case (idempotent); 1/0 whether it did. */
-int cpx_caseindex_add_part(cpx_caseindex_t *self, MDB_txn *txn, const char *dept,
-                           const char *case_id);
-int cpx_caseindex_took_part(cpx_caseindex_t *self, MDB_txn *txn, const char *dept,
-                            const char *case_id);
+/* Records that dept took part in rec's case: a bit of rec->parts (the caller writes rec)
+ * for the seed's departments and towns, a ci.part record for any other code. */
+int cpx_caseindex_add_part(cpx_caseindex_t *self, MDB_txn *txn, cpx_case_rec_t *rec,
+                           const char *dept);
+/* 1 when dept took part in rec's case, 0 when not, negative on error. */
+int cpx_caseindex_took_part(cpx_caseindex_t *self, MDB_txn *txn, const cpx_case_rec_t *rec,
+                            const char *dept);
 
 /* Calls fn for every case in id order; fn returns non-zero to stop (returned). */
 typedef int (*cpx_caseindex_case_fn)(void *ctx, const cpx_case_rec_t *rec);
@@ -202,10 +208,12 @@ int cpx_caseindex_each_ref(cpx_caseindex_t *self, MDB_txn *txn, const char *case
                            cpx_caseindex_ref_fn fn, void *ctx);
 
 /* ---- deadlines ------------------------------------------------------------------ */
-/* Adds or moves the deadline (kind, item, dept). */
+/* Adds or moves the deadline (kind, case, item, dept). */
 int cpx_caseindex_dl_set(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline_t *d);
+/* Adds a deadline known to be new (a message just accepted): no lookup first. */
+int cpx_caseindex_dl_add(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline_t *d);
 /* Removes it; CPX_OK also when there was none. */
-int cpx_caseindex_dl_clear(cpx_caseindex_t *self, MDB_txn *txn, uint8_t kind,
+int cpx_caseindex_dl_clear(cpx_caseindex_t *self, MDB_txn *txn, uint8_t kind, const char *case_id,
                            const uint8_t *item, size_t item_len, const char *dept);
 /* Deadlines in due order with due_ms <= until (INT64_MAX: all); fn as above. */
 typedef int (*cpx_caseindex_dl_fn)(void *ctx, const cpx_deadline_t *d);

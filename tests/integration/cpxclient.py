@@ -136,8 +136,37 @@ def verify(env, pub_raw):
     if env.signature.key_id != key_id(pub_raw):
         raise ValueError("key id is not this key's")
     digest = sha(signing_bytes(env))
-    Ed25519PublicKey.from_public_bytes(pub_raw).verify(env.signature.ed25519, b"cpx.v1.sig.envelope\x00" + digest)
+    pub = Ed25519PublicKey.from_public_bytes(pub_raw)
+    if env.signature.HasField("batch"):
+        b = env.signature.batch
+        root = root_from_path(b.index, b.size, _leaf(digest), list(b.path))
+        pub.verify(b.root_signature, b"cpx.v1.sig.batch\x00" + struct.pack(">Q", b.size) + root)
+    else:
+        pub.verify(env.signature.ed25519, b"cpx.v1.sig.envelope\x00" + digest)
     return sorted(set(comm) - present)
+
+
+def root_from_path(index, size, leaf_hash, path):
+    """RFC 9162 2.1.3.2: the root an inclusion path leads to (ValueError if malformed)."""
+    if index >= size:
+        raise ValueError("index past the size")
+    fn, sn, r = index, size - 1, leaf_hash
+    for p in path:
+        if sn == 0:
+            raise ValueError("path too long")
+        if fn & 1 or fn == sn:
+            r = _node(p, r)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = _node(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ValueError("path too short")
+    return r
 
 
 def _leaf(d):

@@ -272,8 +272,8 @@ static void test_deadlines_and_records(void **state)
     assert_int_equal(s.n, 3);
     assert_true(s.due[2] == 5000);
     /* clearing: exact (kind, item, dept) only; clearing nothing is fine */
-    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACCEPT, d.item, 16, "POLICE"), CPX_OK);
-    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACCEPT, d.item, 16, "POLICE"), CPX_OK);
+    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACCEPT, d.case_id, d.item, 16, "POLICE"), CPX_OK);
+    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACCEPT, d.case_id, d.item, 16, "POLICE"), CPX_OK);
     memset(&s, 0, sizeof s);
     cpx_caseindex_dl_each(a, txn, INT64_MAX, dl_cb, &s);
     assert_int_equal(s.n, 2);
@@ -295,11 +295,16 @@ static void test_deadlines_and_records(void **state)
     assert_int_equal(mdb_put(txn, cases, &k, &v, 0), 0);
     assert_int_equal(cpx_caseindex_get(a, txn, "JY-2026-000003", &g), CPX_ERR_TAMPERED);
 
-    assert_int_equal(cpx_caseindex_add_part(a, txn, "POLICE", "JY-2026-000001"), CPX_OK);
-    assert_int_equal(cpx_caseindex_add_part(a, txn, "POLICE", "JY-2026-000001"), CPX_OK);
-    assert_int_equal(cpx_caseindex_took_part(a, txn, "POLICE", "JY-2026-000001"), 1);
-    assert_int_equal(cpx_caseindex_took_part(a, txn, "POLICE_X", "JY-2026-000001"), 0);
-    assert_int_equal(cpx_caseindex_took_part(a, txn, "HEALTH", "JY-2026-000001"), 0);
+    /* seed departments are bits of the record; other codes records of their own */
+    assert_int_equal(cpx_caseindex_add_part(a, txn, &r, "POLICE"), CPX_OK);
+    assert_int_equal(cpx_caseindex_add_part(a, txn, &r, "POLICE"), CPX_OK);
+    assert_int_equal(cpx_caseindex_add_part(a, txn, &r, "TOWN_NEWSTREET"), CPX_OK);
+    assert_int_equal(cpx_caseindex_add_part(a, txn, &r, "TOWN_NEWSTREET"), CPX_OK);
+    assert_true(r.parts == (1ull << 4));
+    assert_int_equal(cpx_caseindex_took_part(a, txn, &r, "POLICE"), 1);
+    assert_int_equal(cpx_caseindex_took_part(a, txn, &r, "TOWN_NEWSTREET"), 1);
+    assert_int_equal(cpx_caseindex_took_part(a, txn, &r, "POLICE_X"), 0);
+    assert_int_equal(cpx_caseindex_took_part(a, txn, &r, "HEALTH"), 0);
 
     uint8_t subj[32] = {9};
     cpx_benefit_t b = {.version = CPX_CASEINDEX_VERSION, .action = 1, .active = 1}, gb;
