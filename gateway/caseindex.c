@@ -585,15 +585,22 @@ static int apply(cpx_gw_t *self, const cpx_envelope_t *env, const char *case_id,
     if ((rc = cpx_caseindex_add_part(ci->idx, self->txn, &rec, env->sender)))
         return rc;
     int64_t now = cpx_gw_ci_now(ci);
-    for (size_t i = 0; i < route->n_recipients && env->message_id.len == CPX_MAX_MESSAGE_ID; i++) {
+    const char *ack_dept[CPX_MAX_RECIPIENTS];
+    int64_t ack_due[CPX_MAX_RECIPIENTS];
+    size_t n_ack = 0;
+    for (size_t i = 0; i < route->n_recipients && i < CPX_MAX_RECIPIENTS; i++) {
         const cpx_route_recipient_t *x = &route->recipients[i];
         if ((rc = cpx_caseindex_add_part(ci->idx, self->txn, &rec, x->dept)))
             return rc;
-        if (x->ack_within_ms &&
-            (rc = add_deadline(self, CPX_DL_ACKNOWLEDGE, env->message_id.data, x->dept, case_id,
-                               now + (int64_t)x->ack_within_ms)))
-            return rc;
+        if (x->ack_within_ms) {
+            ack_dept[n_ack] = x->dept;
+            ack_due[n_ack++] = now + (int64_t)x->ack_within_ms;
+        }
     }
+    if (env->message_id.len == CPX_MAX_MESSAGE_ID &&
+        (rc = cpx_caseindex_ack_add(ci->idx, self->txn, case_id, env->message_id.data,
+                                    env->message_id.len, ack_dept, ack_due, n_ack)))
+        return rc;
     rec.updated_ms = self->now_ms;
     return cpx_caseindex_put(ci->idx, self->txn, &rec);
 }

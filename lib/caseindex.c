@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -555,9 +556,150 @@ static void dlx_key(uint8_t *x, uint8_t kind, const char *case_id, const uint8_t
     memcpy(x + 1 + CPX_MAX_CASE_ID, k + 1, DLK_LEN - 1);
 }
 
+/* ---- acknowledgement sets ----
+ * A message routed to n departments has n acknowledgement deadlines. They are kept as
+ * ONE record (under the earliest due, department field empty) listing every pending
+ * department with its due, original due and escalation level, so accepting a message
+ * writes two records instead of two per recipient. cpx_caseindex_dl_each shows each
+ * pending department as its own cpx_deadline_t; dl_set / dl_clear with kind
+ * CPX_DL_ACKNOWLEDGE update the set. */
+typedef struct ack_ent {
+    char dept[CPX_MAX_DEPT_CODE + 1];
+    uint8_t pad[3];
+    uint32_t level;
+    int64_t due_ms, first_due_ms;
+} ack_ent_t;
+
+typedef struct ack_set {
+    uint32_t version;
+    uint8_t kind, n, pad[2];
+    char case_id[CPX_MAX_CASE_ID + 1];
+    uint8_t item[CPX_MAX_MESSAGE_ID];
+    ack_ent_t e[CPX_MAX_RECIPIENTS];
+} ack_set_t;
+
+#define ACK_HDR offsetof(ack_set_t, e)
+
+static int64_t ack_min(const ack_set_t *a)
+{
+    int64_t m = INT64_MAX;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->e[i].due_ms < m)
+            m = a->e[i].due_ms;
+    return m;
+}
+
+/* Loads the set of (case, item) and its current dl key; CPX_ERR_NOT_FOUND when none. */
+static int ack_load(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id, const uint8_t *item,
+                    size_t item_len, ack_set_t *a, uint8_t k[DL_LEN])
+{
+    uint8_t x[DLX_LEN];
+    dlx_key(x, CPX_DL_ACKNOWLEDGE, case_id, item, item_len, "");
+    MDB_val xk = {DLX_LEN, x}, xv, dk, dv;
+    int rc = mdb_get(txn, self->dlx, &xk, &xv);
+    if (rc == MDB_NOTFOUND)
+        return CPX_ERR_NOT_FOUND;
+    if (rc)
+        return cpx_store_err(rc, "caseindex: get ack dlx");
+    if (xv.mv_size != 8)
+        return CPX_ERR_TAMPERED;
+    memcpy(k, xv.mv_data, 8);
+    dlk(k + 8, CPX_DL_ACKNOWLEDGE, item, item_len, "");
+    dk = (MDB_val){DL_LEN, k};
+    if ((rc = mdb_get(txn, self->dl, &dk, &dv)))
+        return rc == MDB_NOTFOUND ? CPX_ERR_TAMPERED : cpx_store_err(rc, "caseindex: get ack");
+    if (dv.mv_size < ACK_HDR || dv.mv_size > sizeof *a ||
+        (dv.mv_size - ACK_HDR) % sizeof(ack_ent_t) || cpx_be32_get(dv.mv_data) != CPX_CASEINDEX_VERSION)
+        return CPX_ERR_TAMPERED;
+    memset(a, 0, sizeof *a);
+    memcpy(a, dv.mv_data, dv.mv_size);
+    a->version = CPX_CASEINDEX_VERSION;
+    if (a->n != (dv.mv_size - ACK_HDR) / sizeof(ack_ent_t))
+        return CPX_ERR_TAMPERED;
+    return CPX_OK;
+}
+
+/* Writes a (the old record at old_k, when given, is replaced); an empty set is removed. */
+static int ack_store(cpx_caseindex_t *self, MDB_txn *txn, ack_set_t *a, const uint8_t *old_k)
+{
+    uint8_t k[DL_LEN], x[DLX_LEN];
+    int rc;
+    dlx_key(x, CPX_DL_ACKNOWLEDGE, a->case_id, a->item, CPX_MAX_MESSAGE_ID, "");
+    MDB_val xk = {DLX_LEN, x};
+    int64_t due = ack_min(a);
+    if (old_k && (!a->n || (int64_t)cpx_be64_get(old_k) != due)) {
+        MDB_val ok = {DL_LEN, (void *)old_k};
+        if ((rc = mdb_del(txn, self->dl, &ok, NULL)) && rc != MDB_NOTFOUND)
+            return cpx_store_err(rc, "caseindex: del ack");
+    }
+    if (!a->n) {
+        rc = mdb_del(txn, self->dlx, &xk, NULL);
+        return rc && rc != MDB_NOTFOUND ? cpx_store_err(rc, "caseindex: del ack dlx") : CPX_OK;
+    }
+    cpx_be64_put(k, (uint64_t)(due < 0 ? 0 : due));
+    dlk(k + 8, CPX_DL_ACKNOWLEDGE, a->item, CPX_MAX_MESSAGE_ID, "");
+    if ((rc = put_rec(txn, self->dl, k, DL_LEN, a, ACK_HDR + a->n * sizeof(ack_ent_t))))
+        return rc;
+    if (old_k && !memcmp(old_k, k, 8))
+        return CPX_OK;
+    MDB_val xv = {8, k};
+    rc = mdb_put(txn, self->dlx, &xk, &xv, 0);
+    return rc ? cpx_store_err(rc, "caseindex: put ack dlx") : CPX_OK;
+}
+
+int cpx_caseindex_ack_add(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
+                          const uint8_t *item, size_t item_len, const char *const *depts,
+                          const int64_t *due_ms, size_t n)
+{
+    if (!n)
+        return CPX_OK;
+    if (n > CPX_MAX_RECIPIENTS)
+        return CPX_ERR_ARG;
+    ack_set_t a;
+    memset(&a, 0, ACK_HDR + n * sizeof(ack_ent_t));
+    a.version = CPX_CASEINDEX_VERSION;
+    a.kind = CPX_DL_ACKNOWLEDGE;
+    a.n = (uint8_t)n;
+    snprintf(a.case_id, sizeof a.case_id, "%s", case_id);
+    memcpy(a.item, item, item_len < CPX_MAX_MESSAGE_ID ? item_len : CPX_MAX_MESSAGE_ID);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(a.e[i].dept, sizeof a.e[i].dept, "%s", depts[i]);
+        a.e[i].due_ms = a.e[i].first_due_ms = due_ms[i];
+    }
+    return ack_store(self, txn, &a, NULL);
+}
+
+/* Removes dept from the set (clear), or, with d, sets its due and level (escalation). */
+static int ack_update(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
+                      const uint8_t *item, size_t item_len, const char *dept,
+                      const cpx_deadline_t *d)
+{
+    ack_set_t a;
+    uint8_t k[DL_LEN];
+    int rc = ack_load(self, txn, case_id, item, item_len, &a, k);
+    if (rc == CPX_ERR_NOT_FOUND)
+        return d ? CPX_ERR_NOT_FOUND : CPX_OK;
+    if (rc)
+        return rc;
+    size_t i;
+    for (i = 0; i < a.n && strcmp(a.e[i].dept, dept); i++)
+        ;
+    if (i == a.n)
+        return d ? CPX_ERR_NOT_FOUND : CPX_OK;
+    if (d) {
+        a.e[i].due_ms = d->due_ms;
+        a.e[i].level = d->level;
+    } else {
+        a.e[i] = a.e[--a.n];
+    }
+    return ack_store(self, txn, &a, k);
+}
+
 int cpx_caseindex_dl_clear(cpx_caseindex_t *self, MDB_txn *txn, uint8_t kind, const char *case_id,
                            const uint8_t *item, size_t item_len, const char *dept)
 {
+    if (kind == CPX_DL_ACKNOWLEDGE)
+        return ack_update(self, txn, case_id, item, item_len, dept, NULL);
     uint8_t x[DLX_LEN], k[DL_LEN];
     dlx_key(x, kind, case_id, item, item_len, dept);
     MDB_val xk = {DLX_LEN, x}, xv;
@@ -580,6 +722,8 @@ int cpx_caseindex_dl_clear(cpx_caseindex_t *self, MDB_txn *txn, uint8_t kind, co
 
 int cpx_caseindex_dl_add(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline_t *d)
 {
+    if (d->kind == CPX_DL_ACKNOWLEDGE)
+        return cpx_caseindex_dl_set(self, txn, d);
     uint8_t k[DL_LEN], x[DLX_LEN];
     cpx_be64_put(k, (uint64_t)(d->due_ms < 0 ? 0 : d->due_ms));
     dlk(k + 8, d->kind, d->item, CPX_MAX_MESSAGE_ID, d->dept);
@@ -594,6 +738,14 @@ int cpx_caseindex_dl_add(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline
 
 int cpx_caseindex_dl_set(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline_t *d)
 {
+    if (d->kind == CPX_DL_ACKNOWLEDGE) {
+        int rc = ack_update(self, txn, d->case_id, d->item, CPX_MAX_MESSAGE_ID, d->dept, d);
+        if (rc != CPX_ERR_NOT_FOUND)
+            return rc;
+        const char *dp[1] = {d->dept};
+        return cpx_caseindex_ack_add(self, txn, d->case_id, d->item, CPX_MAX_MESSAGE_ID, dp,
+                                     &d->due_ms, 1);
+    }
     int rc = cpx_caseindex_dl_clear(self, txn, d->kind, d->case_id, d->item, CPX_MAX_MESSAGE_ID,
                                     d->dept);
     return rc ? rc : cpx_caseindex_dl_add(self, txn, d);
@@ -612,6 +764,32 @@ int cpx_caseindex_dl_each(cpx_caseindex_t *self, MDB_txn *txn, int64_t until,
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != DL_LEN || (int64_t)cpx_be64_get(k.mv_data) > until)
             break;
+        if (((uint8_t *)k.mv_data)[8] == CPX_DL_ACKNOWLEDGE) {
+            /* one record per message: each pending department as its own deadline */
+            ack_set_t a;
+            if (v.mv_size < ACK_HDR || v.mv_size > sizeof a ||
+                cpx_be32_get(v.mv_data) != CPX_CASEINDEX_VERSION)
+                continue;
+            memcpy(&a, v.mv_data, v.mv_size);
+            size_t n = (v.mv_size - ACK_HDR) / sizeof(ack_ent_t);
+            for (size_t i = 0; i < n && i < a.n && !ret; i++) {
+                if (a.e[i].due_ms > until)
+                    continue;
+                memset(&d, 0, sizeof d);
+                d.version = CPX_CASEINDEX_VERSION;
+                d.kind = CPX_DL_ACKNOWLEDGE;
+                memcpy(d.item, a.item, sizeof d.item);
+                memcpy(d.dept, a.e[i].dept, sizeof d.dept);
+                memcpy(d.case_id, a.case_id, sizeof d.case_id);
+                d.due_ms = a.e[i].due_ms;
+                d.first_due_ms = a.e[i].first_due_ms;
+                d.level = a.e[i].level;
+                ret = fn(ctx, &d);
+            }
+            if (ret)
+                break;
+            continue;
+        }
         if (v.mv_size != sizeof d || cpx_be32_get(v.mv_data) != CPX_CASEINDEX_VERSION)
             continue;
         memcpy(&d, v.mv_data, sizeof d);

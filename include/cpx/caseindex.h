@@ -210,12 +210,19 @@ int cpx_caseindex_each_ref(cpx_caseindex_t *self, MDB_txn *txn, const char *case
 /* ---- deadlines ------------------------------------------------------------------ */
 /* Adds or moves the deadline (kind, case, item, dept). */
 int cpx_caseindex_dl_set(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline_t *d);
+/* The acknowledgement deadlines of one message (item) routed to n departments, each
+ * with its due: kept as one record (docs/cases.md); dl_each shows one deadline per
+ * pending department, dl_set / dl_clear of kind CPX_DL_ACKNOWLEDGE update it. */
+int cpx_caseindex_ack_add(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
+                          const uint8_t *item, size_t item_len, const char *const *depts,
+                          const int64_t *due_ms, size_t n);
 /* Adds a deadline known to be new (a message just accepted): no lookup first. */
 int cpx_caseindex_dl_add(cpx_caseindex_t *self, MDB_txn *txn, const cpx_deadline_t *d);
 /* Removes it; CPX_OK also when there was none. */
 int cpx_caseindex_dl_clear(cpx_caseindex_t *self, MDB_txn *txn, uint8_t kind, const char *case_id,
                            const uint8_t *item, size_t item_len, const char *dept);
-/* Deadlines in due order with due_ms <= until (INT64_MAX: all); fn as above. */
+/* Deadlines with due_ms <= until (INT64_MAX: all), records in due order (the pending
+ * departments of one message together, at its earliest); fn as above. */
 typedef int (*cpx_caseindex_dl_fn)(void *ctx, const cpx_deadline_t *d);
 int cpx_caseindex_dl_each(cpx_caseindex_t *self, MDB_txn *txn, int64_t until,
                           cpx_caseindex_dl_fn fn, void *ctx);

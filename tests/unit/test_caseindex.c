@@ -279,6 +279,41 @@ static void test_deadlines_and_records(void **state)
     assert_int_equal(s.n, 2);
     assert_true(s.kind[0] == CPX_DL_ACKNOWLEDGE && s.due[1] == 5000);
 
+    /* acknowledgement sets: one record per message, one deadline per pending department */
+    const char *depts[3] = {"POLICE", "CIVIL_AFFAIRS", "TOWN_HUASHI"};
+    const int64_t dues[3] = {300, 3600, 86400};
+    uint8_t item[16];
+    memset(item, 0x42, sizeof item);
+    assert_int_equal(cpx_caseindex_ack_add(a, txn, "JY-2026-000002", item, 16, depts, dues, 3), CPX_OK);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(cpx_caseindex_dl_each(a, txn, 4000, dl_cb, &s), CPX_OK);
+    /* the set (at its earliest due) gives POLICE 300 and CIVIL_AFFAIRS 3600, not the town
+     * yet; then the older single ACK at 3000 */
+    assert_int_equal(s.n, 3);
+    assert_true(s.due[0] == 300 && s.kind[0] == CPX_DL_ACKNOWLEDGE && s.due[1] == 3600 && s.due[2] == 3000);
+    assert_true(cpx_caseindex_dl_next(a, txn) == 300);
+    /* police acknowledges: the set moves to its next due */
+    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACKNOWLEDGE, "JY-2026-000002", item, 16, "POLICE"), CPX_OK);
+    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACKNOWLEDGE, "JY-2026-000002", item, 16, "POLICE"), CPX_OK);
+    assert_true(cpx_caseindex_dl_next(a, txn) == 3000);
+    /* escalating the lead moves its due (level 1) */
+    cpx_deadline_t e = {.version = CPX_CASEINDEX_VERSION, .kind = CPX_DL_ACKNOWLEDGE, .level = 1, .due_ms = 90000};
+    memcpy(e.item, item, 16);
+    strcpy(e.dept, "CIVIL_AFFAIRS");
+    strcpy(e.case_id, "JY-2026-000002");
+    assert_int_equal(cpx_caseindex_dl_set(a, txn, &e), CPX_OK);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(cpx_caseindex_dl_each(a, txn, 100000, dl_cb, &s), CPX_OK);
+    assert_int_equal(s.n, 4);  /* ACK 3000, ACCEPT 5000, then the set at 86400: town, lead 90000 */
+    assert_true(s.due[2] == 86400 && s.due[3] == 90000);
+    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACKNOWLEDGE, "JY-2026-000002", item, 16, "TOWN_HUASHI"), CPX_OK);
+    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACKNOWLEDGE, "JY-2026-000002", item, 16, "CIVIL_AFFAIRS"), CPX_OK);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(cpx_caseindex_dl_each(a, txn, INT64_MAX, dl_cb, &s), CPX_OK);
+    assert_int_equal(s.n, 2);  /* the set is gone */
+    /* another case's set with the same item is another set */
+    assert_int_equal(cpx_caseindex_dl_clear(a, txn, CPX_DL_ACKNOWLEDGE, "JY-2026-000009", item, 16, "POLICE"), CPX_OK);
+
     /* case, referral, benefit, parent records round-trip; another format is refused */
     cpx_case_rec_t r = {.version = CPX_CASEINDEX_VERSION, .state = CPX_CASE_OPEN, .n_reports = 2};
     strcpy(r.id, "JY-2026-000001");
