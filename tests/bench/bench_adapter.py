@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -229,6 +229,11 @@ def main():
         else:
             build = args[i]
             i += 1
+    # a folder of our own (others may sweep /tmp/cpxgw.*), 711 so that the postgres
+    # user reaches the PostgreSQL data inside it
+    base = tempfile.mkdtemp(prefix="cpx-bench-adapter.")
+    os.chmod(base, 0o711)
+    tempfile.tempdir = base
     gw = cpxclient.Gateway(build, depts=("EDUCATION", "POLICE", "CIVIL_AFFAIRS", "TOWN_HUASHI",
                                           "TOWN_ZHOUZHUANG", "TOWN_CHENGJIANG", "TOWN_QINGYANG",
                                           "TOWN_XUXIAKE", "TOWN_XINQIAO"))
@@ -239,19 +244,26 @@ def main():
     with open(gw.config, "w") as f:
         f.write(cfg)
     results = []
+
+    def report():
+        print("\nrows/s to acknowledged, %d rows per run; ratio = median(adapter) / median(gateway)" % n)
+        print("connector  gateway batch-submit runs      adapter runs        ratio (target >= 0.7)")
+        for name, ys, ads in results:
+            print("%-10s %-30s %-19s %.2f" % (name, " ".join("%.0f" % y for y in ys),
+                                             " ".join("%.0f" % a for a in ads), median(ads) / median(ys)),
+                  flush=True)
+
     try:
         gw.start()
         if only in (None, "file"):
             bench_file(build, gw, port, n, rounds, results)
+            report()
         if only in (None, "sql"):
             bench_sql(build, gw, port, n, rounds, results)
+            report()
     finally:
         gw.cleanup()
-    print("\nrows/s to acknowledged, %d rows per run; ratio = median(adapter) / median(gateway)" % n)
-    print("connector  gateway batch-submit runs      adapter runs        ratio (target >= 0.7)")
-    for name, ys, ads in results:
-        print("%-10s %-30s %-19s %.2f" % (name, " ".join("%.0f" % y for y in ys),
-                                         " ".join("%.0f" % a for a in ads), median(ads) / median(ys)))
+        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
