@@ -345,6 +345,10 @@ def scenario_b(w, routes_delay):
     check(len(sup) >= 1, "B: ... and to POLICE's supervisor (PROCURATORATE)")
     if esc:
         check(cpxclient.verify(esc[0].envelope, w.gw_pub) == [], "B: Escalation signed by the gateway")
+    lst = json.loads(w.ctl_case("list", "--overdue", "--json").stdout or "[]")
+    check([x["case"] for x in lst] == [case], "B: case list --overdue shows the case")
+    st = json.loads(w.ctl_case("stats", "--json").stdout or "{}")
+    check(st.get("overdue_by_department", {}).get("POLICE") == 1, "B: case stats: one item overdue at POLICE")
     time.sleep(3.2)
     w.pump(0.8)
     lv = sorted(x.envelope.escalation.level for x in w.got["CIVIL_AFFAIRS"]
@@ -408,6 +412,43 @@ def scenario_c(w):
     return case
 
 
+def scenario_d(w, gw):
+    """Deadlines survive a restart; aged 16+ with a training need -> referral to HRSS."""
+    B, C = w.S["B"], w.S["C"]
+    e = w.env("TOWN_HUASHI", priority=C.IMMEDIATE)
+    r = e.discovery_report
+    r.reporter.role = B.COMMUNITY_WORKER
+    r.reporter.duty_to_report = True
+    r.reporter.name = "社区 周"
+    r.channel = B.HOME_VISIT
+    minor(w.S, r.minor, cpxclient.id_number(born=(2010, 1, 1), seq=99), name="赵大壮")
+    c = r.categories.add()
+    c.category = C.HARMED
+    c.harm_types.append(B.ABANDONMENT)
+    r.circumstances.append(B.NEEDS_SKILLS_TRAINING)
+    r.observation.what = "left alone for weeks"
+    r.observation.observed_ms = e.created_ms - 60000
+    a = w.send(e)
+    check(is_ack(a), "D: report about a minor aged 16+ accepted (%s)" % (nack_rule(a),))
+    case = a.ack.case_id if is_ack(a) else ""
+    st = json.loads(w.ctl_case("show", case, "--json").stdout or "{}")
+    refs = [(x["to"], x["task"], x["state"]) for x in st.get("referrals_detail", [])]
+    check(("HRSS", "EMPLOYMENT_SUPPORT", "SENT") in refs, "D: aged 16+ with a training need -> referral to HRSS (%s)" % refs)
+    # the gateway stops before the police deadline (2 s) and comes back after it
+    for c in w.cl.values():
+        c.close()
+    w.cl.clear()
+    check(gw.stop() == 0, "D: gateway stopped before the deadline")
+    time.sleep(2.5)
+    gw.start()
+    w.connect("CIVIL_AFFAIRS")
+    w.got["CIVIL_AFFAIRS"] = []
+    w.pump(2.0)
+    esc = [x for x in w.got["CIVIL_AFFAIRS"] if x.envelope.WhichOneof("body") == "escalation" and
+           x.envelope.escalation.item_id == e.message_id and x.envelope.escalation.department == "POLICE"]
+    check(len(esc) >= 1, "D: the deadline survived the restart: escalation after it")
+
+
 def main(build):
     src = cpxclient.SRC
     gw = cpxclient.Gateway(build, depts=DEPTS)
@@ -451,6 +492,7 @@ def main(build):
         check(sorted(x["case"] for x in lst) == [case_c], "list --as DISABLED_FED")
         txt = w.ctl_case("stats").stdout
         check("by_status" in txt and "median" in txt, "stats (table)")
+        scenario_d(w, gw)
         for c in w.cl.values():
             c.close()
         check(gw.stop() == 0, "clean stop")
