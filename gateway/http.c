@@ -1062,6 +1062,11 @@ int cpx_gw_http_start(cpx_gw_t *gw)
         h->agg.hours[i].t = h->agg.days[i].t = -1;
     uint8_t raw[CPX_ED25519_PUB_LEN];
     cpx_key_public_raw(gw->sign_key, raw);
+    MDB_txn *kt; /* a rotated log verifies from its first gateway key (cpx/gwkey.h) */
+    if (!mdb_txn_begin(gw->env, NULL, MDB_RDONLY, &kt)) {
+        cpx_audit_gateway_keys(gw->audit, kt, NULL, raw, NULL);
+        mdb_txn_abort(kt);
+    }
     int zero = 0, hwm = 4096;
     if (!(h->audit = cpx_audit_open(gw->env)) || !(h->vaudit = cpx_audit_open(gw->env)) ||
         !(h->ob = cpx_outbox_open(gw->env)) || !(h->cases = cpx_gw_cases_open(gw->env)) ||

@@ -379,6 +379,61 @@ int cpx_sth_verify(const cpx_sth_t *sth, const cpx_key_t *gateway_pub)
                : CPX_ERR_BAD_SIGNATURE;
 }
 
+int cpx_sth_verify_key(const cpx_sth_t *sth, const cpx_key_t *key,
+                       const uint8_t log_id[CPX_SHA256_LEN])
+{
+    if (!sth || !key || !log_id)
+        return CPX_ERR_ARG;
+    if (sth->log_id.len != CPX_SHA256_LEN || sth->root_hash.len != CPX_SHA256_LEN ||
+        memcmp(sth->log_id.data, log_id, CPX_SHA256_LEN) != 0)
+        return CPX_ERR_BAD_SIGNATURE;
+    uint8_t msg[CPX_STH_SIGNING_LEN];
+    cpx_sth_signing_bytes(sth, msg);
+    return cpx_key_verify(key, msg, sizeof msg, sth->signature.data, sth->signature.len) ==
+                   CPX_OK
+               ? CPX_OK
+               : CPX_ERR_BAD_SIGNATURE;
+}
+
+static int meta_get32(cpx_audit_t *self, MDB_txn *txn, const char *name, uint8_t out[32])
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int rc = mdb_get(txn, self->db.meta, &k, &v);
+    if (rc)
+        return rc == MDB_NOTFOUND ? CPX_ERR_NOT_FOUND : cpx_store_err(rc, "audit: get meta");
+    if (v.mv_size != 32)
+        return CPX_ERR_TAMPERED;
+    memcpy(out, v.mv_data, 32);
+    return CPX_OK;
+}
+
+int cpx_audit_gateway_keys(cpx_audit_t *self, MDB_txn *txn, uint8_t log_id[CPX_SHA256_LEN],
+                           uint8_t first[CPX_ED25519_PUB_LEN],
+                           uint8_t current[CPX_ED25519_PUB_LEN])
+{
+    if (!self || !txn)
+        return CPX_ERR_ARG;
+    uint8_t id[CPX_SHA256_LEN], pub0[CPX_ED25519_PUB_LEN], cur[CPX_ED25519_PUB_LEN];
+    int rc = meta_get32(self, txn, "log_id", id);
+    if (!rc)
+        rc = meta_get32(self, txn, "gateway_pub", pub0);
+    if (rc)
+        return rc;
+    /* written by a rotation only: a log that never rotated has no such record */
+    rc = meta_get32(self, txn, CPX_AUDIT_META_CURRENT, cur);
+    if (rc == CPX_ERR_NOT_FOUND)
+        memcpy(cur, pub0, sizeof cur);
+    else if (rc)
+        return rc;
+    if (log_id)
+        memcpy(log_id, id, sizeof id);
+    if (first)
+        memcpy(first, pub0, sizeof pub0);
+    if (current)
+        memcpy(current, cur, sizeof cur);
+    return CPX_OK;
+}
+
 static int decode_head(const MDB_val *v, cpx_sth_t **out)
 {
     int rc = cpx_decode_sth(v->mv_data, v->mv_size, out);
@@ -447,7 +502,21 @@ int cpx_audit_sign_head(cpx_audit_t *self, MDB_txn *txn, const cpx_key_t *key,
     uint8_t sig[CPX_ED25519_SIG_LEN];
     cpx_hash_t root;
     cpx_key_public_raw(key, raw);
-    cpx_sha256(raw, sizeof raw, log_id);
+    /* The log id is the log's identity for life: SHA-256 of the FIRST gateway key. After
+     * a rotation (lib/gwkey.c) only the key the meta names as current may sign. */
+    uint8_t current[CPX_ED25519_PUB_LEN];
+    int fresh = 0;
+    rc = cpx_audit_gateway_keys(self, txn, log_id, NULL, current);
+    if (rc == CPX_ERR_NOT_FOUND) {
+        cpx_sha256(raw, sizeof raw, log_id);
+        fresh = 1;
+    } else if (rc) {
+        return rc;
+    } else if (memcmp(current, raw, sizeof raw) != 0) {
+        cpx_log_error("audit", "msg=\"this signing key is not the log's current gateway key "
+                      "(rotated?): refusing to sign a head\"");
+        return CPX_ERR_REFUSED;
+    }
     edge_root(e, root);
     cpx_sth_t sth = CPX__V1__SIGNED_TREE_HEAD__INIT;
     sth.log_id = (ProtobufCBinaryData){CPX_SHA256_LEN, log_id};
@@ -470,15 +539,17 @@ int cpx_audit_sign_head(cpx_audit_t *self, MDB_txn *txn, const cpx_key_t *key,
     rc = mdb_put(txn, self->db.heads, &k, &v, MDB_APPEND);
     if (rc)
         return cpx_store_err(rc, "audit: put head");
-    /* the public key is kept so tools can export without being handed it; auditors
+    /* the first key is kept so tools can export without being handed it; auditors
      * must still check it against a key they obtained independently */
-    MDB_val mk = {6, "log_id"}, mv = {CPX_SHA256_LEN, log_id};
-    MDB_val pk = {11, "gateway_pub"}, pv = {CPX_ED25519_PUB_LEN, raw};
-    rc = mdb_put(txn, self->db.meta, &mk, &mv, 0);
-    if (!rc)
-        rc = mdb_put(txn, self->db.meta, &pk, &pv, 0);
-    if (rc)
-        return cpx_store_err(rc, "audit: put log id");
+    if (fresh) {
+        MDB_val mk = {6, "log_id"}, mv = {CPX_SHA256_LEN, log_id};
+        MDB_val pk = {11, "gateway_pub"}, pv = {CPX_ED25519_PUB_LEN, raw};
+        rc = mdb_put(txn, self->db.meta, &mk, &mv, 0);
+        if (!rc)
+            rc = mdb_put(txn, self->db.meta, &pk, &pv, 0);
+        if (rc)
+            return cpx_store_err(rc, "audit: put log id");
+    }
     if (out)
         return cpx_decode_sth(buf, len, out);
     return CPX_OK;

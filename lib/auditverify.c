@@ -18,6 +18,7 @@
 #include "cpx/envsign.h"
 #include "cpx/err.h"
 #include "cpx/export.h"
+#include "cpx/gwkey.h"
 #include "cpx/limits.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
@@ -26,6 +27,7 @@
 #define LEVELS 64
 #define BATCH_CACHE 1024
 #define MAX_DEPT_KEYS 100000
+#define MAX_GW_KEYS 4096
 
 const char *cpx_averify_problem_name(int problem)
 {
@@ -173,6 +175,15 @@ typedef struct vstate {
     size_t cache_used;
     int failed;         /* a structural failure was recorded */
     slot_t *slots;
+    /* gateway key chain: heads are checked with gw_cur; a hand-over leaf announces
+     * gw_next, which takes over right after the first head covering that leaf (signed by
+     * gw_cur) */
+    uint8_t log_id[CPX_SHA256_LEN];
+    const cpx_key_t *gw_cur;
+    cpx_key_t *gw_next;
+    uint64_t gw_next_seq;
+    cpx_key_t **gw_keys;   /* every key the chain reached after the first (owned) */
+    size_t n_gw_keys;
 } vstate_t;
 
 static void fail(vstate_t *s, int problem, uint64_t seq, const char *fmt, ...)
@@ -242,6 +253,89 @@ static int same_root(const cpx_sth_t *a, const cpx_sth_t *b)
            memcmp(a->root_hash.data, b->root_hash.data, a->root_hash.len) == 0;
 }
 
+static void key_id_hex(const cpx_key_t *k, char out[2 * CPX_KEY_ID_LEN + 1])
+{
+    uint8_t id[CPX_KEY_ID_LEN];
+    cpx_key_id(k, id);
+    cpx_hex(id, sizeof id, out);
+}
+
+/* Names why a head does not verify under the key the chain reaches at its size. */
+static void head_sig_fail(vstate_t *s, const cpx_sth_t *h, uint64_t seq)
+{
+    unsigned long long size = (unsigned long long)h->tree_size;
+    char cur[2 * CPX_KEY_ID_LEN + 1], other[2 * CPX_KEY_ID_LEN + 1];
+    key_id_hex(s->gw_cur, cur);
+    if (h->log_id.len != CPX_SHA256_LEN || memcmp(h->log_id.data, s->log_id, CPX_SHA256_LEN)) {
+        fail(s, CPX_AV_HEAD_SIGNATURE, seq,
+             "head of tree size %llu: signature or log id does not verify under the gateway "
+             "key (its log id is not SHA-256 of the log's first gateway key)", size);
+        return;
+    }
+    if (s->gw_next && cpx_sth_verify_key(h, s->gw_next, s->log_id) == CPX_OK) {
+        key_id_hex(s->gw_next, other);
+        fail(s, CPX_AV_HEAD_SIGNATURE, seq,
+             "head of tree size %llu, the first covering the gateway key hand-over at seq "
+             "%llu, is signed by the new key %s, not by the outgoing key %s",
+             size, (unsigned long long)s->gw_next_seq, other, cur);
+        return;
+    }
+    /* the chain's earlier keys (the first, then each hand-over's) */
+    const cpx_key_t *retired = NULL;
+    for (size_t i = 0; !retired && i <= s->n_gw_keys; i++) {
+        const cpx_key_t *k = i ? s->gw_keys[i - 1] : s->opts->gateway_pub;
+        if (k != s->gw_cur && k != s->gw_next && cpx_sth_verify_key(h, k, s->log_id) == CPX_OK)
+            retired = k;
+    }
+    if (retired) {
+        key_id_hex(retired, other);
+        fail(s, CPX_AV_HEAD_SIGNATURE, seq,
+             "head of tree size %llu is signed by the retired gateway key %s; the key chain "
+             "reaches %s at this size", size, other, cur);
+        return;
+    }
+    fail(s, CPX_AV_HEAD_SIGNATURE, seq,
+         "head of tree size %llu: signature or log id does not verify under the gateway key "
+         "the key chain reaches at this size (%s)", size, cur);
+}
+
+/* A gateway key hand-over leaf: its key takes over after the first head covering it. */
+static void handover(vstate_t *s, uint64_t seq, const cpx_audit_leaf_t *lf)
+{
+    if (s->gw_next) {
+        fail(s, CPX_AV_BAD_LEAF, seq, "gateway key hand-over before the previous one (seq %llu) "
+             "was covered by a signed head", (unsigned long long)s->gw_next_seq);
+        return;
+    }
+    if (lf->key.len != CPX_ED25519_PUB_LEN || s->n_gw_keys == MAX_GW_KEYS) {
+        fail(s, CPX_AV_BAD_LEAF, seq, "gateway key hand-over without a 32-byte key (or more "
+             "than %d rotations)", MAX_GW_KEYS);
+        return;
+    }
+    if (s->n_gw_keys % 16 == 0) {
+        cpx_key_t **nk = realloc(s->gw_keys, (s->n_gw_keys + 16) * sizeof *nk);
+        if (!nk) {
+            fail(s, CPX_AV_BAD_LEAF, seq, "out of memory");
+            return;
+        }
+        s->gw_keys = nk;
+    }
+    cpx_key_t *k = cpx_key_from_raw_public(lf->key.data);
+    uint8_t id[CPX_KEY_ID_LEN];
+    if (k)
+        cpx_key_id(k, id);
+    if (!k || (lf->key_id.len && (lf->key_id.len != CPX_KEY_ID_LEN ||
+                                  memcmp(lf->key_id.data, id, CPX_KEY_ID_LEN)))) {
+        cpx_key_destroy(&k);
+        fail(s, CPX_AV_BAD_LEAF, seq, "gateway key hand-over: not an Ed25519 key, or key_id "
+             "is not the key's id");
+        return;
+    }
+    s->gw_keys[s->n_gw_keys++] = k;
+    s->gw_next = k;
+    s->gw_next_seq = seq;
+}
+
 /* Checks every head of the current size; heads below first_seq cannot be checked. */
 static void check_heads(vstate_t *s)
 {
@@ -258,10 +352,8 @@ static void check_heads(vstate_t *s)
         cpx_hash_t root;
         edge_root(s, root);
         for (size_t h = i; h < j; h++) {
-            if (cpx_sth_verify(s->heads[h], s->opts->gateway_pub) != CPX_OK) {
-                fail(s, CPX_AV_HEAD_SIGNATURE, seq,
-                     "head of tree size %llu: signature or log id does not verify under the "
-                     "gateway key", (unsigned long long)size);
+            if (cpx_sth_verify_key(s->heads[h], s->gw_cur, s->log_id) != CPX_OK) {
+                head_sig_fail(s, s->heads[h], seq);
                 return;
             }
         }
@@ -294,6 +386,12 @@ static void check_heads(vstate_t *s)
             }
             s->last_head_time = hd->timestamp_ms;
             s->rep->heads++;
+        }
+        if (s->gw_next && size > s->gw_next_seq) {
+            /* the outgoing key has signed over the hand-over: the new key takes over */
+            s->gw_cur = s->gw_next;
+            s->gw_next = NULL;
+            s->rep->gateway_rotations++;
         }
     }
 }
@@ -671,10 +769,16 @@ static int sequential(vstate_t *s, const source_t *src, slot_t *sl)
         }
         s->rep->nodes_checked++;
     }
-    check_heads(s);
+    int gw = sl->event == CPX__V1__AUDIT_EVENT__KEY_ENROLLED && cpx_gwkey_is_handover(sl->leaf);
+    if (gw)
+        handover(s, seq, sl->leaf);
+    if (!s->failed)
+        check_heads(s);
     if (s->failed)
         return 0;
-    if (is_key_event(sl->event))
+    if (gw)
+        s->rep->keys_enrolled++;
+    else if (is_key_event(sl->event))
         key_event(s, seq, sl->leaf);
     else if (sl->event == CPX__V1__AUDIT_EVENT__ACCEPTED && s->opts->sender_signatures)
         plan_signature(s, sl);
@@ -816,6 +920,11 @@ static int state_init(vstate_t *s, const cpx_averify_opts_t *opts, cpx_averify_r
     s->last_head_time = INT64_MIN;
     s->slots = calloc(CHUNK, sizeof *s->slots);
     s->cache = calloc(BATCH_CACHE, sizeof *s->cache);
+    /* the log id is the first key's for the log's whole life, across rotations */
+    uint8_t raw[CPX_ED25519_PUB_LEN];
+    cpx_key_public_raw(opts->gateway_pub, raw);
+    cpx_sha256(raw, sizeof raw, s->log_id);
+    s->gw_cur = opts->gateway_pub;
     return s->slots && s->cache ? CPX_OK : CPX_ERR_NOMEM;
 }
 
@@ -838,6 +947,9 @@ static void state_free(vstate_t *s, size_t owned_heads)
     for (size_t i = 0; i < s->n_keys; i++)
         cpx_key_destroy(&s->keys[i].key);
     free(s->keys);
+    for (size_t i = 0; i < s->n_gw_keys; i++)
+        cpx_key_destroy(&s->gw_keys[i]);
+    free(s->gw_keys);
     /* the first owned_heads entries were decoded here (the rest are borrowed) */
     (void)owned_heads;
     free(s->heads);
@@ -912,6 +1024,42 @@ int cpx_averify_store(cpx_audit_t *audit, MDB_txn *txn, const cpx_averify_opts_t
     return rc;
 }
 
+/* A hand-over before the range. With its covering head before the range too, the bundle
+ * carries that head (it must verify under the outgoing key, include the leaf and be a
+ * prefix of the tree of size first) and the new key takes over at once; otherwise the
+ * range's first heads are the covering ones and the replay checks them. */
+static void bundle_handover(vstate_t *s, const cpx_bundle_t *b, uint64_t seq,
+                            const cpx_hash_t leaf_hash, const cpx_hash_t root_first,
+                            const cpx_audit_leaf_t *lf)
+{
+    const cpx_bundle_handover_t *ho = NULL;
+    for (size_t i = 0; i < b->n_handovers && !ho; i++)
+        if (b->handovers[i].seq == seq)
+            ho = &b->handovers[i];
+    handover(s, seq, lf);
+    if (s->failed || !ho)
+        return;
+    const cpx_sth_t *h = ho->head;
+    uint64_t hs = h->tree_size;
+    if (cpx_sth_verify_key(h, s->gw_cur, s->log_id) != CPX_OK) {
+        head_sig_fail(s, h, hs - 1);
+        return;
+    }
+    if (cpx_merkle_verify_inclusion(leaf_hash, seq, hs, (const cpx_hash_t *)ho->ipath,
+                                    ho->ipath_len, h->root_hash.data) != CPX_OK ||
+        cpx_merkle_verify_consistency(hs, b->first, h->root_hash.data, root_first,
+                                      (const cpx_hash_t *)ho->cpath, ho->cpath_len) != CPX_OK) {
+        fail(s, CPX_AV_HEAD_INCONSISTENT, hs - 1,
+             "head of tree size %llu covering the gateway key hand-over at seq %llu does not "
+             "lead to the exported range", (unsigned long long)hs, (unsigned long long)seq);
+        return;
+    }
+    s->gw_cur = s->gw_next;
+    s->gw_next = NULL;
+    s->rep->gateway_rotations++;
+    s->rep->keys_enrolled++;
+}
+
 int cpx_averify_bundle(const uint8_t *bundle, size_t len, const cpx_averify_opts_t *opts,
                        cpx_averify_report_t *rep)
 {
@@ -958,6 +1106,8 @@ int cpx_averify_bundle(const uint8_t *bundle, size_t len, const cpx_averify_opts
             } else if (cpx_decode_audit_leaf(kl->leaf, kl->len, &lf) != CPX_OK ||
                        lf->seq != kl->seq || !is_key_event(lf->event)) {
                 fail(&s, CPX_AV_BAD_LEAF, kl->seq, "key leaf malformed");
+            } else if (cpx_gwkey_is_handover(lf)) {
+                bundle_handover(&s, b, kl->seq, lh, root_first, lf);
             } else {
                 key_event(&s, kl->seq, lf);
             }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cpx/err.h"
+#include "cpx/gwkey.h"
 #include "cpx/limits.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
@@ -17,6 +18,7 @@ enum {
     REC_LEAF = 5,
     REC_HEAD = 6,
     REC_END = 7,
+    REC_HANDOVER = 8,
 };
 #define REC_HDR 5
 #define MAX_REC (CPX_MAX_LEAF_BYTES + 8 + 1 + CPX_MAX_PROOF_PATH * CPX_SHA256_LEN)
@@ -47,6 +49,73 @@ static int cursor_rc(int rc, const char *what)
     return rc == MDB_NOTFOUND ? CPX_OK : cpx_store_err(rc, what);
 }
 
+/* One hand-over record (type 8): BE64(seq) || n (1) || inclusion path of the leaf in the
+ * covering head's tree || m (1) || consistency path from that tree to size from || head. */
+static int handover_rec(cpx_audit_t *audit, MDB_txn *txn, writer_t *w, uint64_t seq,
+                        uint64_t from)
+{
+    cpx_sth_t *head = NULL;
+    int rc = cpx_audit_get_head(audit, txn, seq + 1, &head);
+    if (rc)
+        return rc == CPX_ERR_NOT_FOUND ? CPX_ERR_TAMPERED : rc;
+    uint64_t hs = head->tree_size;
+    if (hs >= from) { /* the range holds that head: the replay checks the hand-over */
+        cpx_msg_free(head);
+        return CPX_OK;
+    }
+    uint8_t buf[8 + 2 + 2 * CPX_MAX_PROOF_PATH * CPX_SHA256_LEN], hb[512];
+    cpx_hash_t path[CPX_MAX_PROOF_PATH];
+    size_t n = 0, m = 0, hl = 0, off = 0;
+    rc = cpx_audit_prove_inclusion(audit, txn, seq, hs, path, &n);
+    if (!rc) {
+        cpx_be64_put(buf, seq);
+        buf[8] = (uint8_t)n;
+        memcpy(buf + 9, path, n * CPX_SHA256_LEN);
+        off = 9 + n * CPX_SHA256_LEN;
+        rc = cpx_audit_prove_consistency(audit, txn, hs, from, path, &m);
+    }
+    if (!rc) {
+        buf[off++] = (uint8_t)m;
+        memcpy(buf + off, path, m * CPX_SHA256_LEN);
+        off += m * CPX_SHA256_LEN;
+        rc = cpx_encode_into(head, hb, sizeof hb, &hl);
+    }
+    cpx_msg_free(head);
+    if (!rc)
+        rec(w, REC_HANDOVER, buf, off, hb, hl);
+    return rc;
+}
+
+static int write_handovers(cpx_audit_t *audit, MDB_txn *txn, writer_t *w, uint64_t from)
+{
+    cpx_audit_dbs_t db;
+    cpx_audit_dbs(audit, &db);
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, db.keys, &cur);
+    if (rc)
+        return cpx_store_err(rc, "export: cursor");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8)
+            continue;
+        uint64_t seq = cpx_be64_get(k.mv_data);
+        if (seq >= from)
+            break;
+        cpx_audit_leaf_t *lf = NULL;
+        int r = cpx_audit_get_leaf(audit, txn, seq, &lf);
+        if (!r && cpx_gwkey_is_handover(lf))
+            r = handover_rec(audit, txn, w, seq, from);
+        cpx_msg_free(lf);
+        if (r) {
+            mdb_cursor_close(cur);
+            return r;
+        }
+    }
+    mdb_cursor_close(cur);
+    return cursor_rc(rc, "export: keys");
+}
+
 int cpx_audit_export(cpx_audit_t *audit, MDB_txn *txn, const cpx_key_t *gateway_pub,
                      uint64_t from, uint64_t to, FILE *out, uint64_t *end_out)
 {
@@ -72,11 +141,20 @@ int cpx_audit_export(cpx_audit_t *audit, MDB_txn *txn, const cpx_key_t *gateway_
     if (from >= end)
         return CPX_ERR_ARG;
 
+    uint8_t raw[CPX_ED25519_PUB_LEN], range[16], first_key[CPX_ED25519_PUB_LEN];
+    cpx_key_public_raw(gateway_pub, raw);
+    /* the bundle names the log's first key: the chain's start and the log id's source */
+    rc = cpx_audit_gateway_keys(audit, txn, NULL, first_key, NULL);
+    if (rc && rc != CPX_ERR_NOT_FOUND)
+        return rc;
+    if (!rc && memcmp(first_key, raw, sizeof raw) != 0) {
+        cpx_log_error("export", "msg=\"the key given is not the log's first gateway key "
+                      "(after a rotation, export names the first key)\"");
+        return CPX_ERR_STATE;
+    }
     writer_t w = {out, 0, 0};
     if (fwrite(CPX_BUNDLE_MAGIC, 1, 8, out) != 8)
         return CPX_ERR_IO;
-    uint8_t raw[CPX_ED25519_PUB_LEN], range[16];
-    cpx_key_public_raw(gateway_pub, raw);
     rec(&w, REC_GATEWAY_KEY, raw, sizeof raw, NULL, 0);
     cpx_be64_put(range, from);
     cpx_be64_put(range + 8, end);
@@ -127,6 +205,8 @@ int cpx_audit_export(cpx_audit_t *audit, MDB_txn *txn, const cpx_key_t *gateway_
         }
         mdb_cursor_close(cur);
         if ((rc = cursor_rc(rc, "export: keys")))
+            return rc;
+        if ((rc = write_handovers(audit, txn, &w, from)))
             return rc;
     }
 
@@ -179,6 +259,9 @@ void cpx_bundle_destroy(cpx_bundle_t **self_p)
     for (size_t i = 0; i < b->n_heads; i++)
         cpx_msg_free(b->heads[i]);
     free(b->heads);
+    for (size_t i = 0; i < b->n_handovers; i++)
+        cpx_msg_free(b->handovers[i].head);
+    free(b->handovers);
     free(b->key_leaves);
     free(b->leaf);
     free(b->leaf_len);
@@ -206,7 +289,7 @@ int cpx_bundle_parse(const uint8_t *buf, size_t len, cpx_bundle_t **out, char *w
     cpx_bundle_t *b = calloc(1, sizeof *b);
     if (!b)
         return CPX_ERR_NOMEM;
-    size_t heads_cap = 0, keys_cap = 0, n_leaves = 0, off = 8;
+    size_t heads_cap = 0, keys_cap = 0, ho_cap = 0, n_leaves = 0, off = 8;
     uint64_t records = 0;
     int state = 0; /* records seen so far: 0 none, 1 key, 2 range, then body */
     unsigned prefix_next = 64; /* prefix records come in descending level order */
@@ -315,6 +398,44 @@ int cpx_bundle_parse(const uint8_t *buf, size_t len, cpx_bundle_t **out, char *w
                 FAIL(CPX_ERR_DECODE, "head record %llu does not decode",
                      (unsigned long long)records);
             b->heads[b->n_heads++] = h;
+            break;
+        }
+        case REC_HANDOVER: {
+            size_t n = rlen > 8 ? p[8] : 0, m = 0, at = 9 + n * CPX_SHA256_LEN;
+            if (state != 2 || rlen < 10 || n > CPX_MAX_PROOF_PATH || rlen < at + 1)
+                FAIL(CPX_ERR_DECODE, "hand-over record %llu out of order or short",
+                     (unsigned long long)records);
+            m = p[at];
+            if (m > CPX_MAX_PROOF_PATH || rlen < at + 1 + m * CPX_SHA256_LEN ||
+                rlen - (at + 1 + m * CPX_SHA256_LEN) > MAX_HEAD_BYTES)
+                FAIL(CPX_ERR_DECODE, "hand-over record %llu: bad path length or head",
+                     (unsigned long long)records);
+            if (b->n_handovers == CPX_BUNDLE_MAX_KEY_LEAVES)
+                FAIL(CPX_ERR_TOO_LARGE, "too many hand-over records");
+            if (b->n_handovers == ho_cap) {
+                size_t cap = ho_cap ? 2 * ho_cap : 4;
+                void *nh = realloc(b->handovers, cap * sizeof *b->handovers);
+                if (!nh)
+                    FAIL(CPX_ERR_NOMEM, "out of memory");
+                b->handovers = nh;
+                ho_cap = cap;
+            }
+            cpx_bundle_handover_t *ho = &b->handovers[b->n_handovers];
+            memset(ho, 0, sizeof *ho);
+            ho->seq = cpx_be64_get(p);
+            ho->ipath_len = n;
+            ho->ipath = p + 9;
+            ho->cpath_len = m;
+            ho->cpath = p + at + 1;
+            size_t hoff = at + 1 + m * CPX_SHA256_LEN;
+            if (cpx_decode_sth(p + hoff, rlen - hoff, &ho->head) != CPX_OK)
+                FAIL(CPX_ERR_DECODE, "hand-over record %llu: head does not decode",
+                     (unsigned long long)records);
+            b->n_handovers++;
+            if (ho->seq >= b->first || ho->head->tree_size <= ho->seq ||
+                ho->head->tree_size >= b->first)
+                FAIL(CPX_ERR_DECODE, "hand-over record %llu: leaf or head not before the range",
+                     (unsigned long long)records);
             break;
         }
         case REC_END:

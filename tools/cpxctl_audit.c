@@ -28,7 +28,7 @@
 
 typedef struct opts {
     const char *data, *gateway_key, *key, *out, *export_file, *proof, *head, *old_head,
-        *leaf, *out_signing_bytes, *out_sig;
+        *leaf, *out_signing_bytes, *out_sig, *first_key, *old_head_key;
     const char *extra_heads[16];
     int n_extra_heads;
     const char *pos[4];
@@ -79,6 +79,8 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         else if (!strcmp(a, "--leaf")) str = &o->leaf;
         else if (!strcmp(a, "--out-signing-bytes")) str = &o->out_signing_bytes;
         else if (!strcmp(a, "--out-sig")) str = &o->out_sig;
+        else if (!strcmp(a, "--first-key")) str = &o->first_key;
+        else if (!strcmp(a, "--old-head-key")) str = &o->old_head_key;
         else if (!strcmp(a, "--from")) num = &o->from;
         else if (!strcmp(a, "--to")) num = &o->to;
         else if (!strcmp(a, "--tree-size")) num = &o->tree_size;
@@ -280,11 +282,13 @@ static void print_report(const cpx_averify_report_t *r, int rc, int json)
         printf(",\"first_seq\":%" PRIu64 ",\"leaves\":%" PRIu64 ",\"tree_size\":%" PRIu64
                ",\"heads\":%" PRIu64 ",\"nodes_checked\":%" PRIu64 ",\"unsigned_tail\":%" PRIu64
                ",\"keys_enrolled\":%" PRIu64 ",\"keys_revoked\":%" PRIu64
+               ",\"gateway_rotations\":%" PRIu64
                ",\"sender_signatures\":{\"checked\":%" PRIu64 ",\"per_message\":%" PRIu64
                ",\"batch\":%" PRIu64 ",\"batch_cached\":%" PRIu64 ",\"failed\":%" PRIu64
                "},\"seconds\":%.3f,\"leaves_per_second\":%.0f}\n",
                r->first_seq, r->leaves, r->tree_size, r->heads, r->nodes_checked,
-               r->unsigned_tail, r->keys_enrolled, r->keys_revoked, r->sig_checked,
+               r->unsigned_tail, r->keys_enrolled, r->keys_revoked, r->gateway_rotations,
+               r->sig_checked,
                r->sig_per_message, r->sig_batch, r->sig_batch_cached, r->sig_failed, r->secs,
                rate);
         return;
@@ -302,6 +306,9 @@ static void print_report(const cpx_averify_report_t *r, int rc, int json)
            r->sig_batch_cached, r->sig_failed);
     if (r->sig_failed)
         printf(" (first at seq %" PRIu64 ")", r->sig_first_bad_seq);
+    if (r->gateway_rotations)
+        printf("; %" PRIu64 " gateway key rotation%s followed", r->gateway_rotations,
+               r->gateway_rotations == 1 ? "" : "s");
     if (r->unsigned_tail)
         printf("; %" PRIu64 " leaves after the last head are not yet signed", r->unsigned_tail);
     printf("; %.2f s, %.0f leaves/s\n", r->secs, rate);
@@ -344,7 +351,23 @@ static int cmd_verify(opts_t *o)
                             "bundle, log id %s — compare it with the published one\n", h);
         }
     } else {
-        return usage_err("verify --data needs --gateway-key PEM%s", "");
+        /* the store's meta names the log's first key: the chain starts there; auditors
+         * must compare the log id with the one published by the operator */
+        ro_t r;
+        int orc = open_ro(o->data, &r);
+        if (orc)
+            return orc;
+        uint8_t id[32], first[32];
+        char h[65];
+        if (cpx_audit_gateway_keys(r.audit, r.txn, id, first, NULL) == CPX_OK)
+            gw = cpx_key_from_raw_public(first);
+        close_ro(&r);
+        if (!gw)
+            return usage_err("verify --data: the store names no gateway key; give "
+                             "--gateway-key PEM%s", "");
+        hex(id, 32, h);
+        fprintf(stderr, "cpxctl audit: WARNING: no --gateway-key; using the store's first "
+                        "gateway key, log id %s — compare it with the published one\n", h);
     }
     cpx_sth_t *extra[16];
     int n_extra = 0, rc = CPXCTL_OK;
@@ -553,20 +576,31 @@ static int cmd_check_proof(opts_t *o)
 {
     if (!o->proof || !o->head || !o->gateway_key)
         return usage_err("check-proof --proof FILE --head HEAD --gateway-key PEM "
-                         "[--leaf LEAF.bin | --old-head HEAD]%s", "");
+                         "[--leaf LEAF.bin | --old-head HEAD [--old-head-key PEM]] "
+                         "[--first-key PEM]%s", "");
     cpx_key_t *gw = load_pub(o->gateway_key);
+    /* after a rotation a head is signed by the key of its time but carries the log id of
+     * the log's first key (--first-key); an old head may predate the rotation */
+    cpx_key_t *first = o->first_key ? load_pub(o->first_key) : NULL;
+    cpx_key_t *oldk = o->old_head_key ? load_pub(o->old_head_key) : NULL;
+    uint8_t log_id[32], fraw[32];
     cpx_sth_t *head = load_head(o->head), *old = o->old_head ? load_head(o->old_head) : NULL;
     uint8_t *buf = NULL, *leaf = NULL;
     size_t len = 0, leaf_len = 0;
     int rc = CPXCTL_USAGE;
-    if (!gw || !head || (o->old_head && !old) ||
+    if (gw) {
+        cpx_key_public_raw(first ? first : gw, fraw);
+        cpx_sha256(fraw, 32, log_id);
+    }
+    if (!gw || !head || (o->old_head && !old) || (o->first_key && !first) ||
+        (o->old_head_key && !oldk) ||
         read_file(o->proof, &buf, &len, 64 << 10) != CPX_OK ||
         (o->leaf && read_file(o->leaf, &leaf, &leaf_len, CPX_MAX_LEAF_BYTES) != CPX_OK)) {
         fprintf(stderr, "cpxctl audit: cannot load the proof, head, leaf or key\n");
         goto out;
     }
     rc = CPXCTL_FAIL;
-    if (cpx_sth_verify(head, gw) != CPX_OK) {
+    if (cpx_sth_verify_key(head, gw, log_id) != CPX_OK) {
         printf("FAIL: the head's signature does not verify under the gateway key\n");
         goto out;
     }
@@ -576,7 +610,7 @@ static int cmd_check_proof(opts_t *o)
         if (cpx_decode(&cpx__v1__consistency_proof__descriptor, buf, len, 64 << 10,
                        (ProtobufCMessage **)&p) != CPX_OK || copy_path(p->path, p->n_path, path)) {
             printf("FAIL: not a consistency proof\n");
-        } else if (cpx_sth_verify(old, gw) != CPX_OK) {
+        } else if (cpx_sth_verify_key(old, oldk ? oldk : gw, log_id) != CPX_OK) {
             printf("FAIL: the old head's signature does not verify\n");
         } else if (p->first_size != old->tree_size || p->second_size != head->tree_size) {
             printf("FAIL: the proof is for sizes %" PRIu64 " -> %" PRIu64 ", the heads are %"
@@ -627,6 +661,8 @@ static int cmd_check_proof(opts_t *o)
     cpx_msg_free(p);
 out:
     cpx_key_destroy(&gw);
+    cpx_key_destroy(&first);
+    cpx_key_destroy(&oldk);
     cpx_msg_free(head);
     cpx_msg_free(old);
     free(buf);
@@ -1036,12 +1072,13 @@ static void audit_usage(FILE *f)
 {
     fprintf(f,
             "usage: cpxctl audit COMMAND [OPTIONS]\n"
-            "  verify  (--data DIR --gateway-key PEM | --export FILE [--gateway-key PEM])\n"
+            "  verify  (--data DIR | --export FILE) [--gateway-key FIRST.pem]\n"
             "          [--head STH.bin]... [--no-sender-sigs] [--threads 1|2] [--json]\n"
             "  prove SEQ [--tree-size N] --data DIR [--out PROOF.bin]\n"
             "  consistency OLD NEW --data DIR [--out PROOF.bin]\n"
             "  check-proof --proof PROOF.bin --head STH.bin --gateway-key PEM\n"
-            "          [--leaf LEAF.bin | --old-head OLD_STH.bin]\n"
+            "          [--leaf LEAF.bin | --old-head OLD_STH.bin [--old-head-key PEM]]\n"
+            "          [--first-key PEM]  (rotated log: the log's first key, its log id)\n"
             "  export --data DIR --from A --to B --out FILE [--gateway-key PEM]\n"
             "  timeline CASE-ID --data DIR [--json]\n"
             "  head --data DIR [--size N] [--json] [--out STH.bin]\n"

@@ -35,7 +35,8 @@ int cpx_audit_append(cpx_audit_t *self, MDB_txn *txn, cpx_audit_leaf_t *leaf,
                      uint64_t *seq_out);
 
 /* Signs a head over the tree as it stands in txn (including this transaction's
- * appends) with the gateway key and stores it; out (may be NULL) receives a copy
+ * appends) with the gateway key and stores it (CPX_ERR_REFUSED when key is not the
+ * log's current gateway key: see cpx_audit_gateway_keys); out (may be NULL) receives a copy
  * the caller frees with cpx_msg_free. A head of the same size as the latest is not
  * signed again (CPX_OK, *out = latest). */
 int cpx_audit_sign_head(cpx_audit_t *self, MDB_txn *txn, const cpx_key_t *key,
@@ -66,6 +67,29 @@ void cpx_sth_signing_bytes(const cpx_sth_t *sth, uint8_t out[CPX_STH_SIGNING_LEN
 /* Verifies a head's signature and that log_id = SHA-256(raw public key). */
 int cpx_sth_verify(const cpx_sth_t *sth, const cpx_key_t *gateway_pub);
 
+/* ---- gateway key rotation (docs/audit-format.md, "Gateway key rotation") ---------------
+ * A log has one identity for life: log_id = SHA-256(first gateway key). A rotation appends
+ * a hand-over leaf (KEY_ENROLLED, sender CPX_AUDIT_GATEWAY_SENDER, detail
+ * CPX_AUDIT_HANDOVER_DETAIL, key = the new raw public key) whose first covering head the
+ * outgoing key signs; later heads are signed by the new key, which the meta record
+ * CPX_AUDIT_META_CURRENT names (absent in a log that never rotated). */
+#define CPX_AUDIT_GATEWAY_SENDER "GATEWAY"
+#define CPX_AUDIT_HANDOVER_DETAIL "gateway-key-rotation"
+#define CPX_AUDIT_META_CURRENT "gateway_current"
+
+/* Verifies a head's signature under key and that its log_id equals log_id (a rotated
+ * log's heads carry the first key's id, whatever key signed them). CPX_OK, or
+ * CPX_ERR_BAD_SIGNATURE. */
+int cpx_sth_verify_key(const cpx_sth_t *sth, const cpx_key_t *key,
+                       const uint8_t log_id[CPX_SHA256_LEN]);
+
+/* The log id, the first gateway key and the current one (each may be NULL) as of txn.
+ * CPX_ERR_NOT_FOUND before the first signed head; CPX_ERR_TAMPERED when a record is
+ * malformed. cpx_audit_sign_head refuses (CPX_ERR_REFUSED) any key but the current. */
+int cpx_audit_gateway_keys(cpx_audit_t *self, MDB_txn *txn, uint8_t log_id[CPX_SHA256_LEN],
+                           uint8_t first[CPX_ED25519_PUB_LEN],
+                           uint8_t current[CPX_ED25519_PUB_LEN]);
+
 /* Keyed pseudonym for sealed subjects: "P:" + hex(HMAC-SHA-256(key, subject))[0:32]. */
 void cpx_audit_pseudonym(const uint8_t key[32], const char *subject, char out[35]);
 
@@ -76,7 +100,8 @@ typedef struct cpx_audit_dbs {
     MDB_dbi leaves; /* BE64 seq -> AuditLeaf bytes */
     MDB_dbi nodes;  /* BE64 i -> hashes of the perfect subtrees ending at leaf i, level 0 up */
     MDB_dbi heads;  /* BE64 tree_size -> SignedTreeHead bytes */
-    MDB_dbi meta;   /* "version", "log_id", "gateway_pub" (raw 32 bytes) */
+    MDB_dbi meta;   /* "version", "log_id", "gateway_pub" (first key, raw 32 bytes),
+                     * "gateway_current" (after a rotation) */
     MDB_dbi cases;  /* case_ref -> BE64 seq (DUPSORT, DUPFIXED) */
     MDB_dbi keys;   /* BE64 seq -> u8 event, for every KEY_ENROLLED / KEY_REVOKED leaf */
 } cpx_audit_dbs_t;

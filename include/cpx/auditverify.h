@@ -45,7 +45,9 @@ typedef enum cpx_averify_problem {
 const char *cpx_averify_problem_name(int problem);
 
 typedef struct cpx_averify_opts {
-    const cpx_key_t *gateway_pub;  /* required: heads must verify under it */
+    const cpx_key_t *gateway_pub;  /* required: the log's FIRST gateway key (its log id is
+                                    * SHA-256 of it); heads verify under it or under the
+                                    * keys the log's hand-over leaves chain to */
     int64_t time_tolerance_ms;     /* how far leaf time may go back; 0 = 60 000 */
     int sender_signatures;         /* 1: check ACCEPTED leaves' sender signatures */
     int threads;                   /* hashing threads, 1 or 2; 0 = 2 */
@@ -73,6 +75,7 @@ typedef struct cpx_averify_report {
     uint64_t sig_failed;           /* failed signature or unknown key */
     uint64_t sig_first_bad_seq;    /* valid when sig_failed */
     double secs;                   /* wall time of the replay */
+    uint64_t gateway_rotations;    /* gateway key hand-overs followed (docs/audit-format.md) */
 } cpx_averify_report_t;
 
 /* Replays the log in audit (txn: a read transaction kept open throughout).

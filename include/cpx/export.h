@@ -21,7 +21,9 @@
 #define CPX_BUNDLE_MAGIC "CPXAUDX1"
 #define CPX_BUNDLE_MAX_KEY_LEAVES 100000u
 
-/* Writes a bundle of leaves [from, to) to out. `to` is first moved up to the size of
+/* Writes a bundle of leaves [from, to) to out. gateway_pub is the log's FIRST gateway key
+ * (CPX_ERR_STATE when the log's meta names another); a rotated log's key chain travels as
+ * its hand-over leaves (and, before the range, their covering heads). `to` is first moved up to the size of
  * the first signed head >= to (so every exported leaf is covered by a head); to == 0
  * means up to the latest head. *end_out (may be NULL) receives the end used.
  * CPX_ERR_NOT_FOUND when no head covers the range, CPX_ERR_ARG when from >= end,
@@ -37,6 +39,16 @@ typedef struct cpx_bundle_key_leaf {
     const uint8_t *path;           /* path_len * 32 bytes, borrowed */
 } cpx_bundle_key_leaf_t;
 
+/* A gateway key hand-over before the range whose first covering head H is also before it
+ * (tree size < first): H (signed by the outgoing key), the hand-over leaf's inclusion path
+ * in H's tree, and the consistency path from H's tree to the tree of size first. */
+typedef struct cpx_bundle_handover {
+    uint64_t seq;                  /* the hand-over leaf, also among key_leaves */
+    size_t ipath_len, cpath_len;
+    const uint8_t *ipath, *cpath;  /* 32-byte hashes, borrowed */
+    cpx_sth_t *head;               /* decoded; owned by the bundle */
+} cpx_bundle_handover_t;
+
 typedef struct cpx_bundle {
     uint8_t gateway_pub[CPX_ED25519_PUB_LEN];
     uint64_t first, end;
@@ -47,6 +59,8 @@ typedef struct cpx_bundle {
     size_t *leaf_len;
     cpx_sth_t **heads;             /* decoded; owned by the bundle */
     size_t n_heads;
+    cpx_bundle_handover_t *handovers; /* rotated logs only (record type 8) */
+    size_t n_handovers;
 } cpx_bundle_t;
 
 /* Parses a bundle in buf (borrowed: must outlive the result). Caller owns *out and
