@@ -45,6 +45,13 @@ for d in GATEWAY "${DEPTS[@]}"; do
   [ -f "$RUN/keys/$d.sign.key" ] || "$CPXCTL" keygen "$d" --dir "$RUN/keys" >/dev/null
 done
 
+# the sealed-records vault: its key and the pseudonym key apart from the data and the
+# signing key; the Jiangyin sealing policy with this run's key paths
+[ -f "$RUN/keys/vault.key" ] || "$CPXCTL" sealed keygen --dir "$RUN/keys" >/dev/null
+sed -e 's|^vault_key: [^ ]*|vault_key: keys/vault.key|' \
+    -e 's|^pseudonym_key: [^ ]*|pseudonym_key: keys/pseudonym.key|' \
+    "$ROOT/deploy/jiangyin/sealed.yaml" > "$RUN/sealed.yaml"
+
 cat > "$RUN/gateway.yaml" <<YAML
 # cpx-gateway configuration written by deploy/quickstart.sh
 endpoint: tcp://127.0.0.1:$PORT
@@ -56,6 +63,7 @@ keys:
 routes: $ROOT/deploy/jiangyin/routes.yaml
 heartbeat_ms: 2000
 offline_after_ms: 10000
+sealed: sealed.yaml
 YAML
 
 say "enrolling departments"
