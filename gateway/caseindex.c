@@ -46,6 +46,21 @@ static int load_key(const char *path, uint8_t key[32])
     return rc;
 }
 
+int cpx_gw_ci_check(const cpx_gw_config_t *cfg, char *err, size_t size)
+{
+    if (!cfg->cases[0])
+        return CPX_OK;
+    cpx_gw_casepolicy_t pol;
+    int rc = cpx_gw_casepolicy_load(cfg->cases, &pol, err, size);
+    if (rc || !pol.views[0])
+        return rc;
+    cpx_views_t *v = cpx_views_load(pol.views, err, size);
+    if (!v)
+        return CPX_ERR_CONFIG;
+    cpx_views_destroy(&v);
+    return CPX_OK;
+}
+
 int cpx_gw_ci_start(cpx_gw_t *self)
 {
     if (!self->cfg.cases[0])

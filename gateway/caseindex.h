@@ -81,6 +81,10 @@ typedef struct cpx_gw_ci {
     uint64_t stat_linked, stat_escalations, stat_notices;
 } cpx_gw_ci_t;
 
+/* Checks cfg's case policy and view profiles (cpx-gateway --check) without opening
+ * anything: CPX_OK (also when case tracking is off), else the error in err. */
+int cpx_gw_ci_check(const cpx_gw_config_t *cfg, char *err, size_t size);
+
 /* Starts case tracking when cfg names a policy (self->ci stays NULL otherwise).
  * CPX_OK or a negative error (logged: which file and why). */
 int cpx_gw_ci_start(struct cpx_gw *self);

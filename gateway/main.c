@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "caseindex.h"
 #include "config.h"
 #include "server.h"
 #include "cpx/err.h"
@@ -51,6 +52,10 @@ int main(int argc, char **argv)
                 return 2;
             }
             cpx_router_destroy(&r);
+        }
+        if (cpx_gw_ci_check(&cfg, err, sizeof err)) {  /* case policy and view profiles */
+            fprintf(stderr, "cpx-gateway: %s\n", err);
+            return 2;
         }
         printf("configuration ok\n");
         return 0;
