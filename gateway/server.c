@@ -132,7 +132,12 @@ static void out_clear(cpx_gw_t *self)
 
 /* After a failed commit: every submission gets a retryable Nack; deliveries are not
  * sent (they were not recorded) and windows restart from the durable outbox. */
-static void out_fail(cpx_gw_t *self, int err)
+/* cycle(): nothing applied, run the frames again one at a time (a positive code). */
+#define CYCLE_ISOLATE 1
+/* Consecutive failed cycles before the gateway stops (about a minute of failures). */
+#define MAX_FAILED_CYCLES 200
+
+static void out_fail(cpx_gw_t *self, int err, int retryable)
 {
     int code = err == CPX_ERR_FULL ? CPX__V1__ERROR_CODE__STORE_FULL : CPX__V1__ERROR_CODE__INTERNAL;
     for (size_t i = 0; i < self->n_out; i++) {
@@ -147,8 +152,8 @@ static void out_fail(cpx_gw_t *self, int err)
         Cpx__V1__Nack n = CPX__V1__NACK__INIT;
         n.message_id = (ProtobufCBinaryData){o->message_id_len, o->message_id};
         n.code = code;
-        n.retryable = 1;
-        n.retry_after_ms = 5000;
+        n.retryable = retryable;
+        n.retry_after_ms = retryable ? 5000 : 0;
         cpx_server_frame_t f = CPX__V1__SERVER_FRAME__INIT;
         f.frame_case = CPX__V1__SERVER_FRAME__FRAME_NACK;
         f.nack = &n;
@@ -315,21 +320,48 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
     else if (rc)
         mdb_txn_abort(txn);
     self->txn = NULL;
+    const int retryable = 1;  /* answers pushed before the failure: always retry */
     if (rc) {
         cpx_audit_aborted(self->audit);
         cpx_gw_ci_aborted(self);
+        if (rc != CPX_ERR_FULL && rc != CPX_ERR_STORE && n_in > 1) {
+            /* Nothing was applied. One frame may be the cause: the caller runs this
+             * cycle's frames again one by one, so only the culprit is refused and one
+             * department's bad message cannot stop everyone's traffic. */
+            cpx_log_warn("server", "msg=\"cycle failed, retrying its frames one by one\" err=%s frames=%zu",
+                         cpx_strerror(rc), n_in);
+            out_clear(self);
+            cpx_gw_ops_end(self, 0);
+            return CYCLE_ISOLATE;
+        }
+        /* A lone envelope that fails deterministically is refused for good (its
+         * sender keeps it in the rejected area); everything else is retried. */
+        int deterministic = n_in == 1 && (rc == CPX_ERR_TOO_LARGE || rc == CPX_ERR_INVALID ||
+                                          rc == CPX_ERR_DECODE || rc == CPX_ERR_ARG);
         cpx_log_error("server", "msg=\"cycle failed, nothing applied\" err=%s frames=%zu",
                       cpx_strerror(rc), n_in);
-        out_fail(self, rc);
+        out_fail(self, rc, retryable);
+        int code = rc == CPX_ERR_FULL ? CPX__V1__ERROR_CODE__STORE_FULL : CPX__V1__ERROR_CODE__INTERNAL;
+        for (size_t i = 0; i < n_in; i++)
+            cpx_gw_writer_nack_unanswered(self, &in[i].in, code, deterministic);
+        self->failed_cycles++;
     } else {
         cpx_audit_committed(self->audit);
         self->tree_size = head_size;
+        self->failed_cycles = 0;
     }
     cpx_gw_ops_end(self, rc == CPX_OK);
     for (size_t i = 0; i < self->n_out; i++)
         send_out(self, &self->out[i], head_size);
     out_clear(self);
-    return rc == CPX_ERR_FULL || rc == CPX_ERR_STORE ? CPX_OK : rc;
+    /* Keep serving through failures; only a long unbroken run of them (the store or
+     * the log in a state no cycle can fix) stops the gateway for its supervisor. */
+    if (rc && rc != CPX_ERR_FULL && self->failed_cycles >= MAX_FAILED_CYCLES) {
+        cpx_log_error("server", "msg=\"giving up after consecutive failed cycles\" n=%u err=%s",
+                      self->failed_cycles, cpx_strerror(rc));
+        return rc;
+    }
+    return CPX_OK;
 }
 
 /* Without MDB_WRITEMAP LMDB's map is read-only and MAP_SHARED, and every page a lookup
@@ -504,6 +536,11 @@ int cpx_gw_server_run(cpx_gw_t *self)
             self->status_sig = sig;
         if (active || status_due) {
             rc = cycle(self, in, n_in, ref, n_ref, status_due);
+            if (rc == CYCLE_ISOLATE) {
+                rc = CPX_OK;
+                for (size_t i = 0; i < n_in && !rc; i++)
+                    rc = cycle(self, &in[i], 1, i ? NULL : ref, i ? 0 : n_ref, 0);
+            }
             if (status_due)
                 self->last_status_ms = self->now_ms;
         }

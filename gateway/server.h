@@ -76,6 +76,7 @@ typedef struct cpx_gw {
     size_t n_keycache;
 
     uint64_t tree_size;             /* committed */
+    unsigned failed_cycles;         /* consecutive cycles that applied nothing */
     int64_t now_ms;
     MDB_txn *txn;                   /* the cycle's write transaction */
     int appended;                   /* leaves appended in this cycle */

@@ -433,6 +433,19 @@ static int needs_vault(const cpx_envelope_t *env)
 static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
                       const preverified_t *pre)
 {
+    /* Failpoint for tests (tests/integration/test_gateway_poison.py): a report whose
+     * local_ref equals $CPX_FAILPOINT_CYCLE_REF fails inside the cycle as an internal
+     * error would. Unset in every deployment. */
+    static const char *failpoint;
+    static int failpoint_read;
+    if (!failpoint_read) {
+        failpoint = getenv("CPX_FAILPOINT_CYCLE_REF");
+        failpoint_read = 1;
+    }
+    if (failpoint && env->body_case == CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT &&
+        !strcmp(env->discovery_report->local_ref, failpoint))
+        return CPX_ERR_TOO_LARGE;
+
     if (!env->sender || strcmp(env->sender, in->dept))
         return refuse1(self, in, env, CPX__V1__ERROR_CODE__SENDER_MISMATCH, "sender",
                        "authenticated", "sender must be the department that holds this connection's key");
@@ -613,6 +626,45 @@ int cpx_gw_writer_frame(cpx_gw_t *self, cpx_gw_in_t *in)
     in->frame = NULL;
     in->prepared = 0;
     unprepare(in);
+    return rc;
+}
+
+/* After a cycle that applied nothing: a Nack for each envelope of this frame that has
+ * no answer yet, so no sender waits on a message the gateway did not take. */
+int cpx_gw_writer_nack_unanswered(cpx_gw_t *self, const cpx_gw_in_t *in, int code,
+                                  int deterministic)
+{
+    cpx_client_frame_t *f = NULL;
+    if (cpx_decode_client_frame(in->data, in->len, &f) != CPX_OK)
+        return CPX_OK;
+    if (f->frame_case != CPX__V1__CLIENT_FRAME__FRAME_SUBMIT) {
+        cpx_msg_free(f);
+        return CPX_OK;
+    }
+    const Cpx__V1__Submit *sub = f->submit;
+    cpx_envelope_t *const *envs = NULL;
+    size_t ne = 0;
+    if (sub->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && sub->envelope) {
+        envs = &sub->envelope;
+        ne = 1;
+    } else if (sub->content_case == CPX__V1__SUBMIT__CONTENT_BATCH && sub->batch) {
+        envs = sub->batch->envelopes;
+        ne = sub->batch->n_envelopes;
+    }
+    /* Refused for good only when this lone envelope is surely the cause; the members
+     * of a batch are retried (adapters resend one envelope a frame, which isolates it). */
+    int retryable = !(deterministic && ne == 1);
+    int rc = CPX_OK;
+    for (size_t i = 0; i < ne && !rc; i++) {
+        const ProtobufCBinaryData *mid = &envs[i]->message_id;
+        int answered = 0;
+        for (size_t j = 0; j < self->n_out && !answered; j++)
+            answered = self->out[j].message_id_len == mid->len && mid->len &&
+                       !memcmp(self->out[j].message_id, mid->data, mid->len);
+        if (!answered)
+            rc = push_nack(self, in, mid, code, NULL, retryable, retryable ? 5000 : 0, 0);
+    }
+    cpx_msg_free(f);
     return rc;
 }
 

@@ -53,6 +53,12 @@ int cpx_gw_writer_refuse(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelo
 int cpx_gw_writer_ack(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
                       uint64_t leaf_seq, const char *case_id);
 
+/* After a cycle that applied nothing: Nacks with code for every envelope of in that has
+ * no answer queued yet — not retryable only when the failure is deterministic and in
+ * holds a single envelope. */
+int cpx_gw_writer_nack_unanswered(cpx_gw_t *self, const cpx_gw_in_t *in, int code,
+                                  int deterministic);
+
 /* Writes an AUTH_REFUSED leaf for key (rate-limited). */
 int cpx_gw_writer_auth_refused(cpx_gw_t *self, const uint8_t key[CPX_CURVE_KEY_LEN],
                                const char *peer);
