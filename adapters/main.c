@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cpx/adapter.h"
+#include "metrics.h"
 #include "cpx/log.h"
 
 #define MOD "adapter"
@@ -79,6 +80,49 @@ static int print_status(const char *spool)
     return 0;
 }
 
+/* The adapter's own /metrics and /healthz (config `metrics: HOST:PORT`); the bound
+ * address is written to SPOOL/metrics.endpoint so PORT 0 can be found. */
+static cpx_adm_t *start_metrics(const char *listen, const char *dept, const char *spool)
+{
+    unsigned port = 0;
+    cpx_adm_t *adm = cpx_adm_start(listen, dept, &port);
+    if (!adm)
+        return NULL;
+    char path[4096 + 32], host[64];
+    const char *colon = strrchr(listen, ':');
+    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+    snprintf(path, sizeof path, "%s/metrics.endpoint", spool);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%s:%u\n", host, port);
+        fclose(f);
+    }
+    return adm;
+}
+
+/* cpx_adapter_run, publishing the counters for /metrics after every cycle. */
+static int run(cpx_adapter_t *a, cpx_adm_t *adm, int64_t max_ms)
+{
+    if (!adm)
+        return cpx_adapter_run(a, &stop_flag, max_ms);
+    int64_t start = cpx_adapter_now_ms();
+    int rc = CPX_OK;
+    while (!stop_flag) {
+        int64_t now = cpx_adapter_now_ms();
+        if (max_ms >= 0 && now - start >= max_ms)
+            break;
+        int wait = 200;
+        if (max_ms >= 0 && max_ms - (now - start) < wait)
+            wait = (int)(max_ms - (now - start));
+        if ((rc = cpx_adapter_cycle(a, wait)) != CPX_OK)
+            break;
+        cpx_adapter_counters_t c;
+        cpx_adapter_counters(a, &c);
+        cpx_adm_publish(adm, &c, cpx_adapter_pending_count(a));
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *config = NULL;
@@ -109,6 +153,7 @@ int main(int argc, char **argv)
     int exit_code = 1;
     cpx_key_t *sign = NULL;
     cpx_adapter_t *a = NULL;
+    cpx_adm_t *adm = NULL;
     uint8_t id_key[32];
     const char *level = cpx_conf_str(conf, "log_level", NULL);
     if (level && cpx_log_level_parse(level) >= 0)
@@ -192,13 +237,17 @@ int main(int argc, char **argv)
     a = cpx_adapter_new(&o, conn, cpx_conf_get(conf, conn->name));
     if (!a)
         goto out;
-    int rc = cpx_adapter_run(a, &stop_flag, run_for);
+    const char *mlisten = cpx_conf_str(conf, "metrics", NULL);
+    if (mlisten && !(adm = start_metrics(mlisten, dept, spool)))
+        goto out;
+    int rc = run(a, adm, run_for);
     if (rc != CPX_OK)
         cpx_log_error(MOD, "msg=\"adapter stopped on error\" err=%s", cpx_strerror(rc));
     else
         cpx_log_info(MOD, "msg=\"adapter stopped\" dept=%s", dept);
     exit_code = rc == CPX_OK ? 0 : 1;
 out:
+    cpx_adm_stop(&adm);
     cpx_adapter_destroy(&a);
     cpx_key_destroy(&sign);
     cpx_cleanse(id_key, sizeof id_key);
