@@ -268,8 +268,8 @@ static int index_minor(cpx_gw_t *self, const cpx_envelope_t *env, cpx_case_rec_t
 {
     cpx_gw_ci_t *ci = self->ci;
     uint8_t key[1 + CPX_SHA256_LEN];
-    int rc;
-    if (!(rec->flags & CPX_CASE_F_HAS_ID) && minor_key(self, env, m, 0, key) == CPX_OK) {
+    int rc, had_id = (rec->flags & CPX_CASE_F_HAS_ID) != 0;
+    if (!had_id && minor_key(self, env, m, 0, key) == CPX_OK) {
         memcpy(rec->subject, key + 1, CPX_SHA256_LEN);
         rec->flags |= CPX_CASE_F_HAS_ID;
         if ((rc = cpx_caseindex_set_minor(ci->idx, self->txn, key, rec->id)))
@@ -285,6 +285,12 @@ static int index_minor(cpx_gw_t *self, const cpx_envelope_t *env, cpx_case_rec_t
         snprintf(rec->town, sizeof rec->town, "%s", m->town);
     if (!rec->birth_ymd)
         rec->birth_ymd = birth_ymd(m);
+    /* The identity of the report that opened the case is kept, replaced only by one that
+     * brings the citizen ID number the case lacked: later reports (a neighbour's spelling
+     * of the name) do not overwrite it. */
+    if (rec->has_pii && (had_id || !(rec->flags & CPX_CASE_F_HAS_ID)))
+        return CPX_OK;
+    rec->has_pii = 1;
     return cpx_caseindex_put_pii(ci->idx, self->txn, rec->id, m);
 }
 
@@ -570,6 +576,8 @@ static int apply(cpx_gw_t *self, const cpx_envelope_t *env, const char *case_id,
         init_case(self, &rec, env, case_id);
     else if (rc)
         return rc;
+    else if (rec.flags & CPX_CASE_F_SEALED)
+        return CPX_OK;  /* sealed by order: the vault answers for it, not the index */
     switch (env->body_case) {
     case CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT:
         rc = on_report(self, env, &rec, is_new, code, errs);

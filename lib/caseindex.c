@@ -463,6 +463,27 @@ int cpx_caseindex_took_part(cpx_caseindex_t *self, MDB_txn *txn, const cpx_case_
     return rc == CPX_OK ? 1 : rc == CPX_ERR_NOT_FOUND ? 0 : rc;
 }
 
+int cpx_caseindex_seal(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id)
+{
+    cpx_case_rec_t r;
+    int rc = cpx_caseindex_get(self, txn, case_id, &r);
+    if (rc || (r.flags & CPX_CASE_F_SEALED))
+        return rc;
+    uint8_t key[1 + CPX_SHA256_LEN];
+    for (int i = 0; i < 2 && !rc; i++) {
+        if (!(r.flags & (i ? CPX_CASE_F_NAME_KEY : CPX_CASE_F_HAS_ID)))
+            continue;
+        key[0] = i ? 'N' : 'I';
+        memcpy(key + 1, i ? r.name_key : r.subject, CPX_SHA256_LEN);
+        char open_case[CPX_MAX_CASE_ID + 1];
+        /* only when that key still points at this case */
+        if (cpx_caseindex_find_minor(self, txn, key, open_case) == CPX_OK && !strcmp(open_case, case_id))
+            rc = cpx_caseindex_del_minor(self, txn, key);
+    }
+    r.flags |= CPX_CASE_F_SEALED;
+    return rc ? rc : cpx_caseindex_put(self, txn, &r);
+}
+
 int cpx_caseindex_each_case(cpx_caseindex_t *self, MDB_txn *txn, cpx_caseindex_case_fn fn,
                             void *ctx)
 {
@@ -478,6 +499,8 @@ int cpx_caseindex_each_case(cpx_caseindex_t *self, MDB_txn *txn, cpx_caseindex_c
             continue;
         memcpy(&rec, v.mv_data, sizeof rec);
         rec.version = CPX_CASEINDEX_VERSION;
+        if (rec.flags & CPX_CASE_F_SEALED)
+            continue;  /* sealed cases are in no ordinary view */
         if ((ret = fn(ctx, &rec)))
             break;
     }

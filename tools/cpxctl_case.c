@@ -306,7 +306,8 @@ static int case_show(int argc, char **argv)
     if (rc || (rc = store_open(&o, &s)))
         return rc;
     cpx_case_rec_t r;
-    if (cpx_caseindex_get(s.idx, s.txn, o.case_id, &r) || !may_see(&s, &o, &r)) {
+    if (cpx_caseindex_get(s.idx, s.txn, o.case_id, &r) || (r.flags & CPX_CASE_F_SEALED) ||
+        !may_see(&s, &o, &r)) {
         fprintf(stderr, "cpxctl case: no case %s\n", o.case_id);
         store_close(&s);
         return CPXCTL_FAIL;

@@ -39,7 +39,7 @@
 #include "cpx/crypto.h"
 #include "cpx/limits.h"
 
-#define CPX_CASEINDEX_VERSION 2u
+#define CPX_CASEINDEX_VERSION 3u
 #define CPX_CASE_RECENT 4          /* report times kept for the early-warning window */
 #define CPX_CASE_MAX_REASON 160
 
@@ -81,6 +81,7 @@ enum {
     CPX_CASE_F_EMPLOYMENT_REFERRED = 1u << 4,
     CPX_CASE_F_WARNED = 1u << 5,           /* an EARLY_WARNING was raised */
     CPX_CASE_F_NAME_KEY = 1u << 6,         /* name_key is set */
+    CPX_CASE_F_SEALED = 1u << 7,           /* sealed by order: no view shows it (cpx_caseindex_seal) */
 };
 
 typedef struct cpx_case_rec {
@@ -91,6 +92,7 @@ typedef struct cpx_case_rec {
     uint8_t categories;            /* bit (1 << Category) of every report */
     uint8_t father, mother;        /* ParentSituation, latest report that names them */
     uint8_t flags;                 /* CPX_CASE_F_* */
+    uint8_t has_pii;               /* personal fields stored (ci.pii) */
     char town[CPX_MAX_DEPT_CODE + 1];
     char first_receiver[CPX_MAX_DEPT_CODE + 1]; /* sender of the first report */
     char lead[CPX_MAX_DEPT_CODE + 1];           /* receiver of the first accepted referral */
@@ -192,6 +194,12 @@ int cpx_caseindex_add_part(cpx_caseindex_t *self, MDB_txn *txn, cpx_case_rec_t *
 /* 1 when dept took part in rec's case, 0 when not, negative on error. */
 int cpx_caseindex_took_part(cpx_caseindex_t *self, MDB_txn *txn, const cpx_case_rec_t *rec,
                             const char *dept);
+
+/* The hook for the sealed vault: a case whose records a SealOrder seals leaves every
+ * ordinary view (case show answers "no case", list and stats skip it) and its minor's
+ * open-case keys, so a later report opens a new case. CPX_ERR_NOT_FOUND when there is
+ * no such case; sealing twice is CPX_OK. */
+int cpx_caseindex_seal(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id);
 
 /* Calls fn for every case in id order; fn returns non-zero to stop (returned). */
 typedef int (*cpx_caseindex_case_fn)(void *ctx, const cpx_case_rec_t *rec);

@@ -300,6 +300,12 @@ def scenario_a(w):
           "A: ACCEPTED leaf records the view profile applied")
     txt = w.ctl_case("show", case).stdout
     check("CLOSED" in txt and "discovery_report" in txt, "A: case show (table)")
+    check("张小明" not in txt, "A: no name without the records key")
+    rk = os.path.join(w.gw.dir, "keys", "CASES.records.key")
+    st = json.loads(w.ctl_case("show", case, "--json", "--records-key", rk).stdout or "{}")
+    check(st.get("minor_name") == "张小明", "A: the lead office reads the minor's name with the records key")
+    st = json.loads(w.ctl_case("show", case, "--json", "--records-key", rk, "--as", "WOMENS_FED").stdout or "{}")
+    check("minor_name" not in st, "A: a department that took part sees the case, not the name")
     r = w.ctl_case("show", case, "--as", "HEALTH")
     check(r.returncode != 0 and "no case" in r.stderr, "A: HEALTH took no part: sees no such case")
     r = w.ctl_case("show", case, "--as", "WOMENS_FED")

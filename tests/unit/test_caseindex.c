@@ -239,6 +239,13 @@ static int dl_cb(void *ctx, const cpx_deadline_t *d)
     return 0;
 }
 
+static int count_case(void *ctx, const cpx_case_rec_t *r)
+{
+    (void)r;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
 static void test_deadlines_and_records(void **state)
 {
     (void)state;
@@ -340,6 +347,25 @@ static void test_deadlines_and_records(void **state)
     assert_int_equal(cpx_caseindex_took_part(a, txn, &r, "TOWN_NEWSTREET"), 1);
     assert_int_equal(cpx_caseindex_took_part(a, txn, &r, "POLICE_X"), 0);
     assert_int_equal(cpx_caseindex_took_part(a, txn, &r, "HEALTH"), 0);
+
+    /* sealing: gone from every ordinary view and from the open-case keys */
+    uint8_t mk[33] = {'I'};
+    memset(mk + 1, 5, 32);
+    cpx_case_rec_t sr = {.version = CPX_CASEINDEX_VERSION, .state = CPX_CASE_OPEN, .flags = CPX_CASE_F_HAS_ID};
+    strcpy(sr.id, "JY-2026-000005");
+    memset(sr.subject, 5, 32);
+    assert_int_equal(cpx_caseindex_put(a, txn, &sr), CPX_OK);
+    assert_int_equal(cpx_caseindex_set_minor(a, txn, mk, sr.id), CPX_OK);
+    assert_int_equal(cpx_caseindex_seal(a, txn, sr.id), CPX_OK);
+    assert_int_equal(cpx_caseindex_seal(a, txn, sr.id), CPX_OK);
+    assert_int_equal(cpx_caseindex_seal(a, txn, "JY-2026-000404"), CPX_ERR_NOT_FOUND);
+    char open_id[CPX_MAX_CASE_ID + 1];
+    assert_int_equal(cpx_caseindex_find_minor(a, txn, mk, open_id), CPX_ERR_NOT_FOUND);
+    assert_int_equal(cpx_caseindex_get(a, txn, sr.id, &g), CPX_OK);
+    assert_true(g.flags & CPX_CASE_F_SEALED);
+    size_t n_cases = 0;
+    assert_int_equal(cpx_caseindex_each_case(a, txn, count_case, &n_cases), CPX_OK);
+    assert_int_equal(n_cases, 1);  /* JY-2026-000001 only (000003 is malformed, 000005 sealed) */
 
     uint8_t subj[32] = {9};
     cpx_benefit_t b = {.version = CPX_CASEINDEX_VERSION, .action = 1, .active = 1}, gb;
