@@ -177,7 +177,10 @@ def main():
         exp_cases = len({l["case_ref"] for l in acc if l["case_ref"]})
         exp_dead = sum(1 for l in leaves if l["event"] == "DEAD_LETTERED") - \
             sum(1 for l in leaves if l["event"] == "DEAD_LETTER_RETRIED")
-        check(exp_reports >= 40 and exp_referrals >= 2, "the demo ran: %d reports, %d referrals, %d cases"
+        # a few of the demo's 40 reports may be refused (e.g. a juvenile-offence report,
+        # a sealed matter this test's gateway has no vault for): the figures compared
+        # below are whatever was accepted
+        check(exp_reports >= 30 and exp_referrals >= 2, "the demo ran: %d reports, %d referrals, %d cases"
               % (exp_reports, exp_referrals, exp_cases))
         stats = None
         r = gw.ctl("case", "stats", "--data", data, "--json", check=False)
