@@ -7,6 +7,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "caseindex.h"
 #include "cases.h"
 #include "server.h"
 #include "writer.h"
@@ -690,6 +691,10 @@ static int seal_order(cpx_gw_t *gw, const cpx_gw_in_t *in, const cpx_envelope_t 
         MDB_val k = {sizeof p, p}, v = {strlen(in->dept), (void *)in->dept};
         if (!rc && (rc = mdb_put(gw->txn, S->scase, &k, &v, 0)))
             rc = cpx_store_err(rc, "sealed: case");
+        /* the case leaves every ordinary view (case show, list, stats, dashboard) */
+        if (!rc && gw->ci && (rc = cpx_caseindex_seal(gw->ci->idx, gw->txn, o->case_ids[i])) ==
+                                 CPX_ERR_NOT_FOUND)
+            rc = CPX_OK;
     }
     if (!rc && *subject) {
         uint8_t p[CPX_VAULT_PSEUDO_LEN];

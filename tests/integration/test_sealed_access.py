@@ -145,9 +145,11 @@ def files_containing(root, needles):
 
 def main(build):
     depts = ("POLICE", "COURT", "PROCURATORATE", "EDUCATION", "WOMENS_FED", "CIVIL_AFFAIRS", "JUSTICE")
-    gw = cpxclient.Gateway(build, depts=depts, extra_cfg="sealed: sealed.yaml\n")
+    gw = cpxclient.Gateway(build, depts=depts, extra_cfg="sealed: sealed.yaml\ncases: casepolicy.yaml\n")
     try:
         gw.ctl("sealed", "keygen", "--dir", gw.keys)
+        with open(os.path.join(gw.dir, "casepolicy.yaml"), "w") as f:
+            f.write("version: 1\nkeys:\n  index: keys/CASES.index.key\n  records: keys/CASES.records.key\n")
         with open(os.path.join(gw.dir, "sealed.yaml"), "w") as f:
             f.write("vault_key: keys/vault.key\npseudonym_key: keys/pseudonym.key\n"
                     "seal_orders_from: [COURT, PROCURATORATE]\n"
@@ -220,6 +222,17 @@ def main(build):
         check(not any(d.envelope.message_id == early.message_id for d in got), "nor does CIVIL_AFFAIRS")
         st = gw.status()
         check(re.search(r"dept=WOMENS_FED .*queued=0", st) is not None, "WOMENS_FED's queue is empty")
+        # ... and the case leaves every ordinary case view
+        data = os.path.join(gw.dir, "data")
+        shown = gw.ctl("case", "show", case_c, "--data", data, "--as", "WOMENS_FED", check=False)
+        check(case_c and shown.returncode != 0 and case_c not in shown.stdout,
+              "case show: WOMENS_FED finds no case %s after the seal order" % case_c)
+        shown = gw.ctl("case", "show", case_c, "--data", data, check=False)
+        check(shown.returncode != 0, "nor does the leading-group office's view")
+        listed = gw.ctl("case", "list", "--data", data, "--json", check=False).stdout
+        check(case_c not in listed, "case list does not show it")
+        stats = gw.ctl("case", "stats", "--data", data, "--json", check=False).stdout
+        check(case_c not in stats, "case stats do not name it")
 
         # 5. EDUCATION asks: "no record", the same as for a subject without records
         drain(court, 500)
