@@ -51,6 +51,12 @@ done
 sed -e 's|^vault_key: [^ ]*|vault_key: keys/vault.key|' \
     -e 's|^pseudonym_key: [^ ]*|pseudonym_key: keys/pseudonym.key|' \
     "$ROOT/deploy/jiangyin/sealed.yaml" > "$RUN/sealed.yaml"
+# case tracking with the Jiangyin policy: its keys in this run's key folder (made on
+# first start), the shipped view profiles
+sed -e 's|^  index: [^ ]*|  index: keys/CASES.index.key|' \
+    -e 's|^  records: [^ ]*|  records: keys/CASES.records.key|' \
+    -e "s|^views: [^ ]*|views: $ROOT/deploy/jiangyin/views.yaml|" \
+    "$ROOT/deploy/jiangyin/casepolicy.yaml" > "$RUN/casepolicy.yaml"
 
 cat > "$RUN/gateway.yaml" <<YAML
 # cpx-gateway configuration written by deploy/quickstart.sh
@@ -64,6 +70,7 @@ routes: $ROOT/deploy/jiangyin/routes.yaml
 heartbeat_ms: 2000
 offline_after_ms: 10000
 sealed: sealed.yaml
+cases: casepolicy.yaml
 YAML
 
 say "enrolling departments"
