@@ -277,6 +277,9 @@ class Client:
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # a DEALER with no live peer (e.g. its handshake was refused) blocks on send
+        # forever: bound it, so a test fails instead of hanging
+        self.sock.setsockopt(zmq.SNDTIMEO, 5000)
         cd = curve_dept or dept
         self.sock.curve_serverkey = server_pub
         self.sock.curve_publickey = read_z85(os.path.join(keydir, cd + ".curve.pub"))
@@ -289,7 +292,12 @@ class Client:
         self.sock.close(0)
 
     def send(self, frame):
-        self.sock.send(frame.SerializeToString())
+        """Queues one frame; False when it could not be queued within 5 s."""
+        try:
+            self.sock.send(frame.SerializeToString())
+            return True
+        except zmq.Again:
+            return False
 
     def submit(self, env):
         f = self.S["F"].ClientFrame()
