@@ -18,28 +18,12 @@ struct cpx_gw_cases {
 
 cpx_gw_cases_t *cpx_gw_cases_open(MDB_env *env)
 {
-    unsigned flags = 0;
-    mdb_env_get_flags(env, &flags);
-    int ro = (flags & MDB_RDONLY) != 0;
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(env, NULL, ro ? MDB_RDONLY : 0, &txn);
-    if (rc) {
-        cpx_store_err(rc, "cases: begin");
-        return NULL;
-    }
     cpx_gw_cases_t *self = calloc(1, sizeof *self);
-    if (!self) {
-        mdb_txn_abort(txn);
+    if (!self)
         return NULL;
-    }
-    unsigned create = ro ? 0 : MDB_CREATE;
-    if ((rc = mdb_dbi_open(txn, "gw.msgs", create, &self->msg)) ||
-        (rc = mdb_dbi_open(txn, "gw.mid", create, &self->mid)) ||
-        (rc = mdb_dbi_open(txn, "gw.case", create, &self->cases)) ||
-        (rc = mdb_dbi_open(txn, "gw.meta", create, &self->meta)) ||
-        (rc = mdb_txn_commit(txn))) {
-        cpx_store_err(rc, "cases: open databases");
-        mdb_txn_abort(txn);
+    const cpx_store_db_t dbs[] = {{"gw.msgs", 0, &self->msg}, {"gw.mid", 0, &self->mid},
+                                  {"gw.case", 0, &self->cases}, {"gw.meta", 0, &self->meta}};
+    if (cpx_store_open_dbs(env, "cases", dbs, sizeof dbs / sizeof dbs[0]) != CPX_OK) {
         free(self);
         return NULL;
     }

@@ -106,35 +106,17 @@ static int seal(cpx_caseindex_t *self, const void *aad, size_t aad_len, const ui
 cpx_caseindex_t *cpx_caseindex_open(MDB_env *env, const uint8_t index_key[32],
                                     const uint8_t records_key[32])
 {
-    unsigned flags = 0;
-    mdb_env_get_flags(env, &flags);
-    int ro = (flags & MDB_RDONLY) != 0;
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(env, NULL, ro ? MDB_RDONLY : 0, &txn);
-    if (rc) {
-        cpx_store_err(rc, "caseindex: begin");
-        return NULL;
-    }
     cpx_caseindex_t *self = calloc(1, sizeof *self);
-    if (!self) {
-        mdb_txn_abort(txn);
+    if (!self)
         return NULL;
-    }
-    unsigned c = ro ? 0 : MDB_CREATE;
-    if ((rc = mdb_dbi_open(txn, "ci.case", c, &self->cases)) ||
-        (rc = mdb_dbi_open(txn, "ci.pii", c, &self->pii)) ||
-        (rc = mdb_dbi_open(txn, "ci.minor", c, &self->minor)) ||
-        (rc = mdb_dbi_open(txn, "ci.ref", c, &self->ref)) ||
-        (rc = mdb_dbi_open(txn, "ci.part", c, &self->part)) ||
-        (rc = mdb_dbi_open(txn, "ci.dl", c, &self->dl)) ||
-        (rc = mdb_dbi_open(txn, "ci.dlx", c, &self->dlx)) ||
-        (rc = mdb_dbi_open(txn, "ci.ben", c, &self->ben)) ||
-        (rc = mdb_dbi_open(txn, "ci.parent", c, &self->parent)) ||
-        (rc = mdb_txn_commit(txn))) {
-        /* A read-only store written before case tracking has no such databases. */
-        if (rc != MDB_NOTFOUND)
-            cpx_store_err(rc, "caseindex: open databases");
-        mdb_txn_abort(txn);
+    const cpx_store_db_t dbs[] = {
+        {"ci.case", 0, &self->cases}, {"ci.pii", 0, &self->pii},       {"ci.minor", 0, &self->minor},
+        {"ci.ref", 0, &self->ref},    {"ci.part", 0, &self->part},     {"ci.dl", 0, &self->dl},
+        {"ci.dlx", 0, &self->dlx},    {"ci.ben", 0, &self->ben},       {"ci.parent", 0, &self->parent},
+    };
+    /* a read-only store written before case tracking has no such databases: not an error
+     * worth a log line (CPX_ERR_NOT_FOUND), the caller answers "no case tracking" */
+    if (cpx_store_open_dbs(env, "caseindex", dbs, sizeof dbs / sizeof dbs[0]) != CPX_OK) {
         free(self);
         return NULL;
     }

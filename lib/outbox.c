@@ -39,28 +39,12 @@ int cpx_outbox_class_priority(uint8_t cls)
 
 cpx_outbox_t *cpx_outbox_open(MDB_env *env)
 {
-    unsigned flags = 0;
-    mdb_env_get_flags(env, &flags);
-    int ro = (flags & MDB_RDONLY) != 0;
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(env, NULL, ro ? MDB_RDONLY : 0, &txn);
-    if (rc) {
-        cpx_store_err(rc, "outbox: begin");
-        return NULL;
-    }
     cpx_outbox_t *self = calloc(1, sizeof *self);
-    if (!self) {
-        mdb_txn_abort(txn);
+    if (!self)
         return NULL;
-    }
-    unsigned create = ro ? 0 : MDB_CREATE;
-    if ((rc = mdb_dbi_open(txn, "ob.queue", create, &self->queue)) ||
-        (rc = mdb_dbi_open(txn, "ob.case", create, &self->cases)) ||
-        (rc = mdb_dbi_open(txn, "ob.dead", create, &self->dead)) ||
-        (rc = mdb_dbi_open(txn, "ob.meta", create, &self->meta)) ||
-        (rc = mdb_txn_commit(txn))) {
-        cpx_store_err(rc, "outbox: open databases");
-        mdb_txn_abort(txn);
+    const cpx_store_db_t dbs[] = {{"ob.queue", 0, &self->queue}, {"ob.case", 0, &self->cases},
+                                  {"ob.dead", 0, &self->dead}, {"ob.meta", 0, &self->meta}};
+    if (cpx_store_open_dbs(env, "outbox", dbs, sizeof dbs / sizeof dbs[0]) != CPX_OK) {
         free(self);
         return NULL;
     }

@@ -23,29 +23,14 @@ struct cpx_registry {
 
 cpx_registry_t *cpx_registry_open(MDB_env *env)
 {
-    unsigned flags = 0;
-    mdb_env_get_flags(env, &flags);
-    int ro = (flags & MDB_RDONLY) != 0;
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(env, NULL, ro ? MDB_RDONLY : 0, &txn);
-    if (rc) {
-        cpx_store_err(rc, "registry: begin");
-        return NULL;
-    }
     cpx_registry_t *self = calloc(1, sizeof *self);
-    if (!self) {
-        mdb_txn_abort(txn);
+    if (!self)
         return NULL;
-    }
-    unsigned create = ro ? 0 : MDB_CREATE;
-    if ((rc = mdb_dbi_open(txn, "reg.dept", create, &self->dept)) ||
-        (rc = mdb_dbi_open(txn, "reg.curve", create, &self->curve)) ||
-        (rc = mdb_txn_commit(txn))) {
-        if (rc != MDB_NOTFOUND || !ro)
-            cpx_store_err(rc, "registry: open databases");
-        else
+    const cpx_store_db_t dbs[] = {{"reg.dept", 0, &self->dept}, {"reg.curve", 0, &self->curve}};
+    int rc = cpx_store_open_dbs(env, "registry", dbs, sizeof dbs / sizeof dbs[0]);
+    if (rc != CPX_OK) {
+        if (rc == CPX_ERR_NOT_FOUND)
             cpx_log_error("registry", "msg=\"no registry in this store\"");
-        mdb_txn_abort(txn);
         free(self);
         return NULL;
     }

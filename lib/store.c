@@ -1,6 +1,8 @@
 /* store.c — opening the LMDB environment, LMDB error mapping, big-endian keys. */
 #include "cpx/store.h"
 
+#include <stdio.h>
+
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -88,4 +90,28 @@ uint32_t cpx_be32_get(const uint8_t in[4])
     for (int i = 0; i < 4; i++)
         v = (v << 8) | in[i];
     return v;
+}
+
+int cpx_store_open_dbs(MDB_env *env, const char *owner, const cpx_store_db_t *dbs, size_t n)
+{
+    unsigned flags = 0;
+    mdb_env_get_flags(env, &flags);
+    int ro = (flags & MDB_RDONLY) != 0;
+    char what[96];
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(env, NULL, ro ? MDB_RDONLY : 0, &txn);
+    if (rc) {
+        snprintf(what, sizeof what, "%s: begin", owner);
+        return cpx_store_err(rc, what);
+    }
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | (ro ? 0 : MDB_CREATE), dbs[i].dbi);
+    if (!rc)
+        rc = mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+    if (rc == MDB_NOTFOUND && ro)
+        return CPX_ERR_NOT_FOUND;
+    snprintf(what, sizeof what, "%s: open databases", owner);
+    return rc ? cpx_store_err(rc, what) : CPX_OK;
 }

@@ -27,6 +27,19 @@ int cpx_store_open(const char *dir, size_t map_size, unsigned flags, MDB_env **e
  * mdb_strerror and what for the failures. */
 int cpx_store_err(int rc, const char *what);
 
+/* One named database a module keeps in the environment. */
+typedef struct cpx_store_db {
+    const char *name;
+    unsigned flags;       /* extra mdb_dbi_open flags (e.g. MDB_DUPSORT) */
+    MDB_dbi *dbi;         /* receives the handle */
+} cpx_store_db_t;
+
+/* Opens a module's named databases in one transaction: created when the environment
+ * is writable, only opened when it is read-only. CPX_OK; CPX_ERR_NOT_FOUND when a
+ * read-only environment lacks one (a store written before that module existed — not
+ * logged, the caller decides); CPX_ERR_STORE otherwise (logged with owner). */
+int cpx_store_open_dbs(MDB_env *env, const char *owner, const cpx_store_db_t *dbs, size_t n);
+
 /* Big-endian u64 keys sort numerically under LMDB's default comparison. */
 void cpx_be64_put(uint8_t out[8], uint64_t v);
 uint64_t cpx_be64_get(const uint8_t in[8]);

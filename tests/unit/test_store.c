@@ -115,12 +115,47 @@ static void test_map_full(void **state)
     assert_int_equal(cpx_store_err(0, "x"), CPX_OK);
 }
 
+/* A module's databases: created in a writable store, opened in a read-only one, and
+ * "not found" (no log, no crash) when a read-only store predates the module. */
+static void test_open_dbs(void **state)
+{
+    (void)state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/dbs", tmpdir);
+    MDB_env *env = NULL;
+    assert_int_equal(cpx_store_open(dir, 1 << 20, 0, &env), CPX_OK);
+    MDB_dbi a = 0, b = 0, c = 0;
+    const cpx_store_db_t first[] = {{"m.a", 0, &a}, {"m.b", MDB_DUPSORT, &b}};
+    assert_int_equal(cpx_store_open_dbs(env, "test", first, 2), CPX_OK);
+    assert_true(a != b);
+    /* b really is DUPSORT: two values under one key */
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_val k = {1, "k"}, v1 = {1, "1"}, v2 = {1, "2"};
+    assert_int_equal(mdb_put(txn, b, &k, &v1, 0), 0);
+    assert_int_equal(mdb_put(txn, b, &k, &v2, 0), 0);
+    MDB_stat st;
+    assert_int_equal(mdb_stat(txn, b, &st), 0);
+    assert_int_equal(st.ms_entries, 2);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    assert_int_equal(cpx_store_open(dir, 1 << 20, MDB_RDONLY, &env), CPX_OK);
+    MDB_dbi a2 = 0, b2 = 0;
+    const cpx_store_db_t again[] = {{"m.a", 0, &a2}, {"m.b", MDB_DUPSORT, &b2}};
+    assert_int_equal(cpx_store_open_dbs(env, "test", again, 2), CPX_OK);
+    const cpx_store_db_t newer[] = {{"m.a", 0, &a2}, {"m.c", 0, &c}};
+    assert_int_equal(cpx_store_open_dbs(env, "test", newer, 2), CPX_ERR_NOT_FOUND);
+    mdb_env_close(env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_be),
         cmocka_unit_test(test_open_create_and_readonly),
         cmocka_unit_test(test_map_full),
+        cmocka_unit_test(test_open_dbs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
