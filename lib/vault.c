@@ -285,6 +285,10 @@ static int open_value(cpx_vault_t *self, const uint8_t *id, const MDB_val *v, ui
     if (v->mv_size < HDR + CPX_AEAD_OVERHEAD || b[0] != REC_VERSION)
         return CPX_ERR_TAMPERED;
     const vkey_t *k = find_key(self, b + 2);
+    /* Another process (cpxctl sealed rotate-key) may have re-encrypted this record under
+     * a key this process has not loaded yet: read the key files once more first. */
+    if (!k && load_keys(self) == CPX_OK)
+        k = find_key(self, b + 2);
     if (!k) {
         char hex[17];
         cpx_hex(b + 2, 8, hex);
