@@ -1021,6 +1021,8 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa)
     return CPX_OK;
 }
 
+/* libmicrohttpd's error logger: its format strings are its own. */
+__attribute__((format(printf, 2, 0)))
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
