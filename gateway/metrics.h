@@ -39,7 +39,7 @@ typedef struct cpx_gw_buf {
 } cpx_gw_buf_t;
 
 void cpx_gw_buf_printf(cpx_gw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void cpx_gw_buf_vprintf(cpx_gw_buf_t *b, const char *fmt, va_list ap);
+void cpx_gw_buf_vprintf(cpx_gw_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void cpx_gw_buf_append(cpx_gw_buf_t *b, const char *s, size_t n);
 
 /* Caller owns the result (cpx_gw_metrics_destroy). NULL on allocation failure. */
