@@ -51,7 +51,7 @@ enum {
 #define NO_DEPT 0xffffu
 
 typedef struct target {
-    uint16_t dept;  /* index into depts, or NO_DEPT for a placeholder */
+    uint16_t dept;  /* index into depts, or NO_DEPT for a variable */
     uint32_t ph;    /* CPX_ROUTE_PH_* when dept == NO_DEPT */
 } target_t;
 
@@ -403,7 +403,7 @@ static int parse_targets(loader_t *ld, yaml_node_t *n, rule_t *ru)
                 if (strcmp(s, PLACEHOLDERS[k].name) == 0)
                     t->ph = PLACEHOLDERS[k].ph;
             if (!t->ph)
-                return FAIL(ld, items[i], "to: unknown placeholder '%s' (expected one of: $explicit, "
+                return FAIL(ld, items[i], "to: unknown variable '%s' (expected one of: $explicit, "
                             "$town, $referral_to, $referrer, $reply_to, $sender_supervisor, $sender)", s);
         } else {
             int id = dept_intern(ld, items[i], "to");

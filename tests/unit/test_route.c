@@ -1,5 +1,5 @@
 /* Routing: every shipped rule in deploy/jiangyin/routes.yaml with an envelope that
- * must match and one that must not; the fallback; dedupe; placeholders; and config
+ * must match and one that must not; the fallback; dedupe; variables; and config
  * errors located by file:line:column. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -761,7 +761,7 @@ static void test_every_shipped_rule(void **state)
     cpx_router_destroy(NULL);
 }
 
-/* ---- fallback, dedupe, sender, placeholders --------------------------------------- */
+/* ---- fallback, dedupe, sender, variables --------------------------------------- */
 
 static void test_unrouted_fallback(void **state)
 {
@@ -788,7 +788,7 @@ static void test_unrouted_fallback(void **state)
     EXACT(&rt, "CIVIL_AFFAIRS");
 
     /* A disposition whose referral is unknown still reaches Civil Affairs, unflagged,
-     * and says which placeholder came to nothing. */
+     * and says which variable came to nothing. */
     eb_disposition(&b, "EDUCATION");
     assert_int_equal(route(r, &b, &s, NULL, &rt), CPX_OK);
     assert_false(rt.unrouted);
@@ -875,7 +875,7 @@ static const char PLACEHOLDER_YAML[] =
     "    to: $explicit\n"
     "    ack_within: none\n";
 
-static void test_placeholders(void **state)
+static void test_variables(void **state)
 {
     (void)state;
     char err[512];
@@ -899,11 +899,11 @@ static void test_placeholders(void **state)
     expect_rcpt(&rt, "TOWN_B", 2 * HOUR_MS, -1, "copy-self");
     expect_rcpt(&rt, "POLICE", 30000, -1, "reply");
     /* $referrer falls back to in_reply_to when the body is no Disposition; both
-     * placeholders name the same message, looked up once each at most. */
+     * variables name the same message, looked up once each at most. */
     assert_true(s.calls >= 1 && s.calls <= 2);
     assert_int_equal(rt.unresolved, 0);
 
-    /* The lookup fails: both reply placeholders unresolved, fallback used. */
+    /* The lookup fails: both reply variables unresolved, fallback used. */
     eb_init(&b, "TOWN_C");
     EB_BODY(&b, fu, follow_up, FOLLOW_UP, cpx__v1__follow_up__init);
     s.sender = NULL;
@@ -1125,7 +1125,7 @@ static const bad_config_t BAD[] = {
      "  - name: a\n"
      "    match: {body: referral}\n"
      "    to: [$referee]\n",
-     "bad.yaml:5:10: to: unknown placeholder '$referee'"},
+     "bad.yaml:5:10: to: unknown variable '$referee'"},
     /* a tab where indentation is expected */
     {"version: 1\n"
      "rules:\n"
@@ -1238,7 +1238,7 @@ int main(void)
         cmocka_unit_test(test_unrouted_fallback),
         cmocka_unit_test(test_never_back_to_sender),
         cmocka_unit_test(test_priority_and_multi_category),
-        cmocka_unit_test(test_placeholders),
+        cmocka_unit_test(test_variables),
         cmocka_unit_test(test_too_many_recipients),
         cmocka_unit_test(test_dedupe),
         cmocka_unit_test(test_age),
