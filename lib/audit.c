@@ -1,11 +1,13 @@
 /* audit.c — the signed exchange log: AuditLeaf records, RFC 9162 tree, signed heads.
  *
  * Append keeps the tree's right edge (one perfect-subtree hash per set bit of the
- * size) in memory, so a leaf costs its own hash plus one node hash amortised and
- * three sequential MDB_APPEND puts (leaf, nodes, and case index when it has a case).
- * Every node completed by leaf i is stored in ONE record keyed BE64(i), levels from
- * 0 upward: the perfect subtree (level l, index j) is the (l)th hash of record
- * (j+1)*2^l - 1, so keys only ever grow and a proof needs one read per node. */
+ * size) in memory, so a leaf costs its own hash plus one node hash amortised. Leaf i's
+ * record (key BE64(i), one MDB_APPEND) carries the hashes of every perfect subtree leaf
+ * i completes, levels from 0 upward, in front of the leaf bytes: the perfect subtree
+ * (level l, index j) is the (l)th hash of record (j+1)*2^l - 1, so keys only ever grow
+ * and a proof needs one read per node. One record per leaf rather than a leaf database
+ * plus a node database: with durable commits the cost of a batch is the pages it
+ * dirties, and a second append-only tree doubled the branch pages copied per commit. */
 #include "cpx/audit.h"
 
 #include <stdlib.h>
@@ -51,8 +53,6 @@ static int open_dbs(cpx_audit_t *self, MDB_txn *txn)
 {
     unsigned c = self->readonly ? 0 : MDB_CREATE;
     int rc = mdb_dbi_open(txn, "audit.leaves", c, &self->db.leaves);
-    if (!rc)
-        rc = mdb_dbi_open(txn, "audit.nodes", c, &self->db.nodes);
     if (!rc)
         rc = mdb_dbi_open(txn, "audit.heads", c, &self->db.heads);
     if (!rc)
@@ -113,6 +113,25 @@ void cpx_audit_dbs(const cpx_audit_t *self, cpx_audit_dbs_t *out)
 
 /* ---- nodes ------------------------------------------------------------------------------ */
 
+int cpx_audit_record_split(const void *rec, size_t rec_len, const uint8_t **nodes,
+                           size_t *n_nodes, const uint8_t **leaf, size_t *leaf_len)
+{
+    const uint8_t *r = rec;
+    if (!r || rec_len < 1 || r[0] < 1 || r[0] > LEVELS ||
+        rec_len < 1 + (size_t)r[0] * CPX_SHA256_LEN)
+        return CPX_ERR_TAMPERED;
+    size_t hl = 1 + (size_t)r[0] * CPX_SHA256_LEN;
+    if (nodes)
+        *nodes = r + 1;
+    if (n_nodes)
+        *n_nodes = r[0];
+    if (leaf)
+        *leaf = r + hl;
+    if (leaf_len)
+        *leaf_len = rec_len - hl;
+    return CPX_OK;
+}
+
 int cpx_audit_get_node(cpx_audit_t *self, MDB_txn *txn, unsigned level, uint64_t index,
                        cpx_hash_t out)
 {
@@ -121,12 +140,15 @@ int cpx_audit_get_node(cpx_audit_t *self, MDB_txn *txn, unsigned level, uint64_t
     uint8_t key[8];
     cpx_be64_put(key, ((index + 1) << level) - 1);
     MDB_val k = {8, key}, v;
-    int rc = mdb_get(txn, self->db.nodes, &k, &v);
+    int rc = mdb_get(txn, self->db.leaves, &k, &v);
     if (rc)
         return rc == MDB_NOTFOUND ? CPX_ERR_NOT_FOUND : cpx_store_err(rc, "audit: get node");
-    if (v.mv_size < (size_t)(level + 1) * CPX_SHA256_LEN || v.mv_size % CPX_SHA256_LEN)
+    const uint8_t *nodes;
+    size_t n;
+    if (cpx_audit_record_split(v.mv_data, v.mv_size, &nodes, &n, NULL, NULL) != CPX_OK ||
+        level >= n)
         return CPX_ERR_TAMPERED;
-    memcpy(out, (const uint8_t *)v.mv_data + (size_t)level * CPX_SHA256_LEN, CPX_SHA256_LEN);
+    memcpy(out, nodes + (size_t)level * CPX_SHA256_LEN, CPX_SHA256_LEN);
     return CPX_OK;
 }
 
@@ -295,32 +317,39 @@ int cpx_audit_append(cpx_audit_t *self, MDB_txn *txn, cpx_audit_leaf_t *leaf,
     if (len > CPX_MAX_LEAF_BYTES)
         return CPX_ERR_TOO_LARGE;
 
-    /* Pack straight into the map (MDB_RESERVE) and hash those very bytes. */
+    /* One record: the node count, the nodes leaf seq completes, the leaf bytes. Pack
+     * straight into the map (MDB_RESERVE), hash those very bytes, then fill in the
+     * nodes in front of them. */
+    unsigned l = 0;
+    while (seq >> l & 1)
+        l++;
+    size_t hl = 1 + (size_t)(l + 1) * CPX_SHA256_LEN;
     uint8_t key[8];
     cpx_be64_put(key, seq);
-    MDB_val k = {8, key}, v = {len, NULL};
+    MDB_val k = {8, key}, v = {hl + len, NULL};
     rc = mdb_put(txn, self->db.leaves, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc == MDB_KEYEXIST)
         return CPX_ERR_STATE;
     if (rc)
         return cpx_store_err(rc, "audit: put leaf");
-    protobuf_c_message_pack(&leaf->base, v.mv_data);
+    uint8_t *rec = v.mv_data;
+    protobuf_c_message_pack(&leaf->base, rec + hl);
 
     e->last_time = leaf->time_ms;
     cpx_hash_t nodes[LEVELS + 1];
-    cpx_merkle_leaf_hash(v.mv_data, len, nodes[0]);
-    unsigned l = 0;
-    while (seq >> l & 1) {
-        cpx_merkle_node_hash(e->h[l], nodes[l], nodes[l + 1]);
-        l++;
-    }
-    MDB_val nv = {(size_t)(l + 1) * CPX_SHA256_LEN, nodes};
-    rc = mdb_put(txn, self->db.nodes, &k, &nv, MDB_APPEND);
-    if (rc)
-        return rc == MDB_KEYEXIST ? CPX_ERR_STATE : cpx_store_err(rc, "audit: put nodes");
+    cpx_merkle_leaf_hash(rec + hl, len, nodes[0]);
+    for (unsigned i = 0; i < l; i++)
+        cpx_merkle_node_hash(e->h[i], nodes[i], nodes[i + 1]);
+    rec[0] = (uint8_t)(l + 1);
+    memcpy(rec + 1, nodes, (size_t)(l + 1) * CPX_SHA256_LEN);
     if (case_len) {
+        /* Case ids are mostly handed out in ascending order, so a new case usually
+         * sorts last: MDB_APPEND then fills pages instead of splitting them in half.
+         * It refuses (MDB_KEYEXIST) any key not past the last; those take a plain put. */
         MDB_val ck = {case_len, leaf->case_ref}, cv = {8, key};
-        rc = mdb_put(txn, self->db.cases, &ck, &cv, 0);
+        rc = mdb_put(txn, self->db.cases, &ck, &cv, MDB_APPEND);
+        if (rc == MDB_KEYEXIST)
+            rc = mdb_put(txn, self->db.cases, &ck, &cv, 0);
         if (rc && rc != MDB_KEYEXIST)
             return cpx_store_err(rc, "audit: put case index");
     }
@@ -589,9 +618,7 @@ int cpx_audit_get_leaf_raw(cpx_audit_t *self, MDB_txn *txn, uint64_t seq,
     int rc = mdb_get(txn, self->db.leaves, &k, &v);
     if (rc)
         return rc == MDB_NOTFOUND ? CPX_ERR_NOT_FOUND : cpx_store_err(rc, "audit: get leaf");
-    *data = v.mv_data;
-    *len = v.mv_size;
-    return CPX_OK;
+    return cpx_audit_record_split(v.mv_data, v.mv_size, NULL, NULL, data, len);
 }
 
 int cpx_audit_get_leaf(cpx_audit_t *self, MDB_txn *txn, uint64_t seq, cpx_audit_leaf_t **out)

@@ -29,7 +29,8 @@ cpx_audit_t *cpx_audit_open(MDB_env *env);
 void cpx_audit_destroy(cpx_audit_t **self_p);
 
 /* Appends one leaf in txn: sets leaf->seq (the leaf index, from 0) and, when 0,
- * leaf->time_ms; encodes it, stores the bytes and the Merkle nodes it completes.
+ * leaf->time_ms; encodes it and stores the bytes, with the Merkle nodes it completes,
+ * as one record.
  * *seq_out (may be NULL) receives the sequence number. The leaf is borrowed. */
 int cpx_audit_append(cpx_audit_t *self, MDB_txn *txn, cpx_audit_leaf_t *leaf,
                      uint64_t *seq_out);
@@ -97,8 +98,8 @@ void cpx_audit_pseudonym(const uint8_t key[32], const char *subject, char out[35
  * Database layout: docs/audit-format.md. */
 
 typedef struct cpx_audit_dbs {
-    MDB_dbi leaves; /* BE64 seq -> AuditLeaf bytes */
-    MDB_dbi nodes;  /* BE64 i -> hashes of the perfect subtrees ending at leaf i, level 0 up */
+    MDB_dbi leaves; /* BE64 seq -> n (1 byte) || n hashes of the perfect subtrees ending at
+                     * leaf seq, level 0 up || AuditLeaf bytes (cpx_audit_record_split) */
     MDB_dbi heads;  /* BE64 tree_size -> SignedTreeHead bytes */
     MDB_dbi meta;   /* "version", "log_id", "gateway_pub" (first key, raw 32 bytes),
                      * "gateway_current" (after a rotation) */
@@ -108,6 +109,13 @@ typedef struct cpx_audit_dbs {
 
 /* The database handles, for cursors over the raw records. */
 void cpx_audit_dbs(const cpx_audit_t *self, cpx_audit_dbs_t *out);
+
+/* Splits an audit.leaves record into its node hashes (*n_nodes of 32 bytes, level 0
+ * first) and its leaf bytes, all borrowed from rec (any out pointer may be NULL).
+ * CPX_ERR_TAMPERED when the record is malformed (a node count of 0 or past 64, or more
+ * hashes than bytes). The count is checked against the seq by the verifier, not here. */
+int cpx_audit_record_split(const void *rec, size_t rec_len, const uint8_t **nodes,
+                           size_t *n_nodes, const uint8_t **leaf, size_t *leaf_len);
 
 /* Leaf seq's stored bytes, borrowed: valid until txn ends. CPX_ERR_NOT_FOUND past the end. */
 int cpx_audit_get_leaf_raw(cpx_audit_t *self, MDB_txn *txn, uint64_t seq,
