@@ -85,7 +85,7 @@ static int append_some(fx_t *f, uint64_t first, uint64_t count, int commit)
     return 0;
 }
 
-/* Leaf hashes of the stored bytes, computed without the nodes database. */
+/* Leaf hashes of the stored leaf bytes, computed without the stored nodes. */
 static void stored_leaf_hashes(fx_t *f, MDB_txn *txn, cpx_hash_t *out, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++) {
@@ -284,6 +284,62 @@ static void test_readonly_and_case_index(void **state)
     mdb_txn_abort(txn);
 }
 
+/* Each leaf record: n = 1 + trailing ones of seq, n node hashes (level 0 = the leaf
+ * hash, level l = the stored perfect subtree), then the leaf bytes; malformed counts
+ * are refused. */
+static void test_record_layout(void **state)
+{
+    fx_t *f = *state;
+    append_some(f, 0, 64, 1);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn), 0);
+    cpx_audit_dbs_t db;
+    cpx_audit_dbs(f->audit, &db);
+    cpx_hash_t lh[64];
+    stored_leaf_hashes(f, txn, lh, 64);
+    for (uint64_t i = 0; i < 64; i++) {
+        uint8_t k8[8];
+        cpx_be64_put(k8, i);
+        MDB_val k = {8, k8}, v;
+        assert_int_equal(mdb_get(txn, db.leaves, &k, &v), 0);
+        const uint8_t *rec = v.mv_data, *nodes, *leaf, *raw;
+        size_t n, len, raw_len;
+        unsigned t = 0;
+        while (i >> t & 1)
+            t++;
+        assert_int_equal(rec[0], 1 + t);
+        assert_int_equal(cpx_audit_record_split(rec, v.mv_size, &nodes, &n, &leaf, &len), CPX_OK);
+        assert_true(n == 1 + t && nodes == rec + 1 && leaf == rec + 1 + 32 * n);
+        assert_true(len == v.mv_size - 1 - 32 * n);
+        assert_int_equal(cpx_audit_get_leaf_raw(f->audit, txn, i, &raw, &raw_len), CPX_OK);
+        assert_true(raw == leaf && raw_len == len);
+        assert_memory_equal(nodes, lh[i], 32);
+        /* level l of record i is the subtree of 2^l leaves ending at i */
+        for (unsigned l = 1; l <= t; l++) {
+            cpx_hash_t want;
+            uint64_t first = i + 1 - (UINT64_C(1) << l);
+            cpx_merkle_root(lh + first, (size_t)1 << l, want);
+            assert_memory_equal(nodes + 32 * l, want, 32);
+        }
+    }
+    uint8_t bad[1 + 32 + 4] = {0};
+    const uint8_t *leaf;
+    size_t len;
+    assert_int_equal(cpx_audit_record_split(bad, sizeof bad, NULL, NULL, &leaf, &len),
+                     CPX_ERR_TAMPERED); /* n = 0 */
+    bad[0] = 65;
+    assert_int_equal(cpx_audit_record_split(bad, sizeof bad, NULL, NULL, &leaf, &len),
+                     CPX_ERR_TAMPERED); /* past 64 levels */
+    bad[0] = 2;
+    assert_int_equal(cpx_audit_record_split(bad, sizeof bad, NULL, NULL, &leaf, &len),
+                     CPX_ERR_TAMPERED); /* more hashes than bytes */
+    bad[0] = 1;
+    assert_int_equal(cpx_audit_record_split(bad, sizeof bad, NULL, NULL, &leaf, &len), CPX_OK);
+    assert_true(leaf == bad + 33 && len == 4);
+    assert_int_equal(cpx_audit_record_split(bad, 0, NULL, NULL, &leaf, &len), CPX_ERR_TAMPERED);
+    mdb_txn_abort(txn);
+}
+
 static void test_refusals(void **state)
 {
     fx_t *f = *state;
@@ -331,6 +387,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forgotten_commit_is_recovered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_and_case_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test(test_pseudonym),
     };
