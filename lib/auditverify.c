@@ -46,18 +46,22 @@ const char *cpx_averify_problem_name(int problem)
 /* Gives leaves in order: *seq is the position the source files the leaf under (the
  * LMDB key; for a bundle, the position itself). Returns 1 at the end, <0 on errors. */
 typedef struct source {
-    int (*next)(void *ctx, uint64_t *seq, const uint8_t **data, size_t *len);
-    /* optional: the stored node record for leaf seq (live store) */
-    int (*nodes)(void *ctx, uint64_t seq, const uint8_t **data, size_t *len);
+    /* *nodes / *nodes_len: the node hashes stored with the leaf (live store), NULL when
+     * the record has none */
+    int (*next)(void *ctx, uint64_t *seq, const uint8_t **data, size_t *len,
+                const uint8_t **nodes, size_t *nodes_len);
+    int has_nodes; /* the source stores nodes (a live store; a bundle does not) */
     void *ctx;
 } source_t;
 
 typedef struct store_src {
-    MDB_cursor *leaves, *nodes;
-    int started, nodes_started;
+    MDB_cursor *leaves;
+    int started;
 } store_src_t;
 
-static int store_next(void *ctx, uint64_t *seq, const uint8_t **data, size_t *len)
+/* Leaf records in key order, one cursor: the node hashes come with the leaf bytes. */
+static int store_next(void *ctx, uint64_t *seq, const uint8_t **data, size_t *len,
+                      const uint8_t **nodes, size_t *nodes_len)
 {
     store_src_t *s = ctx;
     MDB_val k, v;
@@ -70,45 +74,15 @@ static int store_next(void *ctx, uint64_t *seq, const uint8_t **data, size_t *le
     if (k.mv_size != 8)
         return CPX_ERR_TAMPERED;
     *seq = cpx_be64_get(k.mv_data);
-    /* a record whose node prefix does not parse is handed on whole: it does not decode
-     * as an AuditLeaf, which names the seq as a bad leaf */
-    if (cpx_audit_record_split(v.mv_data, v.mv_size, NULL, NULL, data, len) != CPX_OK) {
+    /* a record whose node prefix does not parse is handed on whole, without nodes: it
+     * does not decode as an AuditLeaf, which names the seq as a bad leaf */
+    size_t n = 0;
+    if (cpx_audit_record_split(v.mv_data, v.mv_size, nodes, &n, data, len) != CPX_OK) {
         *data = v.mv_data;
         *len = v.mv_size;
+        *nodes = NULL;
     }
-    return 0;
-}
-
-/* The node hashes stored with leaf seq, read in step with the leaves by a second
- * cursor over the same records (sequential, no seeks). Returns 1 when not stored. */
-static int store_nodes(void *ctx, uint64_t seq, const uint8_t **data, size_t *len)
-{
-    store_src_t *s = ctx;
-    MDB_val k, v;
-    int rc;
-    uint8_t key[8];
-    cpx_be64_put(key, seq);
-    if (s->nodes_started) {
-        rc = mdb_cursor_get(s->nodes, &k, &v, MDB_NEXT);
-        if (rc == 0 && (k.mv_size != 8 || memcmp(k.mv_data, key, 8) != 0)) {
-            k = (MDB_val){8, key};
-            rc = mdb_cursor_get(s->nodes, &k, &v, MDB_SET_KEY);
-        }
-    } else {
-        k = (MDB_val){8, key};
-        rc = mdb_cursor_get(s->nodes, &k, &v, MDB_SET_KEY);
-    }
-    s->nodes_started = (rc == 0);
-    if (rc == MDB_NOTFOUND)
-        return 1;
-    if (rc)
-        return cpx_store_err(rc, "verify: nodes");
-    const uint8_t *nodes;
-    size_t n;
-    if (cpx_audit_record_split(v.mv_data, v.mv_size, &nodes, &n, NULL, NULL) != CPX_OK)
-        return 1;
-    *data = nodes;
-    *len = n * CPX_SHA256_LEN;
+    *nodes_len = n * CPX_SHA256_LEN;
     return 0;
 }
 
@@ -117,8 +91,11 @@ typedef struct bundle_src {
     uint64_t i;
 } bundle_src_t;
 
-static int bundle_next(void *ctx, uint64_t *seq, const uint8_t **data, size_t *len)
+static int bundle_next(void *ctx, uint64_t *seq, const uint8_t **data, size_t *len,
+                       const uint8_t **nodes, size_t *nodes_len)
 {
+    *nodes = NULL;
+    *nodes_len = 0;
     bundle_src_t *s = ctx;
     if (s->i >= s->b->end - s->b->first)
         return 1;
@@ -144,6 +121,8 @@ typedef struct slot {
     uint64_t pos;
     const uint8_t *data;
     size_t len;
+    const uint8_t *nodes; /* stored node hashes (live store), NULL when none */
+    size_t nodes_len;
     cpx_hash_t hash;
     cpx_audit_leaf_t *leaf; /* decoded only when its event needs more than the scan */
     int ok;                 /* the bytes are a well-formed AuditLeaf */
@@ -717,7 +696,7 @@ static void parallel(vstate_t *s, size_t n, int phase)
 
 /* ---- the sequential pass ---------------------------------------------------------------------- */
 
-/* One leaf in log order; src->nodes (when set) gives the stored node record. */
+/* One leaf in log order; sl->nodes holds the node hashes stored with it (live store). */
 static int sequential(vstate_t *s, const source_t *src, slot_t *sl)
 {
     uint64_t seq = sl->pos;
@@ -725,11 +704,10 @@ static int sequential(vstate_t *s, const source_t *src, slot_t *sl)
     const uint8_t *stored = NULL;
     size_t stored_len = 0;
     int have_nodes = 0;
-    if (src->nodes) {
-        int rc = src->nodes(src->ctx, seq, &stored, &stored_len);
-        if (rc < 0)
-            return rc;
-        have_nodes = rc == 0;
+    if (src->has_nodes && sl->nodes) {
+        stored = sl->nodes;
+        stored_len = sl->nodes_len;
+        have_nodes = 1;
     }
     int hash_bad = have_nodes && (stored_len < CPX_SHA256_LEN ||
                                   memcmp(stored, sl->hash, CPX_SHA256_LEN) != 0);
@@ -768,7 +746,7 @@ static int sequential(vstate_t *s, const source_t *src, slot_t *sl)
     }
     memcpy(s->edge[l], nodes[l], CPX_SHA256_LEN);
     s->size++;
-    if (src->nodes) {
+    if (src->has_nodes) {
         if (!have_nodes || stored_len != (size_t)(l + 1) * CPX_SHA256_LEN ||
             memcmp(stored, nodes, stored_len) != 0) {
             fail(s, CPX_AV_NODE_MISMATCH, seq,
@@ -846,7 +824,7 @@ static int replay(vstate_t *s, const source_t *src, uint64_t first)
         while (n < CHUNK) {
             slot_t *sl = &s->slots[n];
             uint64_t key;
-            rc = src->next(src->ctx, &key, &sl->data, &sl->len);
+            rc = src->next(src->ctx, &key, &sl->data, &sl->len, &sl->nodes, &sl->nodes_len);
             if (rc < 0)
                 goto out;
             if (rc == 1) {
@@ -1013,10 +991,8 @@ int cpx_averify_store(cpx_audit_t *audit, MDB_txn *txn, const cpx_averify_opts_t
         rc = add_head(&s, &cap, opts->extra_heads[i]);
     if (!rc && !s.failed) {
         rc = cpx_store_err(mdb_cursor_open(txn, db.leaves, &ss.leaves), "verify: cursor");
-        if (!rc)
-            rc = cpx_store_err(mdb_cursor_open(txn, db.leaves, &ss.nodes), "verify: cursor");
         if (!rc) {
-            source_t src = {store_next, store_nodes, &ss};
+            source_t src = {store_next, 1, &ss};
             rc = replay(&s, &src, 0);
         }
     } else if (!rc && s.failed) {
@@ -1024,8 +1000,6 @@ int cpx_averify_store(cpx_audit_t *audit, MDB_txn *txn, const cpx_averify_opts_t
     }
     if (ss.leaves)
         mdb_cursor_close(ss.leaves);
-    if (ss.nodes)
-        mdb_cursor_close(ss.nodes);
     for (size_t i = 0; i < n_owned; i++)
         cpx_msg_free(owned[i]);
     free(owned);
@@ -1128,7 +1102,7 @@ int cpx_averify_bundle(const uint8_t *bundle, size_t len, const cpx_averify_opts
             rc = add_head(&s, &cap, opts->extra_heads[i]);
         if (!rc && !s.failed) {
             bundle_src_t bs = {b, 0};
-            source_t src = {bundle_next, NULL, &bs};
+            source_t src = {bundle_next, 0, &bs};
             rc = replay(&s, &src, b->first);
         } else if (!rc) {
             rc = CPX_ERR_TAMPERED;
