@@ -56,6 +56,10 @@ int main(int argc, char **argv)
             }
             cpx_router_destroy(&r);
         }
+        if (cpx_gw_signer_check(&cfg, err, sizeof err)) {  /* cpx-signer is installed */
+            fprintf(stderr, "cpx-gateway: %s\n", err);
+            return 2;
+        }
         if (cpx_gw_ci_check(&cfg, err, sizeof err)) {  /* case policy and view profiles */
             fprintf(stderr, "cpx-gateway: %s\n", err);
             return 2;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "cpx/err.h"
 #include "cpx/log.h"
 #include "cpx/signer.h"
 
@@ -59,6 +60,23 @@ static int signer_program(const cpx_gw_config_t *cfg, char *out, size_t size)
     slash[1] = '\0';
     snprintf(out, size, "%scpx-signer", self);
     return 0;
+}
+
+int cpx_gw_signer_check(const cpx_gw_config_t *cfg, char *err, size_t err_size)
+{
+    char prog[PATH_MAX + 16];
+    if (cfg->signer_in_process)
+        return CPX_OK;
+    if (signer_program(cfg, prog, sizeof prog)) {
+        snprintf(err, err_size, "keys.signer_program: cannot locate cpx-signer; set it");
+        return CPX_ERR_CONFIG;
+    }
+    if (access(prog, X_OK) != 0) {
+        snprintf(err, err_size, "keys.signer_program: %s: %s (install cpx-signer beside "
+                                "cpx-gateway, or set keys.signer_program)", prog, strerror(errno));
+        return CPX_ERR_CONFIG;
+    }
+    return CPX_OK;
 }
 
 cpx_key_t *cpx_gw_signing_key(const cpx_gw_config_t *cfg)

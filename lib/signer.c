@@ -1,5 +1,5 @@
 /* signer.c — the signing-key process's policy and wire protocol, both ends
- * (contract in include/cpx/signer.h, format in docs/signing.md §9).
+ * (contract in include/cpx/signer.h, format in docs/signing.md §10).
  *
  * The policy is the point: a compromised network process may ask the signer for
  * anything, so the signer signs only byte strings that can only be read as a cpx tree

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cpx/crypto.h"
@@ -23,12 +22,12 @@ static int usage(void)
     return 2;
 }
 
-/* No core dumps, and no ptrace or /proc/PID/mem by other processes of the same user
- * (the gateway included): the key stays in this address space only. */
+/* Non-dumpable: no core dump, and no ptrace or /proc/PID/mem by other processes of the
+ * same user (the gateway included), so the key stays in this address space. (Not
+ * setrlimit(RLIMIT_CORE): the unit's system-call filter forbids @resources, and
+ * non-dumpable already means no core.) */
 static void harden(void)
 {
-    struct rlimit none = {0, 0};
-    setrlimit(RLIMIT_CORE, &none);
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         cpx_log_warn("signer", "msg=\"cannot make the signer non-dumpable\"");
     /* the gateway going away closes the channel; this covers a gateway stopped hard */

@@ -12,7 +12,7 @@
  *   envelope   "cpx.v1.sig.envelope" 0x00 || digest(32)
  *   batch      "cpx.v1.sig.batch" 0x00 || BE64(n) || root(32), 1 <= n <= 1000
  *
- * Wire (AF_UNIX SOCK_SEQPACKET, one record per message; docs/signing.md §9):
+ * Wire (AF_UNIX SOCK_SEQPACKET, one record per message; docs/signing.md §10):
  *   signer -> gateway at start: 'H' || raw public key(32)   or 'E' || reason
  *   gateway -> signer:          'S' || message (at most CPX_SIGNER_MSG_MAX bytes)
  *   signer -> gateway:          'K' || signature(64)  |  'R' || reason (refused)

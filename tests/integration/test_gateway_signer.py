@@ -10,6 +10,7 @@ a restart that work is accepted once and `cpxctl audit verify` passes."""
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 
@@ -117,6 +118,23 @@ def in_process_control(build):
         gw.cleanup()
 
 
+def config_errors(build):
+    """A missing signer program or a bad keys.signer value is named, and never started."""
+    gw = cpxclient.Gateway(build, depts=("POLICE",))
+    try:
+        base = open(gw.config).read()
+        line = "  signing_key: keys/GATEWAY.sign.key\n"
+        for extra, want in (("  signer_program: /nonexistent/cpx-signer\n", "keys.signer_program: /nonexistent/cpx-signer"),
+                            ("  signer: sometimes\n", "keys.signer: expected process or in-process")):
+            open(gw.config, "w").write(base.replace(line, line + extra))
+            r = subprocess.run([gw.bin, "--config", gw.config, "--check"], capture_output=True, text=True)
+            check(r.returncode == 2 and want in r.stderr, "--check refuses (%s): %s" % (want, r.stderr.strip()[:200]))
+            r = subprocess.run([gw.bin, "--config", gw.config], capture_output=True, text=True, timeout=30)
+            check(r.returncode != 0, "the gateway does not start without its signer (rc=%d)" % r.returncode)
+    finally:
+        gw.cleanup()
+
+
 def main(build):
     gw = cpxclient.Gateway(build, depts=("POLICE", "CIVIL_AFFAIRS"))
     try:
@@ -183,6 +201,7 @@ def main(build):
             print(gw.logtext())
         gw.cleanup()
     in_process_control(build)
+    config_errors(build)
     print("FAILED: %d" % len(failures) if failures else "all passed")
     return 1 if failures else 0
 
