@@ -28,8 +28,9 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Signs n envelope-digest inputs with key; fills lat[] (µs); returns failures. */
-static int run(const cpx_key_t *key, size_t n, double *lat)
+/* Signs n envelope-digest inputs with key (and verifies each with check, if given, as
+ * the signer's client does); fills lat[] (µs); returns failures. */
+static int run(const cpx_key_t *key, const cpx_key_t *check, size_t n, double *lat)
 {
     static const char tag[] = "cpx.v1.sig.envelope";
     uint8_t m[sizeof tag + 32], sig[CPX_ED25519_SIG_LEN];
@@ -39,6 +40,8 @@ static int run(const cpx_key_t *key, size_t n, double *lat)
         memcpy(m + sizeof tag, &i, sizeof i);
         double t0 = now_us();
         bad += cpx_key_sign(key, m, sizeof m, sig) != CPX_OK;
+        if (check)
+            bad += cpx_key_verify(check, m, sizeof m, sig, sizeof sig) != CPX_OK;
         lat[i] = now_us() - t0;
     }
     return bad;
@@ -90,22 +93,30 @@ int main(int argc, char **argv)
     double *lat = calloc(n, sizeof *lat);
     double *l50 = calloc((size_t)rounds, sizeof *l50), *r50 = calloc((size_t)rounds, sizeof *r50);
     double *l99 = calloc((size_t)rounds, sizeof *l99), *r99 = calloc((size_t)rounds, sizeof *r99);
+    double *v50 = calloc((size_t)rounds, sizeof *v50), *v99 = calloc((size_t)rounds, sizeof *v99);
     int bad = 0;
     for (int r = 0; r < rounds; r++) {
-        bad += run(local, n, lat);
+        bad += run(local, NULL, n, lat);
         pct(lat, n, &l50[r], &l99[r]);
-        bad += run(remote, n, lat);
+        bad += run(local, local, n, lat);
+        pct(lat, n, &v50[r], &v99[r]);
+        bad += run(remote, NULL, n, lat);
         pct(lat, n, &r50[r], &r99[r]);
     }
+    qsort(v50, (size_t)rounds, sizeof *v50, cmp_d);
+    qsort(v99, (size_t)rounds, sizeof *v99, cmp_d);
     qsort(l50, (size_t)rounds, sizeof *l50, cmp_d);
     qsort(r50, (size_t)rounds, sizeof *r50, cmp_d);
     qsort(l99, (size_t)rounds, sizeof *l99, cmp_d);
     qsort(r99, (size_t)rounds, sizeof *r99, cmp_d);
     int m = rounds / 2;
     printf("# bench_signer: %zu signatures x %d alternating rounds; medians over rounds\n", n, rounds);
-    printf("in-process cpx_key_sign      p50 %7.1f us  p99 %7.1f us\n", l50[m], l99[m]);
-    printf("through cpx-signer (round trip, incl. verify) p50 %7.1f us  p99 %7.1f us\n", r50[m], r99[m]);
-    printf("added per signature          p50 %7.1f us\n", r50[m] - l50[m]);
+    printf("in-process sign                    p50 %7.1f us  p99 %7.1f us\n", l50[m], l99[m]);
+    printf("in-process sign + verify           p50 %7.1f us  p99 %7.1f us\n", v50[m], v99[m]);
+    printf("through cpx-signer (incl. verify)  p50 %7.1f us  p99 %7.1f us\n", r50[m], r99[m]);
+    printf("added per signature vs in-process  p50 %7.1f us (of which the socket round trip "
+           "%.1f us)\n", r50[m] - l50[m], r50[m] - v50[m]);
+    fflush(stdout);
     printf("failures: %d\n", bad);
     cpx_key_destroy(&remote);
     cpx_key_destroy(&local);
@@ -114,5 +125,7 @@ int main(int argc, char **argv)
     free(r50);
     free(l99);
     free(r99);
+    free(v50);
+    free(v99);
     return bad ? 1 : 0;
 }
