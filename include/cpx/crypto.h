@@ -81,7 +81,7 @@ bool cpx_key_is_delegated(const cpx_key_t *key);
 
 /* Ed25519 (pure, RFC 8032) signature over msg. CPX_ERR_ARG without a private key.
  * A delegated key returns whatever its signer answers (CPX_ERR_REFUSED for input the
- * signer does not sign, CPX_ERR_UNAVAILABLE when the signer is gone). */
+ * signer does not sign, CPX_ERR_NET when the signer is gone). */
 int cpx_key_sign(const cpx_key_t *key, const void *msg, size_t len,
                  uint8_t sig[CPX_ED25519_SIG_LEN]);
 /* CPX_OK if sig is a valid signature of msg, CPX_ERR_BAD_SIGNATURE otherwise
