@@ -6,7 +6,8 @@ text. The scan is shown to work: the same scan finds the seed in the signer, and
 gateway started with `keys.signer: in-process`. The gateway has no descriptor on the key
 file. Messages are acknowledged under heads the signer signed; killing the signer makes
 the gateway stop (no Ack for work after the kill, only retryable Nacks) and exit 1; after
-a restart that work is accepted once and `cpxctl audit verify` passes."""
+a restart that work is accepted once; a signer that stops answering gets the waiting
+report a retryable Nack and the gateway exits 1; `cpxctl audit verify` passes."""
 import os
 import re
 import signal
@@ -193,6 +194,27 @@ def main(build):
         time.sleep(0.2)
         check(signer2 is not None and not os.path.exists("/proc/%d/exe" % signer2),
               "the signer exits with the gateway")
+
+        # a signer that stops answering (SIGSTOP): the cycle waiting on it fails after
+        # 10 s with a retryable Nack, and the gateway exits 1
+        gw.start()
+        police = gw.client("POLICE")
+        signer3 = signer_of(gw)
+        os.kill(signer3, signal.SIGSTOP)
+        env3 = cpxclient.report(gw.S, "POLICE", seq=3)
+        cpxclient.sign(env3, police.key, police.pub)
+        r5 = police.reply(env3, timeout_ms=20000)
+        kind = r5.WhichOneof("frame") if r5 is not None else None
+        check(kind == "nack" and r5.nack.retryable,
+              "hung signer: the waiting report gets a retryable Nack (got %s)" % kind)
+        try:
+            rc = gw.proc.wait(20)
+        except Exception:
+            rc = None
+        check(rc == 1, "hung signer: gateway exited 1 (rc=%s)" % rc)
+        gw.proc = None
+        check(not os.path.exists("/proc/%d/exe" % signer3), "the hung signer was killed by the exiting gateway")
+        police.close()
         v = gw.ctl("audit", "verify", "--data", os.path.join(gw.dir, "data"), "--gateway-key",
                    os.path.join(gw.keys, "GATEWAY.sign.pub"), check=False)
         check(v.returncode == 0, "cpxctl audit verify: %s" % (v.stdout.strip() or v.stderr.strip())[:300])
