@@ -33,7 +33,7 @@ say "building into $BUILD"
 # this script against the build under test, while other tests use the same binaries)
 if [ "${CPX_PREBUILT:-0}" != 1 ]; then
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$BUILD" -j"$(nproc)" --target cpx-gateway cpxctl cpx-adapter >/dev/null
+  cmake --build "$BUILD" -j"$(nproc)" --target cpx-gateway cpx-signer cpxctl cpx-adapter >/dev/null
 fi
 CPXCTL=$BUILD/tools/cpxctl
 GATEWAY=$BUILD/gateway/cpx-gateway

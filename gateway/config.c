@@ -159,10 +159,24 @@ static int load_retry(ctx_t *c, yaml_node_t *map, cpx_gw_config_t *cfg)
     return CPX_OK;
 }
 
+/* keys.signer: process (default: the key lives in cpx-signer) or in-process. */
+static int get_signer_mode(ctx_t *c, const yaml_node_t *v, cpx_gw_config_t *cfg)
+{
+    const char *s = scalar(v);
+    if (s && !strcmp(s, "process"))
+        cfg->signer_in_process = 0;
+    else if (s && !strcmp(s, "in-process"))
+        cfg->signer_in_process = 1;
+    else
+        return fail(c, v, "keys.signer", "expected process or in-process");
+    return CPX_OK;
+}
+
 static int load_keys(ctx_t *c, yaml_node_t *map, cpx_gw_config_t *cfg)
 {
     if (map->type != YAML_MAPPING_NODE)
-        return fail(c, map, "keys", "expected a mapping (curve_secret, signing_key)");
+        return fail(c, map, "keys", "expected a mapping (curve_secret, signing_key, signer, "
+                                    "signer_program)");
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
         yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
@@ -174,8 +188,14 @@ static int load_keys(ctx_t *c, yaml_node_t *map, cpx_gw_config_t *cfg)
             rc = get_path(c, v, "keys.curve_secret", cfg->curve_secret, sizeof cfg->curve_secret);
         else if (!strcmp(name, "signing_key"))
             rc = get_path(c, v, "keys.signing_key", cfg->signing_key, sizeof cfg->signing_key);
+        else if (!strcmp(name, "signer"))
+            rc = get_signer_mode(c, v, cfg);
+        else if (!strcmp(name, "signer_program"))
+            rc = get_path(c, v, "keys.signer_program", cfg->signer_program,
+                          sizeof cfg->signer_program);
         else
-            rc = fail(c, k, "keys", "unknown key '%s' (curve_secret, signing_key)", name);
+            rc = fail(c, k, "keys", "unknown key '%s' (curve_secret, signing_key, signer, "
+                                    "signer_program)", name);
         if (rc)
             return rc;
     }

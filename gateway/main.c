@@ -1,6 +1,8 @@
 /* cpx-gateway — the child-protection exchange gateway.
  *   cpx-gateway --config FILE [--check]
- * SIGTERM / SIGINT: finish the cycle in progress (committed, head signed), exit 0. */
+ * SIGTERM / SIGINT: finish the cycle in progress (committed, head signed), exit 0.
+ * The signing key is held by the cpx-signer child (gateway/signerlink.c); if it dies,
+ * the gateway stops (retryable Nacks for the cycle in progress) and exits 1. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 #include "caseindex.h"
 #include "config.h"
 #include "server.h"
+#include "signerlink.h"
 #include "cpx/err.h"
 
 static void on_signal(int sig)
@@ -53,6 +56,10 @@ int main(int argc, char **argv)
             }
             cpx_router_destroy(&r);
         }
+        if (cpx_gw_signer_check(&cfg, err, sizeof err)) {  /* cpx-signer is installed */
+            fprintf(stderr, "cpx-gateway: %s\n", err);
+            return 2;
+        }
         if (cpx_gw_ci_check(&cfg, err, sizeof err)) {  /* case policy and view profiles */
             fprintf(stderr, "cpx-gateway: %s\n", err);
             return 2;
@@ -73,6 +80,10 @@ int main(int argc, char **argv)
         return 3;
     }
     int rc = cpx_gw_server_run(gw);
+    int lost = cpx_gw_signer_lost();  /* before destroy, which ends the signer itself */
     cpx_gw_server_destroy(&gw);
-    return rc ? 1 : 0;
+    if (lost)
+        fprintf(stderr, "cpx-gateway: the signer process died; stopped without acking "
+                        "anything unsigned (restart both)\n");
+    return rc || lost ? 1 : 0;
 }

@@ -18,6 +18,7 @@
 #include "caseindex.h"
 #include "outbox.h"
 #include "sealed.h"
+#include "signerlink.h"
 #include "verify.h"
 #include "writer.h"
 #include "cpx/client.h"
@@ -629,7 +630,7 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
     if (!(self->reg = cpx_registry_open(self->env)) || !(self->audit = cpx_audit_open(self->env)) ||
         !(self->ob = cpx_outbox_open(self->env)) || !(self->cases = cpx_gw_cases_open(self->env)))
         goto fail;
-    if (!(self->sign_key = cpx_key_load_private(cfg->signing_key))) {
+    if (!(self->sign_key = cpx_gw_signing_key(cfg))) {  /* gateway/signerlink.c */
         cpx_log_error("server", "msg=\"cannot load signing key\" path=%s", cfg->signing_key);
         goto fail;
     }

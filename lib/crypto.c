@@ -156,6 +156,10 @@ struct cpx_key {
     bool priv;
     uint8_t pub[CPX_ED25519_PUB_LEN];
     uint8_t id[CPX_KEY_ID_LEN];
+    /* delegated keys (cpx_key_delegated): pkey holds the public half only */
+    cpx_key_sign_fn remote_sign;
+    void (*remote_release)(void *ctx);
+    void *remote_ctx;
 };
 
 /* Wraps pkey (taking ownership) after checking it is Ed25519. */
@@ -184,6 +188,23 @@ static cpx_key_t *key_wrap(EVP_PKEY *pkey, bool priv, const char *what)
     memcpy(k->id, h, sizeof k->id);
     return k;
 }
+
+cpx_key_t *cpx_key_delegated(const uint8_t pub[CPX_ED25519_PUB_LEN], cpx_key_sign_fn sign,
+                             void (*release)(void *ctx), void *ctx)
+{
+    if (!pub || !sign)
+        return NULL;
+    cpx_key_t *k = cpx_key_from_raw_public(pub);
+    if (!k)
+        return NULL;
+    k->priv = true;
+    k->remote_sign = sign;
+    k->remote_release = release;
+    k->remote_ctx = ctx;
+    return k;
+}
+
+bool cpx_key_is_delegated(const cpx_key_t *key) { return key && key->remote_sign; }
 
 cpx_key_t *cpx_key_generate(void)
 {
@@ -273,7 +294,7 @@ static int write_pem_fd(int fd, const cpx_key_t *key, bool priv, const char *pat
 
 int cpx_key_save_private(const cpx_key_t *key, const char *path)
 {
-    if (!key || !path || !key->priv)
+    if (!key || !path || !key->priv || key->remote_sign)
         return CPX_ERR_ARG;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -326,6 +347,8 @@ void cpx_key_destroy(cpx_key_t **key_p)
     if (!key_p || !*key_p)
         return;
     cpx_key_t *k = *key_p;
+    if (k->remote_release)
+        k->remote_release(k->remote_ctx);
     EVP_PKEY_free(k->pkey); /* OpenSSL cleanses Ed25519 private material on free */
     cpx_cleanse(k, sizeof *k);
     free(k);
@@ -349,6 +372,8 @@ int cpx_key_sign(const cpx_key_t *key, const void *msg, size_t len,
 {
     if (!key || !key->priv || !sig || (!msg && len))
         return CPX_ERR_ARG;
+    if (key->remote_sign)
+        return key->remote_sign(key->remote_ctx, msg, len, sig);
     static const uint8_t empty[1];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     size_t slen = CPX_ED25519_SIG_LEN;

@@ -68,7 +68,20 @@ void cpx_key_public_raw(const cpx_key_t *key, uint8_t out[CPX_ED25519_PUB_LEN]);
 /* Key id: the first 8 bytes of SHA-256(raw public key). */
 void cpx_key_id(const cpx_key_t *key, uint8_t out[CPX_KEY_ID_LEN]);
 
-/* Ed25519 (pure, RFC 8032) signature over msg. CPX_ERR_ARG without a private key. */
+/* A key whose private half lives elsewhere (the gateway's signer process, lib/signer.c):
+ * it carries the public key, and cpx_key_sign hands msg to sign(ctx, ...). The key
+ * owns ctx and calls release(ctx) on destroy (release may be NULL). Such a key "has a
+ * private key" for callers (it can sign) but can never be saved. NULL on failure. */
+typedef int (*cpx_key_sign_fn)(void *ctx, const void *msg, size_t len,
+                               uint8_t sig[CPX_ED25519_SIG_LEN]);
+cpx_key_t *cpx_key_delegated(const uint8_t pub[CPX_ED25519_PUB_LEN], cpx_key_sign_fn sign,
+                             void (*release)(void *ctx), void *ctx);
+/* True for a key made by cpx_key_delegated. */
+bool cpx_key_is_delegated(const cpx_key_t *key);
+
+/* Ed25519 (pure, RFC 8032) signature over msg. CPX_ERR_ARG without a private key.
+ * A delegated key returns whatever its signer answers (CPX_ERR_REFUSED for input the
+ * signer does not sign, CPX_ERR_NET when the signer is gone). */
 int cpx_key_sign(const cpx_key_t *key, const void *msg, size_t len,
                  uint8_t sig[CPX_ED25519_SIG_LEN]);
 /* CPX_OK if sig is a valid signature of msg, CPX_ERR_BAD_SIGNATURE otherwise

@@ -8,7 +8,10 @@
  * messages waiting for an offline department.
  *
  *   bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers]
- *                 [--zmq-count N]
+ *                 [--zmq-count N] [--signer process|in-process]
+ *
+ * --signer in-process runs the gateway with its signing key loaded in-process (the
+ * pre-privilege-separation layout) to measure what the cpx-signer round trips cost.
  *
  * Peers (tests/bench/peers_impl.h) run on the per-message-signed frames: bare CURVE
  * forwarding (--zmq-count messages, default max(10 x count/2, 200000), the frames
@@ -482,6 +485,7 @@ int main(int argc, char **argv)
     size_t count = 50000, rss_n = 0, zmq_count = 0;
     double lat_rate = 5000, lat_s = 3;
     int skip_peers = 0;
+    const char *signer = "process";
     snprintf(g_gw_bin, sizeof g_gw_bin, "%.1024s/../gateway/cpx-gateway", dirname_of(argv[0]));
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--gateway") && i + 1 < argc) snprintf(g_gw_bin, sizeof g_gw_bin, "%s", argv[++i]);
@@ -490,9 +494,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--rate") && i + 1 < argc) lat_rate = atof(argv[++i]);
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) lat_s = atof(argv[++i]);
         else if (!strcmp(argv[i], "--skip-peers")) skip_peers = 1;
+        else if (!strcmp(argv[i], "--signer") && i + 1 < argc) signer = argv[++i];
         else if (!strcmp(argv[i], "--zmq-count") && i + 1 < argc) zmq_count = strtoull(argv[++i], NULL, 10);
         else {
-            fprintf(stderr, "usage: bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers] [--zmq-count N]\n");
+            fprintf(stderr, "usage: bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers] [--zmq-count N] [--signer process|in-process]\n");
             return 2;
         }
     }
@@ -511,10 +516,14 @@ int main(int argc, char **argv)
     snprintf(cfg, sizeof cfg,
              "endpoint: tcp://127.0.0.1:0\ndata_dir: data\nmap_size: 16GiB\n"
              "keys:\n  curve_secret: GATEWAY.curve.key\n  signing_key: GATEWAY.sign.key\n"
-             "heartbeat_ms: 1000\noffline_after_ms: 10000\nin_flight: 4096\nqueue_limit: 3000000\n");
+             "  signer: %s\n"
+             "heartbeat_ms: 1000\noffline_after_ms: 10000\nin_flight: 4096\nqueue_limit: 3000000\n",
+             signer);
     write_file("gateway.yaml", cfg, 0644);
     start_gateway();
-    printf("# bench_gateway: gateway %s, store %s (fsync per commit), CURVE on every link\n", g_gw_bin, g_dir);
+    printf("# bench_gateway: gateway %s, store %s (fsync per commit), CURVE on every link, "
+           "signing key %s\n", g_gw_bin, g_dir,
+           strcmp(signer, "in-process") ? "in the cpx-signer process" : "in-process");
 
     frames_t fb = make_frames(count, 100, pk, NULL, 1);
     double gw_batch = 0, gw_single = 0;
