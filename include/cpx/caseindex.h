@@ -165,6 +165,14 @@ int cpx_caseindex_put(cpx_caseindex_t *self, MDB_txn *txn, const cpx_case_rec_t 
  * and the HMAC. CPX_ERR_NOT_FOUND when the minor lacks what the rule needs. */
 int cpx_caseindex_minor_key(cpx_caseindex_t *self, const Cpx__V1__MinorIdentity *m,
                             int by_name, uint8_t out[1 + CPX_SHA256_LEN]);
+/* As cpx_caseindex_minor_key, with w's scratch state: callable from several threads at
+ * once, each with its own worker (w NULL: the index's own state, one thread only). */
+typedef struct cpx_caseindex_worker cpx_caseindex_worker_t;
+cpx_caseindex_worker_t *cpx_caseindex_worker_new(void);
+void cpx_caseindex_worker_destroy(cpx_caseindex_worker_t **w_p);
+int cpx_caseindex_minor_key_w(cpx_caseindex_t *self, cpx_caseindex_worker_t *w,
+                              const Cpx__V1__MinorIdentity *m, int by_name,
+                              uint8_t out[1 + CPX_SHA256_LEN]);
 /* The subject hash for benefits: HMAC(citizen ID), or HMAC("case:" id) without one. */
 void cpx_caseindex_subject(cpx_caseindex_t *self, const char *id_number, const char *case_id,
                            uint8_t out[CPX_SHA256_LEN]);
@@ -184,6 +192,13 @@ int cpx_caseindex_del_minor(cpx_caseindex_t *self, MDB_txn *txn,
  * CPX_ERR_STATE without the records key, CPX_ERR_TAMPERED on a failed tag. */
 int cpx_caseindex_put_pii(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
                           const Cpx__V1__MinorIdentity *m);
+/* The two halves of put_pii, so the encoding can be done ahead (on any thread, no
+ * key needed): the plaintext stored for m (the identity without its ID number), at
+ * most 4096 bytes; and sealing + storing such a plaintext. */
+int cpx_caseindex_pii_encode(const Cpx__V1__MinorIdentity *m, uint8_t *buf, size_t size,
+                             size_t *len);
+int cpx_caseindex_put_pii_encoded(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
+                                  const uint8_t *pt, size_t n);
 int cpx_caseindex_get_pii(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
                           Cpx__V1__MinorIdentity **out);
 
