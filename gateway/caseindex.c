@@ -422,6 +422,23 @@ static int minor_key(cpx_gw_t *self, const cpx_envelope_t *env, const Cpx__V1__M
 
 /* ---- link ------------------------------------------------------------------------ */
 
+/* A message naming a referral (a revocation) belongs to the referral's case. */
+static int link_referral(cpx_gw_t *self, const ProtobufCBinaryData *id, char *case_id, char *town)
+{
+    cpx_referral_rec_t r;
+    cpx_case_rec_t rec;
+    int rc = id->len == CPX_MAX_MESSAGE_ID
+                 ? cpx_caseindex_get_ref(self->ci->idx, self->txn, id->data, id->len, &r)
+                 : CPX_ERR_NOT_FOUND;
+    if (!rc)
+        rc = cpx_caseindex_get(self->ci->idx, self->txn, r.case_id, &rec);
+    if (rc)
+        return rc == CPX_ERR_NOT_FOUND ? 0 : rc;  /* unknown: refused as such in apply */
+    snprintf(case_id, CPX_MAX_CASE_ID + 1, "%s", rec.id);
+    snprintf(town, CPX_MAX_DEPT_CODE + 1, "%s", rec.town);
+    return 1;
+}
+
 int cpx_gw_ci_link(cpx_gw_t *self, const cpx_envelope_t *env, char *case_id, char *town)
 {
     cpx_gw_ci_t *ci = self->ci;
@@ -432,6 +449,8 @@ int cpx_gw_ci_link(cpx_gw_t *self, const cpx_envelope_t *env, char *case_id, cha
     if ((env->case_id && *env->case_id) || env->in_reply_to.len ||
         env->sensitivity == CPX__V1__SENSITIVITY__SEALED)
         return 0;
+    if (env->body_case == CPX__V1__ENVELOPE__BODY_REFERRAL_REVOCATION && env->referral_revocation)
+        return link_referral(self, &env->referral_revocation->referral_id, case_id, town);
     Cpx__V1__MinorIdentity rel = CPX__V1__MINOR_IDENTITY__INIT;
     const Cpx__V1__MinorIdentity *m = body_minor(env);
     if (env->body_case == CPX__V1__ENVELOPE__BODY_RELEASE_NOTICE && env->release_notice) {
@@ -749,6 +768,70 @@ static int on_disposition(cpx_gw_t *self, const cpx_envelope_t *env, cpx_case_re
     return cpx_gw_rules_apply_disposition(self, env, rec);
 }
 
+/* A ReferralRevocation: the referring department (or CIVIL_AFFAIRS, the lead) withdraws
+ * an open referral. Its ACCEPT / ACT deadlines and the recipient's acknowledgement
+ * deadline of the referral stop (nothing escalates for it any more), it no longer keeps
+ * the case from closing, and a Disposition answering it later is refused
+ * (referral_revoked). The routing rules deliver the revocation to the recipient. */
+static int on_revocation(cpx_gw_t *self, const cpx_envelope_t *env, cpx_case_rec_t *rec,
+                         int *code, cpx_errors_t *errs)
+{
+    cpx_gw_ci_t *ci = self->ci;
+    const Cpx__V1__ReferralRevocation *v = env->referral_revocation;
+    cpx_referral_rec_t r;
+    int rc = v->referral_id.len == CPX_MAX_MESSAGE_ID
+                 ? cpx_caseindex_get_ref(ci->idx, self->txn, v->referral_id.data, v->referral_id.len, &r)
+                 : CPX_ERR_NOT_FOUND;
+    if (rc == CPX_ERR_NOT_FOUND)
+        return refuse(code, errs, CPX__V1__ERROR_CODE__UNKNOWN_REFERENCE,
+                      "referral_revocation.referral_id", "unknown_referral",
+                      "only an existing referral can be revoked (none with this id)");
+    if (rc)
+        return rc;
+    if (strcmp(r.case_id, rec->id))
+        return refuse(code, errs, CPX__V1__ERROR_CODE__RULE_VIOLATION, "case_id", "same_case",
+                      "the referral belongs to case %s", r.case_id);
+    if (strcmp(env->sender, r.from) && strcmp(env->sender, LEAD))
+        return refuse(code, errs, CPX__V1__ERROR_CODE__RULE_VIOLATION, "sender", "revoke_by",
+                      "only the referring department (%s) or %s may revoke this referral", r.from,
+                      LEAD);
+    int next, cnext;
+    const char *rule;
+    if (cpx_case_next(rec->state, CPX_CEV_REFERRAL_REVOKED, rec->n_open_referrals, 0, &cnext, &rule))
+        return refuse_state(code, errs, "case_id", rule, rec);
+    if (cpx_ref_revoke(r.state, &next, &rule))
+        return refuse(code, errs, CPX__V1__ERROR_CODE__RULE_VIOLATION,
+                      "referral_revocation.referral_id", rule,
+                      "referral is %s: only an open referral (SENT, ACCEPTED, IN_PROGRESS, OVERDUE) "
+                      "can be revoked", cpx_ref_state_name(r.state));
+
+    /* ---- checks passed: write ---- */
+    if ((rc = cpx_caseindex_dl_clear(ci->idx, self->txn, CPX_DL_ACCEPT, r.case_id, r.id,
+                                     CPX_MAX_MESSAGE_ID, r.to)) ||
+        (rc = cpx_caseindex_dl_clear(ci->idx, self->txn, CPX_DL_ACT, r.case_id, r.id,
+                                     CPX_MAX_MESSAGE_ID, r.to)) ||
+        (rc = cpx_caseindex_dl_clear(ci->idx, self->txn, CPX_DL_ACKNOWLEDGE, r.case_id, r.id,
+                                     CPX_MAX_MESSAGE_ID, r.to)))
+        return rc;
+    if (rec->n_open_referrals)
+        rec->n_open_referrals--;
+    rec->state = (uint8_t)cnext;
+    r.state = (uint8_t)next;
+    r.updated_ms = self->now_ms;
+    snprintf(r.reason, sizeof r.reason, "%s", v->reason);
+    return cpx_caseindex_put_ref(ci->idx, self->txn, &r);
+}
+
+int cpx_gw_ci_referral_to(cpx_gw_t *self, const uint8_t *id, size_t len, char *to)
+{
+    cpx_referral_rec_t r;
+    if (!self->ci || len != CPX_MAX_MESSAGE_ID ||
+        cpx_caseindex_get_ref(self->ci->idx, self->txn, id, len, &r) != CPX_OK)
+        return CPX_ERR_NOT_FOUND;
+    snprintf(to, CPX_MAX_DEPT_CODE + 1, "%s", r.to);
+    return CPX_OK;
+}
+
 static int may_close(const cpx_gw_casepolicy_t *p, const cpx_case_rec_t *rec, const char *dept)
 {
     for (size_t i = 0; i < p->n_close_by; i++)
@@ -826,6 +909,9 @@ static int apply(cpx_gw_t *self, const cpx_envelope_t *env, const char *case_id,
     case CPX__V1__ENVELOPE__BODY_FOLLOW_UP:
         rc = on_follow_up(self, env, &rec, code, errs);
         break;
+    case CPX__V1__ENVELOPE__BODY_REFERRAL_REVOCATION:
+        rc = on_revocation(self, env, &rec, code, errs);
+        break;
     case CPX__V1__ENVELOPE__BODY_RELEASE_NOTICE:
         rc = cpx_gw_rules_release(self, env, case_id);
         break;
@@ -874,7 +960,7 @@ int cpx_gw_ci_apply(cpx_gw_t *self, const cpx_envelope_t *env, const char *case_
 
 static int withholds_any(const cpx_views_t *v, const char *dept)
 {
-    for (int bc = 20; bc <= 32; bc++)
+    for (int bc = 20; bc <= CPX__V1__ENVELOPE__BODY_REFERRAL_REVOCATION; bc++)
         if (cpx_views_mask(v, dept, bc))
             return 1;
     return 0;

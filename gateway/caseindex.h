@@ -161,6 +161,10 @@ int cpx_gw_ci_emit(struct cpx_gw *self, cpx_envelope_t *tmpl, const char *const 
 int cpx_gw_ci_open_referral(struct cpx_gw *self, cpx_case_rec_t *rec, const uint8_t *id,
                             const char *from, const char *to, int task, int priority,
                             int64_t due_by_ms);
+/* The department a tracked referral (message id) was addressed to, into to (room for
+ * CPX_MAX_DEPT_CODE + 1): also for referrals that are not Referral messages (a report's
+ * HRSS referral). CPX_ERR_NOT_FOUND when there is none or tracking is off. */
+int cpx_gw_ci_referral_to(struct cpx_gw *self, const uint8_t *id, size_t len, char *to);
 /* A Notice of kind to CIVIL_AFFAIRS (and extra, may be NULL), relating the messages. */
 int cpx_gw_ci_notice(struct cpx_gw *self, int kind, const char *rule, const char *case_id,
                      const char *extra, const ProtobufCBinaryData *related, size_t n_related,

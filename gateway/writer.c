@@ -206,6 +206,8 @@ static int lookup_referral(void *arg, const uint8_t *id, size_t len, cpx_route_r
     snprintf(out->sender, sizeof out->sender, "%s", env->sender ? env->sender : "");
     if (env->body_case == CPX__V1__ENVELOPE__BODY_REFERRAL && env->referral && env->referral->to)
         snprintf(out->recipient, sizeof out->recipient, "%s", env->referral->to);
+    else if (cpx_gw_ci_referral_to(self, id, len, out->recipient) != CPX_OK)
+        out->recipient[0] = '\0';  /* not a referral the case index tracks either */
     cpx_msg_free(env);
     return CPX_OK;
 }

@@ -982,7 +982,8 @@ int cpx_case_next(int s, int ev, uint32_t open_referrals, int followup_done, int
         *next = CPX_CASE_CLOSED;
         return CPX_OK;
     case CPX_CEV_ALL_REFERRALS_ENDED:
-        return CPX_OK;
+    case CPX_CEV_REFERRAL_REVOKED:
+        return CPX_OK;  /* the state stays; closing later needs no open referral */
     default:
         return CPX_ERR_ARG;
     }
@@ -999,6 +1000,8 @@ int cpx_ref_next(int s, int st, int *next, const char **rule)
     *next = s;
     if (rule)
         *rule = NULL;
+    if (s == CPX_REF_REVOKED)  /* the referrer withdrew it: nothing left to answer */
+        return deny(rule, "referral_revoked");
     if (!cpx_ref_open(s))
         return deny(rule, "referral_closed");
     switch (st) {
@@ -1021,6 +1024,17 @@ int cpx_ref_next(int s, int st, int *next, const char **rule)
     default:
         return deny(rule, "disposition_status");
     }
+}
+
+int cpx_ref_revoke(int s, int *next, const char **rule)
+{
+    *next = s;
+    if (rule)
+        *rule = NULL;
+    if (!cpx_ref_open(s))
+        return deny(rule, "referral_closed");
+    *next = CPX_REF_REVOKED;
+    return CPX_OK;
 }
 
 static const char *const case_names[] = {"NONE", "OPEN", "ASSESSED", "IN_SERVICE",

@@ -119,7 +119,7 @@ typedef struct cpx_referral_rec {
     uint8_t priority;
     uint8_t action;                /* the Action of the latest disposition */
     int64_t sent_ms, accept_due_ms, due_by_ms, accepted_ms, updated_ms;
-    char reason[CPX_CASE_MAX_REASON];  /* decline reason */
+    char reason[CPX_CASE_MAX_REASON];  /* decline reason, or the revocation's reason */
 } cpx_referral_rec_t;
 
 typedef struct cpx_deadline {
@@ -277,6 +277,7 @@ enum {
     CPX_CEV_FOLLOW_UP = 5,
     CPX_CEV_CLOSE = 6,
     CPX_CEV_ALL_REFERRALS_ENDED = 7,
+    CPX_CEV_REFERRAL_REVOKED = 8,  /* a referral of the case withdrawn (ReferralRevocation) */
 };
 /* The case state after event ev in state s (s unchanged when ev does not move it).
  * CPX_ERR_STATE when the event is not allowed; rule (may be NULL) then receives the
@@ -285,8 +286,12 @@ enum {
 int cpx_case_next(int s, int ev, uint32_t open_referrals, int followup_done, int *next,
                   const char **rule);
 /* Referral state after a disposition status (DispositionStatus) in state s; same
- * errors. A DECLINED without a reason is refused by the caller (rule decline_reason). */
+ * errors (rule "referral_revoked" on a REVOKED referral, "referral_closed" on another
+ * ended one). A DECLINED without a reason is refused by the caller (rule required). */
 int cpx_ref_next(int s, int disposition_status, int *next, const char **rule);
+/* Referral state after a ReferralRevocation in state s: REVOKED from an open state;
+ * else CPX_ERR_STATE with rule "referral_closed" (the referral has already ended). */
+int cpx_ref_revoke(int s, int *next, const char **rule);
 /* True for SENT, ACCEPTED, IN_PROGRESS, OVERDUE: the referral still needs work. */
 int cpx_ref_open(int s);
 
