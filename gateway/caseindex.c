@@ -2,6 +2,8 @@
 #include "caseindex.h"
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 
 #include "rules.h"
 #include "server.h"
+#include "verify.h"
 #include "cpx/envsign.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
@@ -31,6 +34,8 @@ int64_t cpx_gw_ci_now(const cpx_gw_ci_t *ci)
 /* ---- start / stop ---------------------------------------------------------------- */
 
 static void drop_queue(cpx_gw_ci_t *ci);
+static void pre_clear(cpx_gw_ci_t *ci);
+static void pre_free(cpx_gw_ci_t *ci);
 
 static int load_key(const char *path, uint8_t key[32])
 {
@@ -111,6 +116,7 @@ void cpx_gw_ci_destroy(cpx_gw_ci_t **ci_p)
         return;
     drop_queue(*ci_p);
     free((*ci_p)->q);
+    pre_free(*ci_p);
     cpx_caseindex_destroy(&(*ci_p)->idx);
     cpx_views_destroy(&(*ci_p)->views);
     free(*ci_p);
@@ -167,12 +173,234 @@ static int refuse_state(int *code, cpx_errors_t *errs, const char *path, const c
                   : "not allowed in this state");
 }
 
+/* ---- the prepare stage ------------------------------------------------------------
+ * A new case costs two HMACs (the minor's ID number, name + birth date + town) and the
+ * encoding of its personal fields; none needs the store, so they are computed for the
+ * whole cycle on the verification pool while the write thread waits for the signature
+ * checks anyway, leaving the write thread only lookups and puts. The encryption stays
+ * on the write thread: its AAD names the case id, known only there. */
+
+#define PRE_PII_MAX 4096u
+
+typedef struct cpx_gw_ci_pre {
+    const cpx_envelope_t *env;
+    const Cpx__V1__MinorIdentity *m;  /* the body's minor; NULL: a ReleaseNotice's ID number */
+    uint8_t mid[CPX_MAX_MESSAGE_ID];
+    int8_t state[2];                  /* 0 not computed, 1 in key, 2 not available */
+    uint8_t key[2][1 + CPX_SHA256_LEN];
+    int want_pii, pii_ok;
+    size_t part, pii_off, pii_len;    /* the plaintext in parts[part].buf */
+} pre_t;
+
+typedef struct cpx_gw_ci_part {
+    cpx_caseindex_worker_t *w;
+    uint8_t *buf;                     /* personal-field plaintexts: cleansed after the cycle */
+    size_t len, cap;
+    cpx_gw_ci_t *ci;
+} part_t;
+
+static size_t pre_hash(const void *p, size_t mask)
+{
+    uint64_t h = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 32) & mask;
+}
+
+static void pre_clear(cpx_gw_ci_t *ci)
+{
+    for (size_t i = 0; i < ci->n_parts; i++) {
+        cpx_cleanse(ci->parts[i].buf, ci->parts[i].len);
+        ci->parts[i].len = 0;
+    }
+    if (ci->n_pre && ci->pre_slot)
+        memset(ci->pre_slot, 0, ci->n_slots * sizeof *ci->pre_slot);
+    ci->n_pre = 0;
+}
+
+static void pre_free(cpx_gw_ci_t *ci)
+{
+    pre_clear(ci);
+    for (size_t i = 0; i < ci->n_parts; i++) {
+        cpx_caseindex_worker_destroy(&ci->parts[i].w);
+        free(ci->parts[i].buf);
+    }
+    free(ci->parts);
+    free(ci->pre);
+    free(ci->pre_slot);
+    ci->parts = NULL;
+    ci->pre = NULL;
+    ci->pre_slot = NULL;
+    ci->n_parts = ci->cap_pre = ci->n_slots = 0;
+}
+
+void cpx_gw_ci_prepare_begin(cpx_gw_t *self)
+{
+    if (self->ci)
+        pre_clear(self->ci);
+}
+
+static const Cpx__V1__MinorIdentity *body_minor(const cpx_envelope_t *env);
+
+void cpx_gw_ci_prepare_add(cpx_gw_t *self, cpx_envelope_t *const *envs, size_t n)
+{
+    cpx_gw_ci_t *ci = self->ci;
+    if (!ci)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const cpx_envelope_t *env = envs[i];
+        if (!env || env->sensitivity == CPX__V1__SENSITIVITY__SEALED ||
+            env->message_id.len != CPX_MAX_MESSAGE_ID)
+            continue;
+        const Cpx__V1__MinorIdentity *m = body_minor(env);
+        int release = env->body_case == CPX__V1__ENVELOPE__BODY_RELEASE_NOTICE &&
+                      env->release_notice;
+        if (!m && !release)
+            continue;
+        if (ci->n_pre == ci->cap_pre) {  /* grows to the largest cycle, then reused */
+            size_t cap = ci->cap_pre ? ci->cap_pre * 2 : 1024;
+            pre_t *p = realloc(ci->pre, cap * sizeof *p);
+            if (!p)
+                return;  /* the write thread computes what is missing */
+            ci->pre = p;
+            ci->cap_pre = cap;
+        }
+        pre_t *p = &ci->pre[ci->n_pre++];
+        memset(p, 0, offsetof(pre_t, key));
+        p->env = env;
+        p->m = m;
+        memcpy(p->mid, env->message_id.data, CPX_MAX_MESSAGE_ID);
+        /* only a report opens a case and stores personal fields as a rule */
+        p->want_pii = m && env->body_case == CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT;
+        p->pii_ok = 0;
+    }
+}
+
+static int part_room(part_t *pp)
+{
+    if (pp->cap - pp->len >= PRE_PII_MAX)
+        return 1;
+    size_t cap = pp->cap ? pp->cap * 2 : 64 * PRE_PII_MAX;
+    uint8_t *b = malloc(cap);
+    if (!b)
+        return 0;
+    if (pp->len)
+        memcpy(b, pp->buf, pp->len);
+    cpx_cleanse(pp->buf, pp->len);  /* plaintexts never left behind in freed memory */
+    free(pp->buf);
+    pp->buf = b;
+    pp->cap = cap;
+    return 1;
+}
+
+/* One pool job: the entries part, part + n_parts, ... with this part's scratch. */
+static void pre_run(void *arg, size_t part)
+{
+    part_t *pp = arg;
+    cpx_gw_ci_t *ci = pp->ci;
+    for (size_t i = part; i < ci->n_pre; i += ci->n_parts) {
+        pre_t *p = &ci->pre[i];
+        Cpx__V1__MinorIdentity rel = CPX__V1__MINOR_IDENTITY__INIT;
+        const Cpx__V1__MinorIdentity *m = p->m;
+        if (!m) {
+            rel.id_number = p->env->release_notice->minor_id_number;
+            m = &rel;
+        }
+        for (int b = 0; b < (p->m ? 2 : 1); b++) {
+            int rc = cpx_caseindex_minor_key_w(ci->idx, pp->w, m, b, p->key[b]);
+            p->state[b] = (int8_t)(rc == CPX_OK ? 1 : rc == CPX_ERR_NOT_FOUND ? 2 : 0);
+        }
+        if (p->want_pii && part_room(pp) &&
+            cpx_caseindex_pii_encode(m, pp->buf + pp->len, PRE_PII_MAX, &p->pii_len) == CPX_OK) {
+            p->part = part;
+            p->pii_off = pp->len;
+            pp->len += p->pii_len;
+            p->pii_ok = 1;
+        }
+    }
+}
+
+size_t cpx_gw_ci_prepare_jobs(cpx_gw_t *self, cpx_gw_vjob_t *jobs, size_t max)
+{
+    cpx_gw_ci_t *ci = self->ci;
+    if (!ci || !ci->n_pre || !max)
+        return 0;
+    if (!ci->parts) {
+        unsigned t = cpx_gw_verify_threads(self->verify);
+        if (!(ci->parts = calloc(t, sizeof *ci->parts)))
+            goto none;
+        for (ci->n_parts = 0; ci->n_parts < t; ci->n_parts++) {
+            ci->parts[ci->n_parts].ci = ci;
+            if (!(ci->parts[ci->n_parts].w = cpx_caseindex_worker_new()))
+                break;
+        }
+        if (!ci->n_parts)
+            goto none;
+    }
+    size_t want = ci->n_pre * 2;
+    if (want > ci->n_slots) {
+        size_t cap = 2048;
+        while (cap < want)
+            cap *= 2;
+        uint32_t *s = calloc(cap, sizeof *s);
+        if (!s)
+            goto none;
+        free(ci->pre_slot);
+        ci->pre_slot = s;
+        ci->n_slots = cap;
+    }
+    for (size_t i = 0; i < ci->n_pre; i++) {
+        size_t j = pre_hash(ci->pre[i].env, ci->n_slots - 1);
+        while (ci->pre_slot[j])
+            j = (j + 1) & (ci->n_slots - 1);
+        ci->pre_slot[j] = (uint32_t)i + 1;
+    }
+    size_t nj = ci->n_parts < max ? ci->n_parts : max;
+    if (nj > ci->n_pre)
+        nj = ci->n_pre;
+    /* (pre_run strides by n_parts: with fewer jobs, the entries of the parts left out
+     * stay "not computed" and the write thread computes them.) */
+    for (size_t k = 0; k < nj; k++)
+        jobs[k] = (cpx_gw_vjob_t){.fn = pre_run, .arg = &ci->parts[k], .part = k};
+    return nj;
+none:
+    ci->n_pre = 0;  /* nothing prepared: the write thread computes as before */
+    return 0;
+}
+
+/* The prepared entry of env about minor m, or NULL. */
+static const pre_t *pre_find(const cpx_gw_ci_t *ci, const cpx_envelope_t *env,
+                             const Cpx__V1__MinorIdentity *m)
+{
+    if (!ci->n_pre || !ci->pre_slot || env->message_id.len != CPX_MAX_MESSAGE_ID)
+        return NULL;
+    for (size_t j = pre_hash(env, ci->n_slots - 1);; j = (j + 1) & (ci->n_slots - 1)) {
+        uint32_t v = ci->pre_slot[j];
+        if (!v)
+            return NULL;
+        const pre_t *p = &ci->pre[v - 1];
+        if (p->env != env)
+            continue;
+        /* the same envelope, the same minor (a ReleaseNotice: its ID number) */
+        int same = p->m ? p->m == m
+                        : env->body_case == CPX__V1__ENVELOPE__BODY_RELEASE_NOTICE &&
+                              env->release_notice &&
+                              m->id_number == env->release_notice->minor_id_number;
+        return same && !memcmp(p->mid, env->message_id.data, CPX_MAX_MESSAGE_ID) ? p : NULL;
+    }
+}
+
 /* The minor's key (by ID or by name) for the message in hand: link and apply need the
- * same HMACs, so they are computed once per message. */
+ * same HMACs, so they are computed once per message — on the pool when prepared. */
 static int minor_key(cpx_gw_t *self, const cpx_envelope_t *env, const Cpx__V1__MinorIdentity *m,
                      int by_name, uint8_t out[1 + CPX_SHA256_LEN])
 {
     cpx_gw_ci_t *ci = self->ci;
+    const pre_t *p = pre_find(ci, env, m);
+    if (p && p->state[by_name]) {
+        if (p->state[by_name] == 2)
+            return CPX_ERR_NOT_FOUND;
+        memcpy(out, p->key[by_name], 1 + CPX_SHA256_LEN);
+        return CPX_OK;
+    }
     if (env->message_id.len != CPX_MAX_MESSAGE_ID)
         return cpx_caseindex_minor_key(ci->idx, m, by_name, out);
     if (ci->kc_minor != m || memcmp(ci->kc_mid, env->message_id.data, CPX_MAX_MESSAGE_ID)) {
@@ -194,6 +422,23 @@ static int minor_key(cpx_gw_t *self, const cpx_envelope_t *env, const Cpx__V1__M
 
 /* ---- link ------------------------------------------------------------------------ */
 
+/* A message naming a referral (a revocation) belongs to the referral's case. */
+static int link_referral(cpx_gw_t *self, const ProtobufCBinaryData *id, char *case_id, char *town)
+{
+    cpx_referral_rec_t r;
+    cpx_case_rec_t rec;
+    int rc = id->len == CPX_MAX_MESSAGE_ID
+                 ? cpx_caseindex_get_ref(self->ci->idx, self->txn, id->data, id->len, &r)
+                 : CPX_ERR_NOT_FOUND;
+    if (!rc)
+        rc = cpx_caseindex_get(self->ci->idx, self->txn, r.case_id, &rec);
+    if (rc)
+        return rc == CPX_ERR_NOT_FOUND ? 0 : rc;  /* unknown: refused as such in apply */
+    snprintf(case_id, CPX_MAX_CASE_ID + 1, "%s", rec.id);
+    snprintf(town, CPX_MAX_DEPT_CODE + 1, "%s", rec.town);
+    return 1;
+}
+
 int cpx_gw_ci_link(cpx_gw_t *self, const cpx_envelope_t *env, char *case_id, char *town)
 {
     cpx_gw_ci_t *ci = self->ci;
@@ -204,6 +449,8 @@ int cpx_gw_ci_link(cpx_gw_t *self, const cpx_envelope_t *env, char *case_id, cha
     if ((env->case_id && *env->case_id) || env->in_reply_to.len ||
         env->sensitivity == CPX__V1__SENSITIVITY__SEALED)
         return 0;
+    if (env->body_case == CPX__V1__ENVELOPE__BODY_REFERRAL_REVOCATION && env->referral_revocation)
+        return link_referral(self, &env->referral_revocation->referral_id, case_id, town);
     Cpx__V1__MinorIdentity rel = CPX__V1__MINOR_IDENTITY__INIT;
     const Cpx__V1__MinorIdentity *m = body_minor(env);
     if (env->body_case == CPX__V1__ENVELOPE__BODY_RELEASE_NOTICE && env->release_notice) {
@@ -291,6 +538,10 @@ static int index_minor(cpx_gw_t *self, const cpx_envelope_t *env, cpx_case_rec_t
     if (rec->has_pii && (had_id || !(rec->flags & CPX_CASE_F_HAS_ID)))
         return CPX_OK;
     rec->has_pii = 1;
+    const pre_t *p = pre_find(ci, env, m);
+    if (p && p->pii_ok)
+        return cpx_caseindex_put_pii_encoded(ci->idx, self->txn, rec->id,
+                                             ci->parts[p->part].buf + p->pii_off, p->pii_len);
     return cpx_caseindex_put_pii(ci->idx, self->txn, rec->id, m);
 }
 
@@ -517,6 +768,70 @@ static int on_disposition(cpx_gw_t *self, const cpx_envelope_t *env, cpx_case_re
     return cpx_gw_rules_apply_disposition(self, env, rec);
 }
 
+/* A ReferralRevocation: the referring department (or CIVIL_AFFAIRS, the lead) withdraws
+ * an open referral. Its ACCEPT / ACT deadlines and the recipient's acknowledgement
+ * deadline of the referral stop (nothing escalates for it any more), it no longer keeps
+ * the case from closing, and a Disposition answering it later is refused
+ * (referral_revoked). The routing rules deliver the revocation to the recipient. */
+static int on_revocation(cpx_gw_t *self, const cpx_envelope_t *env, cpx_case_rec_t *rec,
+                         int *code, cpx_errors_t *errs)
+{
+    cpx_gw_ci_t *ci = self->ci;
+    const Cpx__V1__ReferralRevocation *v = env->referral_revocation;
+    cpx_referral_rec_t r;
+    int rc = v->referral_id.len == CPX_MAX_MESSAGE_ID
+                 ? cpx_caseindex_get_ref(ci->idx, self->txn, v->referral_id.data, v->referral_id.len, &r)
+                 : CPX_ERR_NOT_FOUND;
+    if (rc == CPX_ERR_NOT_FOUND)
+        return refuse(code, errs, CPX__V1__ERROR_CODE__UNKNOWN_REFERENCE,
+                      "referral_revocation.referral_id", "unknown_referral",
+                      "only an existing referral can be revoked (none with this id)");
+    if (rc)
+        return rc;
+    if (strcmp(r.case_id, rec->id))
+        return refuse(code, errs, CPX__V1__ERROR_CODE__RULE_VIOLATION, "case_id", "same_case",
+                      "the referral belongs to case %s", r.case_id);
+    if (strcmp(env->sender, r.from) && strcmp(env->sender, LEAD))
+        return refuse(code, errs, CPX__V1__ERROR_CODE__RULE_VIOLATION, "sender", "revoke_by",
+                      "only the referring department (%s) or %s may revoke this referral", r.from,
+                      LEAD);
+    int next, cnext;
+    const char *rule;
+    if (cpx_case_next(rec->state, CPX_CEV_REFERRAL_REVOKED, rec->n_open_referrals, 0, &cnext, &rule))
+        return refuse_state(code, errs, "case_id", rule, rec);
+    if (cpx_ref_revoke(r.state, &next, &rule))
+        return refuse(code, errs, CPX__V1__ERROR_CODE__RULE_VIOLATION,
+                      "referral_revocation.referral_id", rule,
+                      "referral is %s: only an open referral (SENT, ACCEPTED, IN_PROGRESS, OVERDUE) "
+                      "can be revoked", cpx_ref_state_name(r.state));
+
+    /* ---- checks passed: write ---- */
+    if ((rc = cpx_caseindex_dl_clear(ci->idx, self->txn, CPX_DL_ACCEPT, r.case_id, r.id,
+                                     CPX_MAX_MESSAGE_ID, r.to)) ||
+        (rc = cpx_caseindex_dl_clear(ci->idx, self->txn, CPX_DL_ACT, r.case_id, r.id,
+                                     CPX_MAX_MESSAGE_ID, r.to)) ||
+        (rc = cpx_caseindex_dl_clear(ci->idx, self->txn, CPX_DL_ACKNOWLEDGE, r.case_id, r.id,
+                                     CPX_MAX_MESSAGE_ID, r.to)))
+        return rc;
+    if (rec->n_open_referrals)
+        rec->n_open_referrals--;
+    rec->state = (uint8_t)cnext;
+    r.state = (uint8_t)next;
+    r.updated_ms = self->now_ms;
+    snprintf(r.reason, sizeof r.reason, "%s", v->reason);
+    return cpx_caseindex_put_ref(ci->idx, self->txn, &r);
+}
+
+int cpx_gw_ci_referral_to(cpx_gw_t *self, const uint8_t *id, size_t len, char *to)
+{
+    cpx_referral_rec_t r;
+    if (!self->ci || len != CPX_MAX_MESSAGE_ID ||
+        cpx_caseindex_get_ref(self->ci->idx, self->txn, id, len, &r) != CPX_OK)
+        return CPX_ERR_NOT_FOUND;
+    snprintf(to, CPX_MAX_DEPT_CODE + 1, "%s", r.to);
+    return CPX_OK;
+}
+
 static int may_close(const cpx_gw_casepolicy_t *p, const cpx_case_rec_t *rec, const char *dept)
 {
     for (size_t i = 0; i < p->n_close_by; i++)
@@ -594,6 +909,9 @@ static int apply(cpx_gw_t *self, const cpx_envelope_t *env, const char *case_id,
     case CPX__V1__ENVELOPE__BODY_FOLLOW_UP:
         rc = on_follow_up(self, env, &rec, code, errs);
         break;
+    case CPX__V1__ENVELOPE__BODY_REFERRAL_REVOCATION:
+        rc = on_revocation(self, env, &rec, code, errs);
+        break;
     case CPX__V1__ENVELOPE__BODY_RELEASE_NOTICE:
         rc = cpx_gw_rules_release(self, env, case_id);
         break;
@@ -642,7 +960,7 @@ int cpx_gw_ci_apply(cpx_gw_t *self, const cpx_envelope_t *env, const char *case_
 
 static int withholds_any(const cpx_views_t *v, const char *dept)
 {
-    for (int bc = 20; bc <= 32; bc++)
+    for (int bc = 20; bc <= CPX__V1__ENVELOPE__BODY_REFERRAL_REVOCATION; bc++)
         if (cpx_views_mask(v, dept, bc))
             return 1;
     return 0;
@@ -838,6 +1156,8 @@ static void drop_queue(cpx_gw_ci_t *ci)
 int cpx_gw_ci_flush(cpx_gw_t *self)
 {
     cpx_gw_ci_t *ci = self->ci;
+    if (ci)
+        pre_clear(ci);  /* the cycle's frames are gone: so is what was prepared for them */
     if (!ci || !ci->n_q)
         return CPX_OK;
     /* The gateway's envelopes of one cycle share one Ed25519 signature (a batch, as
@@ -865,8 +1185,10 @@ int cpx_gw_ci_flush(cpx_gw_t *self)
 
 void cpx_gw_ci_aborted(cpx_gw_t *self)
 {
-    if (self->ci)
+    if (self->ci) {
         drop_queue(self->ci);
+        pre_clear(self->ci);
+    }
 }
 
 int cpx_gw_ci_notice(cpx_gw_t *self, int kind, const char *rule, const char *case_id,

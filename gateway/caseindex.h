@@ -32,6 +32,7 @@
 #include "cpx/views.h"
 
 struct cpx_gw;
+struct cpx_gw_vjob;
 
 #define CPX_GW_CI_MAX_CLOSE_BY 8
 
@@ -75,6 +76,14 @@ typedef struct cpx_gw_ci {
     const void *kc_minor;
     int kc_state[2];                      /* 0 not computed, 1 in kc_key, 2 not available */
     uint8_t kc_key[2][1 + CPX_SHA256_LEN];
+    /* the prepare stage's work on this cycle's envelopes (cpx_gw_ci_prepare_*): keyed
+     * hashes and personal-field encodings computed on the verification pool */
+    struct cpx_gw_ci_pre *pre;
+    size_t n_pre, cap_pre;
+    uint32_t *pre_slot;                   /* open addressing by envelope: index + 1 */
+    size_t n_slots;
+    struct cpx_gw_ci_part *parts;         /* one per pool thread: scratch and plaintexts */
+    size_t n_parts;
     /* the gateway's own envelopes of this cycle, signed together at its end */
     struct cpx_gw_ci_pending *q;
     size_t n_q, cap_q;
@@ -117,6 +126,16 @@ size_t cpx_gw_ci_detail(struct cpx_gw *self, const cpx_envelope_t *env, const cp
 /* e's department acknowledged the delivery (DeliveryAck TAKEN): that deadline is met. */
 int cpx_gw_ci_acked(struct cpx_gw *self, const cpx_outbox_entry_t *e);
 
+/* The prepare stage (writer.c, before the cycle's frames are processed): begin forgets
+ * the previous cycle's work; add notes the envelopes of one frame; jobs appends to
+ * jobs (room for max) the pool jobs that compute, for every envelope about a minor,
+ * the minor's keyed hashes and the encoding of its personal fields, and returns how
+ * many. cpx_gw_ci_link / cpx_gw_ci_apply then use the results instead of computing
+ * them on the write thread. Results are dropped at the end of the cycle. */
+void cpx_gw_ci_prepare_begin(struct cpx_gw *self);
+void cpx_gw_ci_prepare_add(struct cpx_gw *self, cpx_envelope_t *const *envs, size_t n);
+size_t cpx_gw_ci_prepare_jobs(struct cpx_gw *self, struct cpx_gw_vjob *jobs, size_t max);
+
 /* Escalates every overdue deadline, then signs and stores the gateway's envelopes of
  * the cycle (cpx_gw_ci_flush); in self->txn, after the cycle's frames. */
 int cpx_gw_ci_tick(struct cpx_gw *self);
@@ -142,6 +161,10 @@ int cpx_gw_ci_emit(struct cpx_gw *self, cpx_envelope_t *tmpl, const char *const 
 int cpx_gw_ci_open_referral(struct cpx_gw *self, cpx_case_rec_t *rec, const uint8_t *id,
                             const char *from, const char *to, int task, int priority,
                             int64_t due_by_ms);
+/* The department a tracked referral (message id) was addressed to, into to (room for
+ * CPX_MAX_DEPT_CODE + 1): also for referrals that are not Referral messages (a report's
+ * HRSS referral). CPX_ERR_NOT_FOUND when there is none or tracking is off. */
+int cpx_gw_ci_referral_to(struct cpx_gw *self, const uint8_t *id, size_t len, char *to);
 /* A Notice of kind to CIVIL_AFFAIRS (and extra, may be NULL), relating the messages. */
 int cpx_gw_ci_notice(struct cpx_gw *self, int kind, const char *rule, const char *case_id,
                      const char *extra, const ProtobufCBinaryData *related, size_t n_related,

@@ -26,6 +26,10 @@ struct cpx_gw_verify {
 static void run_job(cpx_gw_vjob_t *j)
 {
     j->rc = CPX_OK;
+    if (j->fn) {
+        j->fn(j->arg, j->part);
+        return;
+    }
     if (!j->batch) {
         for (size_t i = 0; i < j->n; i++)
             j->rcs[i] = cpx_envsign_verify(j->envs[i], j->key, &j->res[i]);

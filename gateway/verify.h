@@ -29,6 +29,12 @@ typedef struct cpx_gw_vjob {
     cpx_envsign_result_t *res;      /* n results */
     int *rcs;                       /* n outcomes */
     int rc;                         /* the job's own failure (CPX_ERR_NOMEM, CPX_ERR_ARG) */
+    /* Or other work of the prepare stage that needs no store: fn(arg, part) runs
+     * instead of a verification (envs etc. unused); part tells apart the jobs of one
+     * kind, e.g. which scratch state a job owns. */
+    void (*fn)(void *arg, size_t part);
+    void *arg;
+    size_t part;
 } cpx_gw_vjob_t;
 
 /* Starts threads - 1 workers (threads 0 or 1: none). Caller owns the result; free with

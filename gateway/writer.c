@@ -206,6 +206,8 @@ static int lookup_referral(void *arg, const uint8_t *id, size_t len, cpx_route_r
     snprintf(out->sender, sizeof out->sender, "%s", env->sender ? env->sender : "");
     if (env->body_case == CPX__V1__ENVELOPE__BODY_REFERRAL && env->referral && env->referral->to)
         snprintf(out->recipient, sizeof out->recipient, "%s", env->referral->to);
+    else if (cpx_gw_ci_referral_to(self, id, len, out->recipient) != CPX_OK)
+        out->recipient[0] = '\0';  /* not a referral the case index tracks either */
     cpx_msg_free(env);
     return CPX_OK;
 }
@@ -705,13 +707,17 @@ static int job_key(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *
     return *key ? CPX_OK : CPX_ERR_CRYPTO;
 }
 
+/* Jobs beyond one per frame: the case index's own (cpx_gw_ci_prepare_jobs). */
+#define CI_JOBS 17
+
 int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
 {
-    cpx_gw_vjob_t *jobs = n ? calloc(n, sizeof *jobs) : NULL;
+    cpx_gw_vjob_t *jobs = n ? calloc(n + CI_JOBS, sizeof *jobs) : NULL;
     if (n && !jobs)
         return CPX_ERR_NOMEM;
     size_t nj = 0;
     int rc = CPX_OK;
+    cpx_gw_ci_prepare_begin(self);
     for (size_t i = 0; i < n && !rc; i++) {
         cpx_gw_in_t *x = in[i];
         x->prepared = 1;
@@ -735,6 +741,7 @@ int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
             ne = sub->batch->n_envelopes;
             batch = 1;
         }
+        cpx_gw_ci_prepare_add(self, envs, ne);
         if (!ne || !envs[0] || !envs[0]->signature)
             continue;
         const uint8_t *kid = envs[0]->signature->key_id.data;
@@ -758,8 +765,9 @@ int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
         jobs[nj++] = (cpx_gw_vjob_t){.envs = envs, .n = ne, .batch = batch, .key = key,
                                      .res = x->res, .rcs = x->rcs};
     }
-    if (!rc)
-        cpx_gw_verify_run(self->verify, jobs, nj);
+    if (!rc)  /* the case index's hashing and encoding ride on the same pool run */
+        cpx_gw_verify_run(self->verify, jobs,
+                          nj + cpx_gw_ci_prepare_jobs(self, jobs + nj, n ? CI_JOBS : 0));
     /* A job that could not run (allocation) leaves its frame to verify on its own. */
     for (size_t j = 0, i = 0; j < nj; j++) {
         while (in[i]->res != jobs[j].res)

@@ -33,7 +33,9 @@ typedef struct cpx_gw_in {
 } cpx_gw_in_t;
 
 /* Decodes the cycle's frames and verifies their sender signatures on the verification
- * pool (the keys are resolved in self->txn first). Leaves in[i] for
+ * pool (the keys are resolved in self->txn first); with case tracking on, the same pool
+ * run computes the minors' keyed hashes and personal-field encodings
+ * (cpx_gw_ci_prepare_*). Leaves in[i] for
  * cpx_gw_writer_frame, which frees what this allocated. CPX_OK, or a store error. */
 int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n);
 

@@ -52,20 +52,46 @@ static int hmac_keyed(cpx_caseindex_t *self)
     return ok ? CPX_OK : CPX_ERR_CRYPTO;
 }
 
-/* HMAC-SHA-256 under the index key (RFC 2104 from the precomputed pad states). */
-static void hmac(cpx_caseindex_t *self, const void *data, size_t len, uint8_t out[CPX_SHA256_LEN])
+/* HMAC-SHA-256 under the index key (RFC 2104 from the precomputed pad states), with
+ * tmp as scratch: the pad states are only read, so threads each with their own tmp
+ * (cpx_caseindex_worker_t) may hash at once. */
+static void hmac_in(cpx_caseindex_t *self, EVP_MD_CTX *tmp, const void *data, size_t len,
+                    uint8_t out[CPX_SHA256_LEN])
 {
     uint8_t inner[CPX_SHA256_LEN];
     unsigned n = 0;
-    if (EVP_MD_CTX_copy_ex(self->hm_tmp, self->hm_in) != 1 ||
-        EVP_DigestUpdate(self->hm_tmp, data, len) != 1 ||
-        EVP_DigestFinal_ex(self->hm_tmp, inner, &n) != 1 ||
-        EVP_MD_CTX_copy_ex(self->hm_tmp, self->hm_out) != 1 ||
-        EVP_DigestUpdate(self->hm_tmp, inner, sizeof inner) != 1 ||
-        EVP_DigestFinal_ex(self->hm_tmp, out, &n) != 1) {
+    if (EVP_MD_CTX_copy_ex(tmp, self->hm_in) != 1 ||
+        EVP_DigestUpdate(tmp, data, len) != 1 ||
+        EVP_DigestFinal_ex(tmp, inner, &n) != 1 ||
+        EVP_MD_CTX_copy_ex(tmp, self->hm_out) != 1 ||
+        EVP_DigestUpdate(tmp, inner, sizeof inner) != 1 ||
+        EVP_DigestFinal_ex(tmp, out, &n) != 1) {
         /* cannot happen with a working libcrypto; fall back to the one-shot */
         cpx_hmac_sha256(self->index_key, sizeof self->index_key, data, len, out);
     }
+}
+
+struct cpx_caseindex_worker {
+    EVP_MD_CTX *hm_tmp;
+};
+
+cpx_caseindex_worker_t *cpx_caseindex_worker_new(void)
+{
+    cpx_caseindex_worker_t *w = calloc(1, sizeof *w);
+    if (w && !(w->hm_tmp = EVP_MD_CTX_new())) {
+        free(w);
+        w = NULL;
+    }
+    return w;
+}
+
+void cpx_caseindex_worker_destroy(cpx_caseindex_worker_t **w_p)
+{
+    if (!w_p || !*w_p)
+        return;
+    EVP_MD_CTX_free((*w_p)->hm_tmp);
+    free(*w_p);
+    *w_p = NULL;
 }
 
 static int gcm_keyed(cpx_caseindex_t *self)
@@ -212,8 +238,8 @@ int cpx_caseindex_put(cpx_caseindex_t *self, MDB_txn *txn, const cpx_case_rec_t 
     return put_rec(txn, self->cases, rec->id, strlen(rec->id), rec, sizeof *rec);
 }
 
-static void hmac_parts(cpx_caseindex_t *self, const char *domain, const char *const *parts,
-                       size_t n, uint8_t out[CPX_SHA256_LEN])
+static void hmac_parts(cpx_caseindex_t *self, EVP_MD_CTX *tmp, const char *domain,
+                       const char *const *parts, size_t n, uint8_t out[CPX_SHA256_LEN])
 {
     /* domain 0x00 part 0x00 part ...: unambiguous, and separate from other uses */
     char buf[1024];
@@ -227,7 +253,7 @@ static void hmac_parts(cpx_caseindex_t *self, const char *domain, const char *co
         if (off > sizeof buf)
             off = sizeof buf;
     }
-    hmac(self, buf, off, out);
+    hmac_in(self, tmp, buf, off, out);
     cpx_cleanse(buf, off);
 }
 
@@ -252,6 +278,14 @@ static void norm_name(const char *in, char *out, size_t size)
 int cpx_caseindex_minor_key(cpx_caseindex_t *self, const Cpx__V1__MinorIdentity *m,
                             int by_name, uint8_t out[1 + CPX_SHA256_LEN])
 {
+    return cpx_caseindex_minor_key_w(self, NULL, m, by_name, out);
+}
+
+int cpx_caseindex_minor_key_w(cpx_caseindex_t *self, cpx_caseindex_worker_t *w,
+                              const Cpx__V1__MinorIdentity *m, int by_name,
+                              uint8_t out[1 + CPX_SHA256_LEN])
+{
+    EVP_MD_CTX *tmp = w ? w->hm_tmp : self->hm_tmp;
     if (!self->has_index_key)
         return CPX_ERR_STATE;
     if (!m)
@@ -265,7 +299,7 @@ int cpx_caseindex_minor_key(cpx_caseindex_t *self, const Cpx__V1__MinorIdentity 
             *p = (char)toupper((unsigned char)*p);  /* the check digit may be 'x' */
         const char *parts[] = {id};
         out[0] = 'I';
-        hmac_parts(self, "cpx.ci.id", parts, 1, out + 1);
+        hmac_parts(self, tmp, "cpx.ci.id", parts, 1, out + 1);
         return CPX_OK;
     }
     if (!m->name || !*m->name || !m->birth_date || !m->birth_date->year || !m->town ||
@@ -279,7 +313,7 @@ int cpx_caseindex_minor_key(cpx_caseindex_t *self, const Cpx__V1__MinorIdentity 
              m->birth_date->month % 100, m->birth_date->day % 100);
     const char *parts[] = {name, date, m->town};
     out[0] = 'N';
-    hmac_parts(self, "cpx.ci.name", parts, 3, out + 1);
+    hmac_parts(self, tmp, "cpx.ci.name", parts, 3, out + 1);
     return CPX_OK;
 }
 
@@ -296,7 +330,7 @@ void cpx_caseindex_subject(cpx_caseindex_t *self, const char *id_number, const c
         }
     }
     const char *parts[] = {case_id};
-    hmac_parts(self, "cpx.ci.case", parts, 1, out);
+    hmac_parts(self, self->hm_tmp, "cpx.ci.case", parts, 1, out);
 }
 
 void cpx_caseindex_hmac(cpx_caseindex_t *self, const char *text, uint8_t out[CPX_SHA256_LEN])
@@ -306,7 +340,7 @@ void cpx_caseindex_hmac(cpx_caseindex_t *self, const char *text, uint8_t out[CPX
     for (char *p = id; *p; p++)
         *p = (char)toupper((unsigned char)*p);
     const char *parts[] = {id};
-    hmac_parts(self, "cpx.ci.id", parts, 1, out);
+    hmac_parts(self, self->hm_tmp, "cpx.ci.id", parts, 1, out);
 }
 
 int cpx_caseindex_find_minor(cpx_caseindex_t *self, MDB_txn *txn,
@@ -344,23 +378,42 @@ static void pii_aad(const char *case_id, char *aad, size_t *len)
     *len = w > 0 ? (size_t)w : 0;
 }
 
+int cpx_caseindex_pii_encode(const Cpx__V1__MinorIdentity *m, uint8_t *buf, size_t size,
+                             size_t *len)
+{
+    Cpx__V1__MinorIdentity c = *m;
+    c.id_number = "";  /* kept only as its keyed hash */
+    if (size > MAX_PII_BYTES)
+        size = MAX_PII_BYTES;
+    return cpx_encode_into(&c, buf, size, len);
+}
+
 int cpx_caseindex_put_pii(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
                           const Cpx__V1__MinorIdentity *m)
 {
     if (!self->has_records_key)
         return CPX_ERR_STATE;
-    Cpx__V1__MinorIdentity c = *m;
-    c.id_number = "";  /* kept only as its keyed hash */
-    uint8_t pt[MAX_PII_BYTES], ct[MAX_PII_BYTES + CPX_AEAD_OVERHEAD];
+    uint8_t pt[MAX_PII_BYTES];
     size_t n;
-    int rc = cpx_encode_into(&c, pt, sizeof pt, &n);
-    if (rc)
-        return rc;
+    int rc = cpx_caseindex_pii_encode(m, pt, sizeof pt, &n);
+    if (!rc)
+        rc = cpx_caseindex_put_pii_encoded(self, txn, case_id, pt, n);
+    cpx_cleanse(pt, sizeof pt);
+    return rc;
+}
+
+int cpx_caseindex_put_pii_encoded(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
+                                  const uint8_t *pt, size_t n)
+{
+    if (!self->has_records_key)
+        return CPX_ERR_STATE;
+    if (n > MAX_PII_BYTES)
+        return CPX_ERR_TOO_LARGE;
+    uint8_t ct[MAX_PII_BYTES + CPX_AEAD_OVERHEAD];
     char aad[64];
     size_t al;
     pii_aad(case_id, aad, &al);
-    rc = seal(self, aad, al, pt, n, ct);
-    cpx_cleanse(pt, n);
+    int rc = seal(self, aad, al, pt, n, ct);
     if (rc)
         return rc;
     MDB_val k = {strlen(case_id), (void *)case_id}, v = {n + CPX_AEAD_OVERHEAD, ct};
@@ -929,7 +982,8 @@ int cpx_case_next(int s, int ev, uint32_t open_referrals, int followup_done, int
         *next = CPX_CASE_CLOSED;
         return CPX_OK;
     case CPX_CEV_ALL_REFERRALS_ENDED:
-        return CPX_OK;
+    case CPX_CEV_REFERRAL_REVOKED:
+        return CPX_OK;  /* the state stays; closing later needs no open referral */
     default:
         return CPX_ERR_ARG;
     }
@@ -946,6 +1000,8 @@ int cpx_ref_next(int s, int st, int *next, const char **rule)
     *next = s;
     if (rule)
         *rule = NULL;
+    if (s == CPX_REF_REVOKED)  /* the referrer withdrew it: nothing left to answer */
+        return deny(rule, "referral_revoked");
     if (!cpx_ref_open(s))
         return deny(rule, "referral_closed");
     switch (st) {
@@ -968,6 +1024,17 @@ int cpx_ref_next(int s, int st, int *next, const char **rule)
     default:
         return deny(rule, "disposition_status");
     }
+}
+
+int cpx_ref_revoke(int s, int *next, const char **rule)
+{
+    *next = s;
+    if (rule)
+        *rule = NULL;
+    if (!cpx_ref_open(s))
+        return deny(rule, "referral_closed");
+    *next = CPX_REF_REVOKED;
+    return CPX_OK;
 }
 
 static const char *const case_names[] = {"NONE", "OPEN", "ASSESSED", "IN_SERVICE",

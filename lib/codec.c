@@ -125,6 +125,7 @@ const ProtobufCMessage *cpx_envelope_body(const cpx_envelope_t *env)
     case CPX__V1__ENVELOPE__BODY_SEALED_ACCESS_APPROVAL: return &env->sealed_access_approval->base;
     case CPX__V1__ENVELOPE__BODY_ESCALATION: return &env->escalation->base;
     case CPX__V1__ENVELOPE__BODY_NOTICE: return &env->notice->base;
+    case CPX__V1__ENVELOPE__BODY_REFERRAL_REVOCATION: return &env->referral_revocation->base;
     default: return NULL;
     }
 }

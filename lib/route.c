@@ -1079,6 +1079,14 @@ static void resolve(const cpx_router_t *r, const cpx_envelope_t *env, const cpx_
     case CPX_ROUTE_PH_REFERRAL_TO:
         if (env->body_case == CPX__V1__ENVELOPE__BODY_REFERRAL && env->referral && env->referral->to)
             emit(e, env->referral->to, false);
+        if (env->body_case == CPX__V1__ENVELOPE__BODY_REFERRAL_REVOCATION &&
+            env->referral_revocation) {
+            /* the referral withdrawn: its recipient must learn that it is */
+            if (!f->referrer_state)
+                f->referrer_state = lookup(ctx, env->referral_revocation->referral_id, &f->referrer);
+            if (f->referrer_state > 0 && f->referrer.recipient[0])
+                emit(e, f->referrer.recipient, false);
+        }
         break;
     case CPX_ROUTE_PH_REFERRER:
         if (!f->referrer_state) {
@@ -1086,6 +1094,9 @@ static void resolve(const cpx_router_t *r, const cpx_envelope_t *env, const cpx_
             if (env->body_case == CPX__V1__ENVELOPE__BODY_DISPOSITION && env->disposition &&
                 env->disposition->referral_id.len)
                 id = env->disposition->referral_id;
+            if (env->body_case == CPX__V1__ENVELOPE__BODY_REFERRAL_REVOCATION &&
+                env->referral_revocation)
+                id = env->referral_revocation->referral_id;
             f->referrer_state = lookup(ctx, id, &f->referrer);
         }
         if (f->referrer_state > 0)

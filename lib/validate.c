@@ -1189,6 +1189,12 @@ static void check_follow_up(vctx *c, const Cpx__V1__FollowUp *f)
     need_enum(c, "outcome", 3, f->outcome, "the visit outcome is required");
 }
 
+static void check_revocation(vctx *c, const Cpx__V1__ReferralRevocation *r)
+{
+    need_id16(c, "referral_id", &r->referral_id, !withheld(c, 1));
+    need_str(c, "reason", 2, r->reason, "say why the referral is withdrawn");
+}
+
 static void check_release(vctx *c, const Cpx__V1__ReleaseNotice *r)
 {
     need_enum(c, "parent_role", 1, r->parent_role, "say whether the father or the mother is released");
@@ -1439,6 +1445,9 @@ static void check_body(vctx *c, const cpx_envelope_t *e)
         break;
     case CPX__V1__ENVELOPE__BODY_ESCALATION: check_escalation(c, e->escalation); break;
     case CPX__V1__ENVELOPE__BODY_NOTICE: check_notice(c, e->notice); break;
+    case CPX__V1__ENVELOPE__BODY_REFERRAL_REVOCATION:
+        check_revocation(c, e->referral_revocation);
+        break;
     default: break;
     }
     pop(c, mark);

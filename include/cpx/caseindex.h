@@ -119,7 +119,7 @@ typedef struct cpx_referral_rec {
     uint8_t priority;
     uint8_t action;                /* the Action of the latest disposition */
     int64_t sent_ms, accept_due_ms, due_by_ms, accepted_ms, updated_ms;
-    char reason[CPX_CASE_MAX_REASON];  /* decline reason */
+    char reason[CPX_CASE_MAX_REASON];  /* decline reason, or the revocation's reason */
 } cpx_referral_rec_t;
 
 typedef struct cpx_deadline {
@@ -165,6 +165,14 @@ int cpx_caseindex_put(cpx_caseindex_t *self, MDB_txn *txn, const cpx_case_rec_t 
  * and the HMAC. CPX_ERR_NOT_FOUND when the minor lacks what the rule needs. */
 int cpx_caseindex_minor_key(cpx_caseindex_t *self, const Cpx__V1__MinorIdentity *m,
                             int by_name, uint8_t out[1 + CPX_SHA256_LEN]);
+/* As cpx_caseindex_minor_key, with w's scratch state: callable from several threads at
+ * once, each with its own worker (w NULL: the index's own state, one thread only). */
+typedef struct cpx_caseindex_worker cpx_caseindex_worker_t;
+cpx_caseindex_worker_t *cpx_caseindex_worker_new(void);
+void cpx_caseindex_worker_destroy(cpx_caseindex_worker_t **w_p);
+int cpx_caseindex_minor_key_w(cpx_caseindex_t *self, cpx_caseindex_worker_t *w,
+                              const Cpx__V1__MinorIdentity *m, int by_name,
+                              uint8_t out[1 + CPX_SHA256_LEN]);
 /* The subject hash for benefits: HMAC(citizen ID), or HMAC("case:" id) without one. */
 void cpx_caseindex_subject(cpx_caseindex_t *self, const char *id_number, const char *case_id,
                            uint8_t out[CPX_SHA256_LEN]);
@@ -184,6 +192,13 @@ int cpx_caseindex_del_minor(cpx_caseindex_t *self, MDB_txn *txn,
  * CPX_ERR_STATE without the records key, CPX_ERR_TAMPERED on a failed tag. */
 int cpx_caseindex_put_pii(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
                           const Cpx__V1__MinorIdentity *m);
+/* The two halves of put_pii, so the encoding can be done ahead (on any thread, no
+ * key needed): the plaintext stored for m (the identity without its ID number), at
+ * most 4096 bytes; and sealing + storing such a plaintext. */
+int cpx_caseindex_pii_encode(const Cpx__V1__MinorIdentity *m, uint8_t *buf, size_t size,
+                             size_t *len);
+int cpx_caseindex_put_pii_encoded(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
+                                  const uint8_t *pt, size_t n);
 int cpx_caseindex_get_pii(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id,
                           Cpx__V1__MinorIdentity **out);
 
@@ -262,6 +277,7 @@ enum {
     CPX_CEV_FOLLOW_UP = 5,
     CPX_CEV_CLOSE = 6,
     CPX_CEV_ALL_REFERRALS_ENDED = 7,
+    CPX_CEV_REFERRAL_REVOKED = 8,  /* a referral of the case withdrawn (ReferralRevocation) */
 };
 /* The case state after event ev in state s (s unchanged when ev does not move it).
  * CPX_ERR_STATE when the event is not allowed; rule (may be NULL) then receives the
@@ -270,8 +286,12 @@ enum {
 int cpx_case_next(int s, int ev, uint32_t open_referrals, int followup_done, int *next,
                   const char **rule);
 /* Referral state after a disposition status (DispositionStatus) in state s; same
- * errors. A DECLINED without a reason is refused by the caller (rule decline_reason). */
+ * errors (rule "referral_revoked" on a REVOKED referral, "referral_closed" on another
+ * ended one). A DECLINED without a reason is refused by the caller (rule required). */
 int cpx_ref_next(int s, int disposition_status, int *next, const char **rule);
+/* Referral state after a ReferralRevocation in state s: REVOKED from an open state;
+ * else CPX_ERR_STATE with rule "referral_closed" (the referral has already ended). */
+int cpx_ref_revoke(int s, int *next, const char **rule);
 /* True for SENT, ACCEPTED, IN_PROGRESS, OVERDUE: the referral still needs work. */
 int cpx_ref_open(int s);
 

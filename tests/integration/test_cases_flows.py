@@ -13,6 +13,12 @@ per seed flow:
     CIVIL_AFFAIRS, repeated; EDUCATION and the town never see the reporter's name.
  C. a second living allowance for the same minor -> DOUBLE_BENEFIT; the one-off
     medical aid refused for an unlisted illness and granted once only.
+ E. a town office's referral to WOMENS_FED becomes overdue (escalated), then the town
+    office revokes it: revocations by another department, without a reason, or of an
+    unknown referral refused; the revocation reaches WOMENS_FED; WOMENS_FED's
+    disposition afterwards refused (referral_revoked); the escalation stops; the case
+    closes with its only referral revoked.
+ D. deadlines survive a restart; aged 16+ with a training need -> referral to HRSS.
 Each asserts the case state, what each department received and what was withheld,
 and the audit timeline."""
 import json
@@ -423,6 +429,83 @@ def scenario_c(w):
     return case
 
 
+def scenario_e(w):
+    """A referral withdrawn by the department that made it (REVOKED)."""
+    B, C, F = w.S["B"], w.S["C"], w.S["F"]
+    idn = cpxclient.id_number(born=(2013, 7, 8), seq=66)
+    rep = guardianship_report(w, "EDUCATION", idn, name="陈小军")
+    a = w.send(rep)
+    check(is_ack(a), "E: report accepted (%s)" % (nack_rule(a),))
+    case = a.ack.case_id if is_ack(a) else ""
+    ref = referral(w, "TOWN_HUASHI", case, "WOMENS_FED", C.PSYCHOLOGICAL_CARE, "loving-mother pairing")
+    ref.referral.due_by_ms = ref.created_ms + 1000  # overdue within the test
+    check(is_ack(w.send(ref)), "E: referral to WOMENS_FED accepted")
+    time.sleep(1.6)
+    w.pump(0.8)
+
+    def act_escalations():
+        return {x.envelope.message_id for x in w.got["CIVIL_AFFAIRS"]
+                if x.envelope.WhichOneof("body") == "escalation" and
+                x.envelope.escalation.item_id == ref.message_id and x.envelope.escalation.kind == B.ACT}
+    check(len(act_escalations()) >= 1, "E: the referral is overdue -> Escalation (ACT) to CIVIL_AFFAIRS")
+
+    def revocation(sender, rid=None, reason="the child was placed with his grandmother"):
+        e = w.env(sender, case_id=case)
+        e.referral_revocation.referral_id = rid or ref.message_id
+        if reason:
+            e.referral_revocation.reason = reason
+        return e
+    check(nack_rule(w.send(revocation("HEALTH"))) == (F.RULE_VIOLATION, [("sender", "revoke_by")]),
+          "E: a department that did not make the referral may not revoke it (%s)" % (nack_rule(w.last),))
+    check(nack_rule(w.send(revocation("TOWN_HUASHI", reason=""))) ==
+          (F.INVALID, [("referral_revocation.reason", "required")]),
+          "E: a revocation without a reason is refused (%s)" % (nack_rule(w.last),))
+    check(nack_rule(w.send(revocation("TOWN_HUASHI", rid=os.urandom(16)))) ==
+          (F.UNKNOWN_REFERENCE, [("referral_revocation.referral_id", "unknown_referral")]),
+          "E: revoking an unknown referral: UNKNOWN_REFERENCE (%s)" % (nack_rule(w.last),))
+    rv = revocation("TOWN_HUASHI")
+    a = w.send(rv)
+    check(is_ack(a) and a.ack.case_id == case, "E: the referring town office revokes its referral (%s)" % (nack_rule(a),))
+    w.pump(0.8)
+    got = w.find("WOMENS_FED", rv.message_id)
+    check(got is not None and got.envelope.referral_revocation.referral_id == ref.message_id and
+          got.envelope.referral_revocation.reason and cpxclient.verify(got.envelope, w.pubs["TOWN_HUASHI"]) == [],
+          "E: the revocation reaches WOMENS_FED, the referral's recipient, and verifies")
+    check(w.find("CIVIL_AFFAIRS", rv.message_id) is not None, "E: ... and the lead agency")
+    st = json.loads(w.ctl_case("show", case, "--json").stdout or "{}")
+    refs = {r["to"]: r["state"] for r in st.get("referrals_detail", [])}
+    check(refs.get("WOMENS_FED") == "REVOKED" and st.get("open_referrals") == 0,
+          "E: referral REVOKED, none open (%s, %s)" % (refs, st.get("open_referrals")))
+    late = disposition(w, "WOMENS_FED", ref, B.LOVING_MOTHER_PAIRING, B.DISPOSITION_ACCEPTED)
+    check(nack_rule(w.send(late)) == (F.RULE_VIOLATION, [("disposition.status", "referral_revoked")]),
+          "E: a disposition answering the revoked referral is refused naming the rule (%s)" % (nack_rule(w.last),))
+    check(nack_rule(w.send(revocation("CIVIL_AFFAIRS"))) ==
+          (F.RULE_VIOLATION, [("referral_revocation.referral_id", "referral_closed")]),
+          "E: revoking it twice is refused (%s)" % (nack_rule(w.last),))
+    # escalation for the referral stops: none after the repeat interval (3 s)
+    before = act_escalations()
+    time.sleep(3.5)
+    w.pump(0.5)
+    check(act_escalations() == before, "E: revoked -> its escalation stops")
+    check(not any(d["item"] == ref.message_id.hex() for d in
+                  json.loads(w.ctl_case("show", case, "--json").stdout or "{}").get("deadlines", [])),
+          "E: no deadline left for the revoked referral")
+    # the case closes: its only referral was revoked
+    fu = w.env("TOWN_HUASHI", case_id=case)
+    fu.follow_up.visit_date.year, fu.follow_up.visit_date.month, fu.follow_up.visit_date.day = 2026, 11, 28
+    fu.follow_up.visitor = "社区 赵"
+    fu.follow_up.outcome = B.STABLE
+    check(is_ack(w.send(fu)), "E: follow-up visit recorded")
+    close = w.env("CIVIL_AFFAIRS", case_id=case)
+    close.follow_up.CopyFrom(fu.follow_up)
+    close.follow_up.recommend_close = True
+    check(is_ack(w.send(close)), "E: the case closes once its only open referral was revoked (%s)" % (nack_rule(w.last),))
+    tl = json.loads(w.ctl_case("show", case, "--json").stdout or "{}").get("timeline", [])
+    check(any(x["event"] == "ACCEPTED" and x["body"] == "referral_revocation" for x in tl),
+          "E: the revocation is in the case's audit timeline")
+    return case
+
+
 def scenario_d(w, gw):
     """Deadlines survive a restart; aged 16+ with a training need -> referral to HRSS."""
     B, C = w.S["B"], w.S["C"]
@@ -503,6 +586,7 @@ def main(build):
         check(sorted(x["case"] for x in lst) == [case_c], "list --as DISABLED_FED")
         txt = w.ctl_case("stats").stdout
         check("by_status" in txt and "median" in txt, "stats (table)")
+        scenario_e(w)
         scenario_d(w, gw)
         for c in w.cl.values():
             c.close()

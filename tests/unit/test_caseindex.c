@@ -100,11 +100,51 @@ static void test_referral_state_machine(void **state)
     assert_int_equal(next, CPX_REF_DONE);
     for (int s = CPX_REF_DONE; s <= CPX_REF_REVOKED; s++) {
         assert_int_equal(cpx_ref_next(s, CPX__V1__DISPOSITION_STATUS__DISPOSITION_IN_PROGRESS, &next, &rule), CPX_ERR_STATE);
-        assert_string_equal(rule, "referral_closed");
+        assert_string_equal(rule, s == CPX_REF_REVOKED ? "referral_revoked" : "referral_closed");
         assert_false(cpx_ref_open(s));
     }
     assert_true(cpx_ref_open(CPX_REF_OVERDUE));
     assert_int_equal(cpx_ref_next(CPX_REF_SENT, 0, &next, &rule), CPX_ERR_STATE);
+}
+
+static void test_referral_revocation(void **state)
+{
+    (void)state;
+    int next;
+    const char *rule;
+    /* every open state can be revoked ... */
+    const int open[] = {CPX_REF_SENT, CPX_REF_ACCEPTED, CPX_REF_IN_PROGRESS, CPX_REF_OVERDUE};
+    for (size_t i = 0; i < sizeof open / sizeof open[0]; i++) {
+        rule = "x";
+        assert_int_equal(cpx_ref_revoke(open[i], &next, &rule), CPX_OK);
+        assert_int_equal(next, CPX_REF_REVOKED);
+        assert_null(rule);
+    }
+    /* ... an ended one cannot, and keeps its state */
+    const int ended[] = {CPX_REF_DONE, CPX_REF_DECLINED, CPX_REF_REVOKED};
+    for (size_t i = 0; i < sizeof ended / sizeof ended[0]; i++) {
+        assert_int_equal(cpx_ref_revoke(ended[i], &next, &rule), CPX_ERR_STATE);
+        assert_int_equal(next, ended[i]);
+        assert_string_equal(rule, "referral_closed");
+    }
+    /* every answer to a revoked referral is refused, naming the rule */
+    for (int st = CPX__V1__DISPOSITION_STATUS__DISPOSITION_ACCEPTED;
+         st <= CPX__V1__DISPOSITION_STATUS__DISPOSITION_DECLINED; st++) {
+        assert_int_equal(cpx_ref_next(CPX_REF_REVOKED, st, &next, &rule), CPX_ERR_STATE);
+        assert_string_equal(rule, "referral_revoked");
+        assert_int_equal(next, CPX_REF_REVOKED);
+    }
+    /* the case: a revocation keeps its state, is refused on a closed case, and a case
+     * whose only referrals were revoked (none open) can close after a follow-up */
+    assert_int_equal(cpx_case_next(CPX_CASE_IN_SERVICE, CPX_CEV_REFERRAL_REVOKED, 1, 0, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_CASE_IN_SERVICE);
+    assert_int_equal(cpx_case_next(CPX_CASE_CLOSED, CPX_CEV_REFERRAL_REVOKED, 0, 1, &next, &rule), CPX_ERR_STATE);
+    assert_string_equal(rule, "case_closed");
+    assert_int_equal(cpx_case_next(CPX_CASE_FOLLOW_UP, CPX_CEV_CLOSE, 1, 1, &next, &rule), CPX_ERR_STATE);
+    assert_string_equal(rule, "close_with_open_referral");
+    assert_int_equal(cpx_case_next(CPX_CASE_FOLLOW_UP, CPX_CEV_CLOSE, 0, 1, &next, &rule), CPX_OK);
+    assert_int_equal(next, CPX_CASE_CLOSED);
+    assert_string_equal(cpx_ref_state_name(CPX_REF_REVOKED), "REVOKED");
 }
 
 static cpx_caseindex_t *open_idx(const uint8_t *ik, const uint8_t *rk)
@@ -144,6 +184,18 @@ static void test_minor_keys(void **state)
     m.town = "TOWN_GUSHAN";
     assert_int_equal(cpx_caseindex_minor_key(a, &m, 1, k3), CPX_OK);
     assert_memory_not_equal(k2, k3, 33);
+    /* a worker (the prepare stage's threads) computes the same keys as the index */
+    cpx_caseindex_worker_t *w = cpx_caseindex_worker_new();
+    assert_non_null(w);
+    uint8_t kw[33];
+    assert_int_equal(cpx_caseindex_minor_key_w(a, w, &m, 1, kw), CPX_OK);
+    assert_memory_equal(kw, k3, 33);
+    assert_int_equal(cpx_caseindex_minor_key_w(a, w, &m, 0, kw), CPX_OK);
+    assert_memory_equal(kw, k1, 33);
+    assert_int_equal(cpx_caseindex_minor_key_w(b, w, &m, 0, kw), CPX_OK);
+    assert_memory_not_equal(kw, k1, 33);  /* the index's key, not the worker's */
+    cpx_caseindex_worker_destroy(&w);
+    assert_null(w);
     m.birth_date = NULL;
     assert_int_equal(cpx_caseindex_minor_key(a, &m, 1, k3), CPX_ERR_NOT_FOUND);
     m.id_number = "";
@@ -182,6 +234,14 @@ static void test_pii_at_rest(void **state)
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     assert_int_equal(cpx_caseindex_put_pii(a, txn, "JY-2026-000007", &m), CPX_OK);
     assert_int_equal(cpx_caseindex_put_pii(none, txn, "JY-2026-000008", &m), CPX_ERR_STATE);
+    /* encoded ahead (the prepare stage), sealed and stored later: the same record */
+    uint8_t pt[4096];
+    size_t ptn;
+    assert_int_equal(cpx_caseindex_pii_encode(&m, pt, sizeof pt, &ptn), CPX_OK);
+    assert_null(memmem(pt, ptn, "320281201203040210", 18));  /* no ID number in it */
+    assert_int_equal(cpx_caseindex_put_pii_encoded(a, txn, "JY-2026-000009", pt, ptn), CPX_OK);
+    assert_int_equal(cpx_caseindex_put_pii_encoded(none, txn, "JY-2026-000009", pt, ptn), CPX_ERR_STATE);
+    assert_int_equal(cpx_caseindex_pii_encode(&m, pt, 4, &ptn), CPX_ERR_TOO_LARGE);
     assert_int_equal(mdb_txn_commit(txn), 0);
 
     /* nothing in clear in the file: not the name, not the address, not the ID number */
@@ -201,6 +261,11 @@ static void test_pii_at_rest(void **state)
     assert_int_equal(cpx_caseindex_get_pii(a, txn, "JY-2026-000007", &out), CPX_OK);
     assert_string_equal(out->name, "SecretName");
     assert_string_equal(out->id_number, "");  /* the ID number is kept only as a hash */
+    cpx_msg_free(out);
+    assert_int_equal(cpx_caseindex_get_pii(a, txn, "JY-2026-000009", &out), CPX_OK);
+    assert_string_equal(out->name, "SecretName");
+    assert_string_equal(out->current_address, "SecretStreet 1");
+    assert_string_equal(out->id_number, "");
     cpx_msg_free(out);
     assert_int_equal(cpx_caseindex_get_pii(wrong, txn, "JY-2026-000007", &out), CPX_ERR_TAMPERED);
     assert_int_equal(cpx_caseindex_get_pii(none, txn, "JY-2026-000007", &out), CPX_ERR_STATE);
@@ -483,6 +548,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_case_state_machine),
         cmocka_unit_test(test_referral_state_machine),
+        cmocka_unit_test(test_referral_revocation),
         cmocka_unit_test_setup_teardown(test_minor_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pii_at_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadlines_and_records, setup, teardown),

@@ -52,6 +52,7 @@ typedef struct eb {
     Cpx__V1__SealedAccessApproval sappr;
     Cpx__V1__Escalation esc;
     Cpx__V1__Notice notice;
+    Cpx__V1__ReferralRevocation revoke;
 } eb_t;
 
 static void eb_init(eb_t *b, const char *sender)
@@ -635,6 +636,23 @@ static void disposition_check(const cpx_route_t *rt)
     expect_rcpt(rt, "EDUCATION", DAY_MS, -1, "disposition");
 }
 
+static void revocation_yes(eb_t *b, fake_store_t *s)
+{
+    eb_init(b, "EDUCATION");
+    EB_BODY(b, revoke, referral_revocation, REFERRAL_REVOCATION, cpx__v1__referral_revocation__init);
+    b->revoke.referral_id.data = b->reply_id;
+    b->revoke.referral_id.len = 16;
+    b->revoke.reason = "the child was placed with relatives";
+    s->sender = "EDUCATION";
+    s->recipient = "WOMENS_FED";
+}
+static void revocation_check(const cpx_route_t *rt)
+{
+    /* the withdrawn referral's recipient learns it; not back to the referrer */
+    EXACT(rt, "WOMENS_FED", "CIVIL_AFFAIRS");
+    expect_rcpt(rt, "WOMENS_FED", DAY_MS, -1, "referral-revocation");
+}
+
 static void release_yes(eb_t *b, fake_store_t *s)
 {
     (void)s;
@@ -717,6 +735,7 @@ static const rule_case_t CASES[] = {
     {"referral-urgent", referral_urgent, referral_routine, referral_urgent_check},
     {"referral-immediate", referral_immediate, referral_urgent, referral_immediate_check},
     {"disposition", disposition_yes, referral_routine, disposition_check},
+    {"referral-revocation", revocation_yes, disposition_yes, revocation_check},
     {"release-notice", release_yes, followup_yes, release_check},
     {"assessment-follow-up", followup_yes, release_yes, followup_check},
     {"escalation", escalation_yes, notice_yes, escalation_check},
