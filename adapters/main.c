@@ -71,10 +71,11 @@ static int print_status(const char *spool)
         fprintf(stderr, "cpx-adapter: cannot read spool %s: %s\n", spool, cpx_strerror(rc));
         return 1;
     }
-    printf("spool=%s\nspooled=%llu\nsent=%llu\nresent=%llu\nacked=%llu\nnacked=%llu\n"
-           "delivered=%llu\nconfirmed=%llu\nfailed=%llu\npending=%zu\nrejected=%zu\n",
+    printf("spool=%s\nspooled=%llu\nsent=%llu\nresent=%llu\nacked=%llu\nduplicate_acks=%llu\n"
+           "nacked=%llu\ndelivered=%llu\nconfirmed=%llu\nfailed=%llu\npending=%zu\nrejected=%zu\n",
            spool, (unsigned long long)c.spooled, (unsigned long long)c.sent,
            (unsigned long long)c.resent, (unsigned long long)c.acked,
+           (unsigned long long)c.duplicate_acks,
            (unsigned long long)c.nacked, (unsigned long long)c.delivered,
            (unsigned long long)c.confirmed, (unsigned long long)c.failed, pending, rejected);
     return 0;
