@@ -186,7 +186,10 @@ def main(build):
               "file settled before the kill (spooled=%s acked=%s pending=%s)"
               % (st["spooled"], st["acked"], st["pending"]))
         proc = start_adapter()
-        check(wait_for(lambda: os.path.exists(receipt3), 30, "receipt after failpoint"),
+        # the receipt is written first, then the file moved: wait for the move
+        check(wait_for(lambda: os.path.exists(receipt3) and
+                       os.path.exists(os.path.join(exch, "done", "dropouts-2026-w50.csv")), 30,
+                       "receipt and move after failpoint"),
               "settled file published after the restart")
         r = json.load(open(receipt3)) if os.path.exists(receipt3) else {}
         check(r.get("acknowledged") == 300 and r.get("records") == 300, "receipt: 300 acknowledged (%s)" % r)
