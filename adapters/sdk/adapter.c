@@ -1075,14 +1075,14 @@ static void send_confirms(cpx_adapter_t *a)
 static void log_status(cpx_adapter_t *a)
 {
     cpx_log_info(MOD, "msg=status dept=%s spooled=%llu sent=%llu resent=%llu acked=%llu "
-                      "duplicate_acks=%llu nacked=%llu delivered=%llu confirmed=%llu failed=%llu "
-                      "pending=%zu rejected=%zu gateway=%s",
+                      "nacked=%llu delivered=%llu confirmed=%llu failed=%llu pending=%zu "
+                      "rejected=%zu duplicate_acks=%llu gateway=%s",
                  a->dept, (unsigned long long)a->c.spooled, (unsigned long long)a->c.sent,
                  (unsigned long long)a->c.resent, (unsigned long long)a->c.acked,
-                 (unsigned long long)a->c.duplicate_acks,
                  (unsigned long long)a->c.nacked, (unsigned long long)a->c.delivered,
                  (unsigned long long)a->c.confirmed, (unsigned long long)a->c.failed, a->tab_n,
-                 a->rejected_n, a->heard ? "up" : "silent");
+                 a->rejected_n, (unsigned long long)a->c.duplicate_acks,
+                 a->heard ? "up" : "silent");
 }
 
 int cpx_adapter_cycle(cpx_adapter_t *self, int wait_ms)
