@@ -456,7 +456,7 @@ __attribute__((target("ssse3"))) static __m128i u8_block_errors(__m128i in, __m1
     const __m128i nib = _mm_set1_epi8(0x0f);
     const __m128i b1_high = _mm_setr_epi8(
         U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG,
-        U8_TOO_LONG, U8_TWO_CONTS, U8_TWO_CONTS, U8_TWO_CONTS, U8_TWO_CONTS,
+        U8_TOO_LONG, (char)U8_TWO_CONTS, (char)U8_TWO_CONTS, (char)U8_TWO_CONTS, (char)U8_TWO_CONTS,
         U8_TOO_SHORT | U8_OVERLONG_2, U8_TOO_SHORT, U8_TOO_SHORT | U8_OVERLONG_3 | U8_SURROGATE,
         (char)(U8_TOO_SHORT | U8_TOO_LARGE | U8_TOO_LARGE_1000 | U8_OVERLONG_4));
     const __m128i b1_low = _mm_setr_epi8(
@@ -1218,7 +1218,8 @@ static void check_discovery(vctx *c, const Cpx__V1__DiscoveryReport *r)
             verr(c, "observed_ms", "required", "when it was observed (UTC ms) is required");
         else if (o->observed_ms > c->now_ms + CPX_MAX_FUTURE_SKEW_MS)
             verr(c, "observed_ms", "future", "is in the future");
-        else if (c->env && o->observed_ms > c->env->created_ms + CPX_MAX_FUTURE_SKEW_MS)
+        /* observed_ms > 0 here, so subtracting cannot overflow (created_ms + skew could) */
+        else if (c->env && o->observed_ms - CPX_MAX_FUTURE_SKEW_MS > c->env->created_ms)
             verr(c, "observed_ms", "after_created", "is after the report was created");
         pop(c, mark);
     }
