@@ -71,12 +71,15 @@ static int print_status(const char *spool)
         fprintf(stderr, "cpx-adapter: cannot read spool %s: %s\n", spool, cpx_strerror(rc));
         return 1;
     }
+    /* duplicate_acks last: scripts match the older lines in their order */
     printf("spool=%s\nspooled=%llu\nsent=%llu\nresent=%llu\nacked=%llu\nnacked=%llu\n"
-           "delivered=%llu\nconfirmed=%llu\nfailed=%llu\npending=%zu\nrejected=%zu\n",
+           "delivered=%llu\nconfirmed=%llu\nfailed=%llu\npending=%zu\nrejected=%zu\n"
+           "duplicate_acks=%llu\n",
            spool, (unsigned long long)c.spooled, (unsigned long long)c.sent,
            (unsigned long long)c.resent, (unsigned long long)c.acked,
            (unsigned long long)c.nacked, (unsigned long long)c.delivered,
-           (unsigned long long)c.confirmed, (unsigned long long)c.failed, pending, rejected);
+           (unsigned long long)c.confirmed, (unsigned long long)c.failed, pending, rejected,
+           (unsigned long long)c.duplicate_acks);
     return 0;
 }
 

@@ -66,6 +66,8 @@ static char *render_metrics(cpx_adm_t *self, size_t *len)
         {"cpx_adapter_sent_total", "Envelopes sent to the gateway, resends included.", (unsigned long long)c.sent},
         {"cpx_adapter_resent_total", "Envelopes sent again.", (unsigned long long)c.resent},
         {"cpx_adapter_acked_total", "Submissions acknowledged by the gateway.", (unsigned long long)c.acked},
+        {"cpx_adapter_duplicate_acks_total", "Acks for submissions already settled (answers to resends).",
+         (unsigned long long)c.duplicate_acks},
         {"cpx_adapter_nacked_total", "Submissions refused for good (in the rejected area).", (unsigned long long)c.nacked},
         {"cpx_adapter_delivered_total", "Deliveries handed to the local system.", (unsigned long long)c.delivered},
         {"cpx_adapter_confirmed_total", "Deliveries confirmed to the gateway.", (unsigned long long)c.confirmed},

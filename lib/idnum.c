@@ -187,9 +187,12 @@ void cpx_civil_from_days(int64_t z, int *year, int *month, int *day)
 
 int64_t cpx_days_from_ms(int64_t ms)
 {
+    /* floor((ms + 8 h) / 1 day) without forming ms + 8 h, which overflowed for the
+     * times near INT64_MAX an envelope may carry (found by fuzz_envelope under UBSan):
+     * ms = q days + r with |r| < 1 day, and r + 8 h moves q by at most one day */
     const int64_t day_ms = 86400000, cst = 8 * 3600000;
-    int64_t t = ms + cst;
-    return t >= 0 ? t / day_ms : -((-t + day_ms - 1) / day_ms);
+    int64_t q = ms / day_ms, r = ms % day_ms + cst;
+    return r < 0 ? q - 1 : r >= day_ms ? q + 1 : q;
 }
 
 int cpx_age_years(int64_t born, int64_t on)

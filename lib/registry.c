@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpx/audit.h"
 #include "cpx/err.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
+#include "cpx/validate.h"
 
 struct cpx_registry {
     MDB_dbi dept;
@@ -45,17 +47,24 @@ void cpx_registry_destroy(cpx_registry_t **self_p)
     *self_p = NULL;
 }
 
-bool cpx_registry_code_valid(const char *code)
+/* One rule for codes everywhere: a code the validator refuses as a sender is useless
+ * in the registry (a second copy of the rule here once let one-letter codes in). */
+bool cpx_registry_code_valid(const char *code) { return cpx_dept_code_valid(code); }
+
+bool cpx_registry_code_reserved(const char *code)
 {
-    size_t n = code ? strlen(code) : 0;
-    if (n == 0 || n > CPX_MAX_DEPT_CODE || code[0] < 'A' || code[0] > 'Z')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = code[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'))
-            return false;
-    }
-    return true;
+    return code && !strcmp(code, CPX_AUDIT_GATEWAY_SENDER);
+}
+
+const char *cpx_registry_code_problem(const char *code)
+{
+    if (!cpx_registry_code_valid(code))
+        return "dept_code: must be 2 to 32 characters of A-Z, 0-9 and _, starting with a "
+               "letter ([A-Z][A-Z0-9_]{1,31})";
+    if (cpx_registry_code_reserved(code))
+        return "reserved: GATEWAY is the gateway's own code (the sender of the leaves it "
+               "writes, the name of its key files)";
+    return NULL;
 }
 
 static size_t encode(const cpx_dept_t *d, uint8_t *out)
@@ -213,8 +222,8 @@ int cpx_registry_enroll(cpx_registry_t *self, MDB_txn *txn, cpx_audit_t *audit,
 {
     if (!self || !txn || !curve_pub || !sign_pub)
         return CPX_ERR_ARG;
-    if (!cpx_registry_code_valid(code) ||
-        (supervisor && *supervisor && !cpx_registry_code_valid(supervisor)))
+    if (cpx_registry_code_problem(code) ||
+        (supervisor && *supervisor && cpx_registry_code_problem(supervisor)))
         return CPX_ERR_INVALID;
 
     char owner[CPX_MAX_DEPT_CODE + 1];

@@ -322,7 +322,7 @@ static const uint8_t lead3_plain[256] = {
     [0xe8] = 1, [0xe9] = 1, [0xea] = 1, [0xeb] = 1, [0xec] = 1, [0xee] = 1, [0xef] = 1,
 };
 
-bool cpx_utf8_valid(const char *str, size_t len)
+bool cpx_utf8_valid_portable(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
@@ -354,6 +354,30 @@ bool cpx_utf8_valid(const char *str, size_t len)
          * look — both in one 16-bit test. */
         if (lead3_plain[c]) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            /* eight characters per step: 24 bytes as three words, in which the lead
+             * and continuation bytes sit at fixed places (A: L C C L C C L C, B: C L C C
+             * L C C L, C: C C L C C L C C). One mask and compare per word checks every
+             * lead is 0xeX and every continuation 10xxxxxx; the leads' low nibbles,
+             * gathered into one word (their places differ across the words), must be
+             * neither 0 (0xe0: overlongs) nor 0xd (0xed: surrogates). */
+            while (len - i >= 24) {
+                uint64_t wa, wb, wc;
+                memcpy(&wa, s + i, 8);
+                memcpy(&wb, s + i + 8, 8);
+                memcpy(&wc, s + i + 16, 8);
+                if (((wa & 0xc0f0c0c0f0c0c0f0ULL) ^ 0x80e08080e08080e0ULL) |
+                    ((wb & 0xf0c0c0f0c0c0f0c0ULL) ^ 0xe08080e08080e080ULL) |
+                    ((wc & 0xc0c0f0c0c0f0c0c0ULL) ^ 0x8080e08080e08080ULL))
+                    break;
+                uint64_t lo = (wa & 0x000f00000f00000fULL) | (wb & 0x0f00000f00000f00ULL) |
+                              (wc & 0x00000f00000f0000ULL);
+                uint64_t nd = lo ^ 0x0d0d0d0d0d0d0d0dULL;
+                /* per byte v in 0..15: v + 0x7f has its high bit set exactly when v != 0 */
+                if (((lo + 0x7f7f7f7f7f7f7f7fULL) & (nd + 0x7f7f7f7f7f7f7f7fULL) &
+                     0x8080808080808080ULL) != 0x8080808080808080ULL)
+                    break;
+                i += 24;
+            }
             /* two characters per step: continuation bytes 1, 2, 4, 5 of 8 loaded */
             while (len - i >= 8) {
                 uint64_t w;
@@ -401,6 +425,121 @@ bool cpx_utf8_valid(const char *str, size_t len)
         i += n + 1;
     }
     return true;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define CPX_UTF8_SSSE3 1
+
+/* The lookup algorithm of Keiser and Lemire ("Validating UTF-8 in less than one
+ * instruction per byte", 2021, as in simdjson), 16 bytes per step with SSSE3 pshufb.
+ * Every error is a property of two adjacent bytes, read from three 16-entry tables
+ * (high nibble of the first byte, its low nibble, high nibble of the second); the
+ * bits they share name the error. Third and fourth bytes of a sequence are checked by
+ * "two continuations in a row must be expected" (must23). The portable validator
+ * branches on every run of ASCII, Chinese or other text, and mispredicted branches
+ * made it the largest part of validation time on mixed strings; this one branches only
+ * on the length. Strings shorter than a block go to the portable validator. */
+#define U8_TOO_SHORT (1 << 0)
+#define U8_TOO_LONG (1 << 1)
+#define U8_OVERLONG_3 (1 << 2)
+#define U8_TOO_LARGE (1 << 3)
+#define U8_SURROGATE (1 << 4)
+#define U8_OVERLONG_2 (1 << 5)
+#define U8_TOO_LARGE_1000 (1 << 6)
+#define U8_OVERLONG_4 (1 << 6)
+#define U8_TWO_CONTS (1 << 7)
+#define U8_CARRY (U8_TOO_SHORT | U8_TOO_LONG | U8_TWO_CONTS)
+
+__attribute__((target("ssse3"))) static __m128i u8_block_errors(__m128i in, __m128i prev)
+{
+    const __m128i nib = _mm_set1_epi8(0x0f);
+    const __m128i b1_high = _mm_setr_epi8(
+        U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG,
+        U8_TOO_LONG, (char)U8_TWO_CONTS, (char)U8_TWO_CONTS, (char)U8_TWO_CONTS, (char)U8_TWO_CONTS,
+        U8_TOO_SHORT | U8_OVERLONG_2, U8_TOO_SHORT, U8_TOO_SHORT | U8_OVERLONG_3 | U8_SURROGATE,
+        (char)(U8_TOO_SHORT | U8_TOO_LARGE | U8_TOO_LARGE_1000 | U8_OVERLONG_4));
+    const __m128i b1_low = _mm_setr_epi8(
+        (char)(U8_CARRY | U8_OVERLONG_3 | U8_OVERLONG_2 | U8_OVERLONG_4), (char)(U8_CARRY | U8_OVERLONG_2),
+        (char)U8_CARRY, (char)U8_CARRY, (char)(U8_CARRY | U8_TOO_LARGE),
+        (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000), (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000),
+        (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000), (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000),
+        (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000), (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000),
+        (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000), (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000),
+        (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000 | U8_SURROGATE),
+        (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000), (char)(U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000));
+    const __m128i b2_high = _mm_setr_epi8(
+        U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT,
+        U8_TOO_SHORT,
+        (char)(U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_OVERLONG_3 | U8_TOO_LARGE_1000 | U8_OVERLONG_4),
+        (char)(U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_OVERLONG_3 | U8_TOO_LARGE),
+        (char)(U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_SURROGATE | U8_TOO_LARGE),
+        (char)(U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_SURROGATE | U8_TOO_LARGE),
+        U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT);
+    __m128i prev1 = _mm_alignr_epi8(in, prev, 15);
+    __m128i sc = _mm_and_si128(
+        _mm_and_si128(_mm_shuffle_epi8(b1_high, _mm_and_si128(_mm_srli_epi16(prev1, 4), nib)),
+                      _mm_shuffle_epi8(b1_low, _mm_and_si128(prev1, nib))),
+        _mm_shuffle_epi8(b2_high, _mm_and_si128(_mm_srli_epi16(in, 4), nib)));
+    /* a byte two after a 111xxxxx lead or three after 1111xxxx must continue it */
+    __m128i third = _mm_subs_epu8(_mm_alignr_epi8(in, prev, 14), _mm_set1_epi8((char)(0xe0 - 0x80)));
+    __m128i fourth = _mm_subs_epu8(_mm_alignr_epi8(in, prev, 13), _mm_set1_epi8((char)(0xf0 - 0x80)));
+    __m128i must23 = _mm_and_si128(_mm_or_si128(third, fourth), _mm_set1_epi8((char)0x80));
+    return _mm_xor_si128(must23, sc);
+}
+
+/* pshufb masks that move the first 16 bytes of a string up by 16 - o places, zeros
+ * below: the 16 bytes before offset o when o < 16 (see utf8_valid_ssse3). */
+static const uint8_t shift_up[32] = {
+    0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+__attribute__((target("ssse3"))) static bool utf8_valid_ssse3(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    if (len < 16)
+        return cpx_utf8_valid_portable(str, len); /* no whole block to load */
+    const __m128i zero = _mm_setzero_si128();
+    __m128i first = _mm_loadu_si128((const __m128i *)s);
+    __m128i prev = zero, in = first, err = zero, nul = zero;
+    size_t i = 0;
+    for (;;) {
+        nul = _mm_or_si128(nul, _mm_cmpeq_epi8(in, zero));
+        err = _mm_or_si128(err, u8_block_errors(in, prev));
+        prev = in;
+        i += 16;
+        if (len - i < 16)
+            break;
+        in = _mm_loadu_si128((const __m128i *)(s + i));
+    }
+    if (i < len) {
+        /* The last 16 bytes, overlapping what was checked: the errors of a place depend
+         * only on it and the three bytes before, so checking a place twice is harmless.
+         * Copying the tail to a padded buffer instead stalled on store forwarding. */
+        size_t o = len - 16;
+        in = _mm_loadu_si128((const __m128i *)(s + o));
+        prev = o >= 16 ? _mm_loadu_si128((const __m128i *)(s + o - 16))
+                       : _mm_shuffle_epi8(first, _mm_loadu_si128((const __m128i *)(shift_up + o)));
+        nul = _mm_or_si128(nul, _mm_cmpeq_epi8(in, zero));
+        err = _mm_or_si128(err, u8_block_errors(in, prev));
+        prev = in;
+    }
+    /* a sequence cut by the end: lead 0xf0+ in the third-last byte, 0xe0+ in the
+     * second-last, 0xc0+ in the last */
+    const __m128i max_end = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          (char)(0xf0 - 1), (char)(0xe0 - 1), (char)(0xc0 - 1));
+    err = _mm_or_si128(err, _mm_subs_epu8(prev, max_end));
+    return _mm_movemask_epi8(nul) == 0 && _mm_movemask_epi8(_mm_cmpeq_epi8(err, zero)) == 0xffff;
+}
+#endif
+
+bool cpx_utf8_valid(const char *str, size_t len)
+{
+#ifdef CPX_UTF8_SSSE3
+    if (__builtin_cpu_supports("ssse3")) /* a load and a test of libgcc's cpu model */
+        return utf8_valid_ssse3(str, len);
+#endif
+    return cpx_utf8_valid_portable(str, len);
 }
 
 /* ---- context, paths and errors -------------------------------------------------------- */
@@ -592,14 +731,20 @@ static int64_t need_date(vctx *c, const char *field, uint32_t fno, const Cpx__V1
 
 /* ---- the generic walk ----------------------------------------------------------------- */
 
-typedef struct flimit {
-    const ProtobufCFieldDescriptor *fd;
-    uint32_t limit;
-} flimit_t;
-
+/* Bounds per field, computed once per message type from the field names (classify)
+ * and looked up per message, not per field: the walk visits some fifty fields of six
+ * messages per report, and a search of the whole field table for every string and
+ * repeated field was a seventh of validation. Each message type's bounds are an array
+ * parallel to its descriptor's fields, found through a small hash on the descriptor. */
 #define MAX_FIELDS 512
-static flimit_t limits[MAX_FIELDS];
-static size_t n_limits;
+#define MAX_MSG_TYPES 128 /* power of two; the hash below stays under half full */
+static uint32_t field_limits[MAX_FIELDS];
+static size_t n_field_limits;
+static struct msg_limits {
+    const ProtobufCMessageDescriptor *md;
+    const uint32_t *lim;        /* lim[i]: the bound of md->fields[i] */
+} msg_limits[MAX_MSG_TYPES];
+static size_t n_msg_types;
 static pthread_once_t limits_once = PTHREAD_ONCE_INIT;
 
 static bool name_is(const char *name, const char *const *list)
@@ -645,24 +790,39 @@ static uint32_t classify(const ProtobufCFieldDescriptor *fd)
     return CPX_MAX_SHORT_TEXT;
 }
 
-static void limits_add(const ProtobufCMessageDescriptor *md)
+static size_t md_slot(const ProtobufCMessageDescriptor *md)
 {
-    for (size_t i = 0; i < n_limits; i++)
-        if (limits[i].fd == md->fields)
-            return;  /* message already seen (its first field is) */
-    for (unsigned i = 0; i < md->n_fields && n_limits < MAX_FIELDS; i++) {
-        const ProtobufCFieldDescriptor *fd = &md->fields[i];
-        limits[n_limits++] = (flimit_t){fd, classify(fd)};
-    }
-    for (unsigned i = 0; i < md->n_fields; i++)
-        if (md->fields[i].type == PROTOBUF_C_TYPE_MESSAGE)
-            limits_add(md->fields[i].descriptor);
+    uint64_t h = (uint64_t)(uintptr_t)md * 0x9e3779b97f4a7c15ULL;
+    return (size_t)(h >> 57) & (MAX_MSG_TYPES - 1); /* top 7 bits */
 }
 
-static int by_fd(const void *a, const void *b)
+static const uint32_t *limits_for(const ProtobufCMessageDescriptor *md)
 {
-    const flimit_t *x = a, *y = b;
-    return (x->fd > y->fd) - (x->fd < y->fd);
+    for (size_t i = md_slot(md);; i = (i + 1) & (MAX_MSG_TYPES - 1)) {
+        if (msg_limits[i].md == md)
+            return msg_limits[i].lim;
+        if (!msg_limits[i].md)
+            return NULL;
+    }
+}
+
+static void limits_add(const ProtobufCMessageDescriptor *md)
+{
+    size_t i = md_slot(md);
+    for (; msg_limits[i].md; i = (i + 1) & (MAX_MSG_TYPES - 1))
+        if (msg_limits[i].md == md)
+            return; /* message already seen */
+    if (n_msg_types + 1 > MAX_MSG_TYPES / 2 || n_field_limits + md->n_fields > MAX_FIELDS)
+        return;     /* not expected; its fields get the default bounds (default_limit) */
+    uint32_t *lim = &field_limits[n_field_limits];
+    for (unsigned k = 0; k < md->n_fields; k++)
+        lim[k] = classify(&md->fields[k]);
+    n_field_limits += md->n_fields;
+    msg_limits[i] = (struct msg_limits){md, lim};
+    n_msg_types++;
+    for (unsigned k = 0; k < md->n_fields; k++)
+        if (md->fields[k].type == PROTOBUF_C_TYPE_MESSAGE)
+            limits_add(md->fields[k].descriptor);
 }
 
 static void limits_init(void)
@@ -670,32 +830,20 @@ static void limits_init(void)
     limits_add(&cpx__v1__client_frame__descriptor);
     limits_add(&cpx__v1__server_frame__descriptor);
     limits_add(&cpx__v1__audit_leaf__descriptor);
-    qsort(limits, n_limits, sizeof limits[0], by_fd);
 }
 
-static uint32_t limit_of(const ProtobufCFieldDescriptor *fd)
+static uint32_t default_limit(const ProtobufCFieldDescriptor *fd)
 {
-    size_t lo = 0, hi = n_limits;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (limits[mid].fd == fd)
-            return limits[mid].limit;
-        if (limits[mid].fd < fd)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
     return fd->label == PROTOBUF_C_LABEL_REPEATED ? CPX_MAX_REPEATED : CPX_MAX_SHORT_TEXT;
 }
 
 static void walk(vctx *c, const ProtobufCMessage *m);
 
-static void walk_string(vctx *c, const ProtobufCFieldDescriptor *fd, const char *s)
+static void walk_string(vctx *c, uint32_t lim, const char *s)
 {
     if (!s)
         return;
     size_t len = strlen(s);
-    uint32_t lim = limit_of(fd);
     if (len > lim)
         verr(c, NULL, "too_long", "at most %u bytes of UTF-8, got %zu", lim, len);
     else if (!cpx_utf8_valid(s, len))
@@ -709,7 +857,8 @@ static void walk_date(vctx *c, const Cpx__V1__Date *d)
              d->year, d->month, d->day);
 }
 
-static void walk_field(vctx *c, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *fd)
+static void walk_field(vctx *c, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *fd,
+                       uint32_t lim)
 {
     const char *base = (const char *)m;
     if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
@@ -723,7 +872,6 @@ static void walk_field(vctx *c, const ProtobufCMessage *m, const ProtobufCFieldD
         memcpy(&n, base + fd->quantifier_offset, sizeof n);
         if (!n)
             return;
-        uint32_t lim = limit_of(fd);
         if (n > lim) {
             size_t mark = push(c, fd->name);
             verr(c, NULL, "too_many", "at most %u entries, got %zu", lim, n);
@@ -754,7 +902,7 @@ static void walk_field(vctx *c, const ProtobufCMessage *m, const ProtobufCFieldD
             char *const *v = arr;
             for (size_t i = 0; i < n; i++) {
                 size_t mark = push_idx(c, fd->name, i);
-                walk_string(c, fd, v[i]);
+                walk_string(c, lim, v[i]); /* the field's bound, as before: 32 for recipients */
                 pop(c, mark);
             }
         } else if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
@@ -786,7 +934,7 @@ static void walk_field(vctx *c, const ProtobufCMessage *m, const ProtobufCFieldD
         memcpy(&s, base + fd->offset, sizeof s);
         if (s && *s) {
             size_t mark = push(c, fd->name);
-            walk_string(c, fd, s);
+            walk_string(c, lim, s);
             pop(c, mark);
         }
         break;
@@ -818,8 +966,9 @@ static void walk(vctx *c, const ProtobufCMessage *m)
         walk_date(c, (const Cpx__V1__Date *)m);
         return;
     }
+    const uint32_t *lim = limits_for(md);
     for (unsigned i = 0; i < md->n_fields; i++)
-        walk_field(c, m, &md->fields[i]);
+        walk_field(c, m, &md->fields[i], lim ? lim[i] : default_limit(&md->fields[i]));
 }
 
 /* ---- minors --------------------------------------------------------------------------- */
@@ -1069,7 +1218,8 @@ static void check_discovery(vctx *c, const Cpx__V1__DiscoveryReport *r)
             verr(c, "observed_ms", "required", "when it was observed (UTC ms) is required");
         else if (o->observed_ms > c->now_ms + CPX_MAX_FUTURE_SKEW_MS)
             verr(c, "observed_ms", "future", "is in the future");
-        else if (c->env && o->observed_ms > c->env->created_ms + CPX_MAX_FUTURE_SKEW_MS)
+        /* observed_ms > 0 here, so subtracting cannot overflow (created_ms + skew could) */
+        else if (c->env && o->observed_ms - CPX_MAX_FUTURE_SKEW_MS > c->env->created_ms)
             verr(c, "observed_ms", "after_created", "is after the report was created");
         pop(c, mark);
     }

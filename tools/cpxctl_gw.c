@@ -90,6 +90,22 @@ static int read_curve_pub(const char *path, uint8_t out[CPX_CURVE_KEY_LEN])
     return CPX_OK;
 }
 
+/* Refuses a department code that cannot be enrolled, naming the argument and the rule.
+ * Checked before any key or store is opened, so nothing is written. */
+static int refuse_code(const char *cmd, const char *field, const char *code)
+{
+    const char *why = cpx_registry_code_problem(code);
+    if (!why)
+        return 0;
+    fprintf(stderr, "cpxctl %s: %s \"%s\": %s\n", cmd, field, code, why);
+    if (!strcmp(cmd, "enroll") && cpx_registry_code_reserved(code))
+        fprintf(stderr, "cpxctl enroll: choose another code for the department\n");
+    if (!strcmp(cmd, "revoke") && cpx_registry_code_reserved(code))
+        fprintf(stderr, "cpxctl revoke: the gateway's own signing key is replaced with "
+                        "`cpxctl gateway-key rotate`\n");
+    return 1;
+}
+
 static int cmd_enroll(int argc, char **argv)
 {
     const char *data = NULL, *gw = NULL, *dept = NULL, *curve = NULL, *sign = NULL, *sup = NULL;
@@ -108,11 +124,8 @@ static int cmd_enroll(int argc, char **argv)
                         "--sign-pub FILE [--supervisor DEPT]\n");
         return CPXCTL_USAGE;
     }
-    if (!cpx_registry_code_valid(dept) || (sup && !cpx_registry_code_valid(sup))) {
-        fprintf(stderr, "cpxctl enroll: department codes are A-Z, 0-9 and _ (at most %u)\n",
-                CPX_MAX_DEPT_CODE);
+    if (refuse_code("enroll", "DEPT", dept) || (sup && refuse_code("enroll", "--supervisor", sup)))
         return CPXCTL_USAGE;
-    }
     uint8_t cpub[CPX_CURVE_KEY_LEN], spub[CPX_ED25519_PUB_LEN];
     if (read_curve_pub(curve, cpub))
         return CPXCTL_USAGE;
@@ -182,6 +195,8 @@ static int cmd_revoke(int argc, char **argv)
                         "  without --key-id the whole department is revoked (it can no longer connect)\n");
         return CPXCTL_USAGE;
     }
+    if (refuse_code("revoke", "DEPT", dept))
+        return CPXCTL_USAGE;
     cpx_key_t *gk = cpx_key_load_private(gw);
     if (!gk) {
         fprintf(stderr, "cpxctl revoke: cannot load %s\n", gw);

@@ -11,7 +11,14 @@
  * kept in the spool and committed in the same transaction as the rows it covers, so
  * a kill -9 resumes exactly after the last spooled row. Each row's message id is
  * HMAC(adapter id key, file identity || line): a row re-read for any reason gets the
- * same id and the gateway drops the duplicate. */
+ * same id and the gateway drops the duplicate.
+ *
+ * A finished file stays in the spool, marked settled (eof field 2), until the receipt
+ * is written and the file moved to done/ after the commit; the mark is deleted in the
+ * next cycle. A kill -9 between the commit and the move therefore finds the mark and
+ * only publishes the file: deleting the state in the finishing transaction made the
+ * restarted adapter read, spool and submit every row of that file a second time. */
+#include <signal.h>
 #include <csv.h>
 #include <dirent.h>
 #include <errno.h>
@@ -41,6 +48,7 @@ typedef struct tracked {
     char ident[65];           /* hex SHA-256 of name, size, mtime */
     uint64_t offset, line, records, acked, rejected, pending;
     bool eof, dirty, finishing, gone;
+    bool published;           /* receipt written, file moved: forget it next cycle */
 } tracked_t;
 
 typedef struct reader {
@@ -74,6 +82,7 @@ typedef struct fconn {
     bool jsonl;
     int ino;
     bool rescan;
+    const char *failpoint;    /* $CPX_FAILPOINT_FILE_PUBLISH: tests only */
     int64_t last_scan, rescan_ms;
     tracked_t *files[MAX_FILES];
     size_t n_files;
@@ -91,7 +100,7 @@ static void save_state(fconn_t *fc, tracked_t *t)
     int n = snprintf(val, sizeof val, "1 %s %llu %llu %llu %llu %llu %d", t->ident,
                      (unsigned long long)t->offset, (unsigned long long)t->line,
                      (unsigned long long)t->records, (unsigned long long)t->acked,
-                     (unsigned long long)t->rejected, t->eof ? 1 : 0);
+                     (unsigned long long)t->rejected, t->finishing ? 2 : t->eof ? 1 : 0);
     cpx_adapter_state_put(fc->a, key, val, (size_t)n);
     t->dirty = false;
 }
@@ -115,7 +124,8 @@ static bool load_state(fconn_t *fc, tracked_t *t, const char *ident)
     t->records = rec;
     t->acked = ack;
     t->rejected = rej;
-    t->eof = eof;
+    t->eof = eof != 0;
+    t->finishing = eof == 2; /* settled before a crash: publish it, read nothing */
     return true;
 }
 
@@ -661,9 +671,24 @@ static void finish_file(fconn_t *fc, tracked_t *t)
         free(b.data);
     }
     t->finishing = true;
-    char key[NAME_MAX_LEN + 8];
-    state_key(t, key, sizeof key);
-    cpx_adapter_state_del(fc->a, key);
+    save_state(fc, t);
+}
+
+/* Inside the transaction after publish_file: the settled mark is no longer needed. */
+static void forget_published(fconn_t *fc)
+{
+    for (size_t i = 0; i < fc->n_files;) {
+        tracked_t *t = fc->files[i];
+        if (t->published) {
+            char key[NAME_MAX_LEN + 8];
+            state_key(t, key, sizeof key);
+            cpx_adapter_state_del(fc->a, key);
+            free(t);
+            fc->files[i] = fc->files[--fc->n_files];
+        } else {
+            i++;
+        }
+    }
 }
 
 /* After the commit: receipt, then the move that tells the agency it is done. */
@@ -766,6 +791,7 @@ static int f_open(cpx_adapter_t *a, const cpx_conf_t *sec, void **state)
         return CPX_ERR_CONFIG;
     }
     fc->jsonl = !strcmp(cpx_mapping_format(fc->map), "jsonl");
+    fc->failpoint = getenv("CPX_FAILPOINT_FILE_PUBLISH");
     if (mkdir_parents(dir) != 0 ||
         mkdir_p(dir, "inbox", fc->inbox, sizeof fc->inbox) ||
         mkdir_p(dir, "done", fc->done, sizeof fc->done) ||
@@ -814,6 +840,7 @@ static int f_poll(void *state, int64_t now_ms)
         while ((got = read(fc->ino, evbuf, sizeof evbuf)) > 0)
             fc->rescan = true;
     }
+    forget_published(fc);
     if (fc->rescan || now_ms - fc->last_scan >= fc->rescan_ms) {
         fc->rescan = false;
         fc->last_scan = now_ms;
@@ -874,14 +901,16 @@ static void f_result(void *state, const char *origin, const uint8_t id[CPX_ADAPT
 static void f_committed(void *state)
 {
     fconn_t *fc = state;
-    for (size_t i = 0; i < fc->n_files;) {
+    for (size_t i = 0; i < fc->n_files; i++) {
         tracked_t *t = fc->files[i];
-        if (t->finishing) {
+        if (t->finishing && !t->published) {
+            /* Failpoint for tests (test_adapter_file.py): die as kill -9 would, after
+             * the commit that settled this file and before it is published. Unset in
+             * every deployment. */
+            if (fc->failpoint && !strcmp(fc->failpoint, t->name))
+                raise(SIGKILL);
             publish_file(fc, t);
-            free(t);
-            fc->files[i] = fc->files[--fc->n_files];
-        } else {
-            i++;
+            t->published = true;
         }
     }
     qsort(fc->files, fc->n_files, sizeof *fc->files, name_cmp);

@@ -12,7 +12,8 @@
  *   rejected  origin           -> message id (16, zero for local rejections) || reason
  *   delivered message id       -> status (1 taken, 2 refused)
  *   state     connector key    -> connector bytes
- *   meta      "counters"       -> 8 x BE64
+ *   meta      "counters"       -> 9 x BE64, in cpx_adapter_counters_t order (spools
+ *                                 written before duplicate_acks hold 8; read as 0)
  * Timers (when to resend) live in memory: after a restart everything pending is due. */
 #include <errno.h>
 #include <stdio.h>
@@ -204,11 +205,14 @@ static MDB_val pend_key(const pend_t *p, uint8_t buf[8])
 /* Where BE16(origin length) starts in a pending value with this key. */
 static size_t pend_hdr(size_t key_size) { return key_size == 8 ? CPX_ADAPTER_ID_LEN : 0; }
 
+#define N_COUNTERS ((int)(sizeof(cpx_adapter_counters_t) / sizeof(uint64_t)))
+#define N_COUNTERS_V1 8 /* before duplicate_acks */
+
 static void save_counters(cpx_adapter_t *a)
 {
-    uint8_t b[8 * 8];
+    uint8_t b[8 * N_COUNTERS];
     const uint64_t *v = &a->c.spooled;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < N_COUNTERS; i++)
         cpx_be64_put(b + 8 * i, v[i]);
     put(a, a->db_meta, "counters", 8, b, sizeof b);
     uint8_t ns[8];
@@ -220,9 +224,10 @@ static void load_counters(MDB_txn *txn, MDB_dbi db, cpx_adapter_counters_t *c)
 {
     MDB_val key = {8, "counters"}, val;
     memset(c, 0, sizeof *c);
-    if (mdb_get(txn, db, &key, &val) == MDB_SUCCESS && val.mv_size == 64) {
+    if (mdb_get(txn, db, &key, &val) == MDB_SUCCESS &&
+        (val.mv_size == 8 * N_COUNTERS || val.mv_size == 8 * N_COUNTERS_V1)) {
         uint64_t *v = &c->spooled;
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < (int)(val.mv_size / 8); i++)
             v[i] = cpx_be64_get((const uint8_t *)val.mv_data + 8 * i);
     }
 }
@@ -716,8 +721,19 @@ static void on_ack(cpx_adapter_t *a, const Cpx__V1__Ack *ack)
     if (ack->message_id.len != CPX_ADAPTER_ID_LEN)
         return;
     pend_t *p = tab_find(a, ack->message_id.data);
-    if (!p)
-        return; /* a duplicate answer to something already settled */
+    if (!p) {
+        /* An answer to an entry already settled: typically the gateway answering both
+         * the first send and a resend. Counted apart, so that acked counts each spool
+         * entry once (acked + nacked + pending == spooled). */
+        a->c.duplicate_acks++;
+        if (cpx_log_enabled(CPX_LOG_DEBUG)) {
+            char idhex[33];
+            hex16(ack->message_id.data, idhex);
+            cpx_log_debug(MOD, "msg=\"duplicate ack\" id=%s gateway_duplicate=%d", idhex,
+                          ack->duplicate ? 1 : 0);
+        }
+        return;
+    }
     uint8_t kb[8];
     MDB_val k = pend_key(p, kb), v;
     char origin[CPX_ADAPTER_MAX_ORIGIN + 1] = "";
@@ -1060,12 +1076,13 @@ static void log_status(cpx_adapter_t *a)
 {
     cpx_log_info(MOD, "msg=status dept=%s spooled=%llu sent=%llu resent=%llu acked=%llu "
                       "nacked=%llu delivered=%llu confirmed=%llu failed=%llu pending=%zu "
-                      "rejected=%zu gateway=%s",
+                      "rejected=%zu duplicate_acks=%llu gateway=%s",
                  a->dept, (unsigned long long)a->c.spooled, (unsigned long long)a->c.sent,
                  (unsigned long long)a->c.resent, (unsigned long long)a->c.acked,
                  (unsigned long long)a->c.nacked, (unsigned long long)a->c.delivered,
                  (unsigned long long)a->c.confirmed, (unsigned long long)a->c.failed, a->tab_n,
-                 a->rejected_n, a->heard ? "up" : "silent");
+                 a->rejected_n, (unsigned long long)a->c.duplicate_acks,
+                 a->heard ? "up" : "silent");
 }
 
 int cpx_adapter_cycle(cpx_adapter_t *self, int wait_ms)

@@ -136,11 +136,12 @@ typedef struct cpx_adapter_counters {
     uint64_t spooled;    /* submissions written to the spool */
     uint64_t sent;       /* envelopes sent, resends included */
     uint64_t resent;
-    uint64_t acked;
+    uint64_t acked;      /* Acks that removed a still-pending spool entry */
     uint64_t nacked;     /* non-retryable Nacks: moved to the rejected area */
     uint64_t delivered;  /* deliveries handed to the connector */
     uint64_t confirmed;  /* DeliveryAcks sent */
     uint64_t failed;     /* local rejections (mapping, encoding) and refused deliveries */
+    uint64_t duplicate_acks; /* Acks for entries no longer pending (answers to resends) */
 } cpx_adapter_counters_t;
 
 typedef struct cpx_adapter_delivery {

@@ -53,9 +53,20 @@ typedef struct cpx_dept {
 cpx_registry_t *cpx_registry_open(MDB_env *env);
 void cpx_registry_destroy(cpx_registry_t **self_p);
 
-/* True when code is a syntactically valid department code: 1..CPX_MAX_DEPT_CODE of
- * A-Z, 0-9 and '_', starting with a letter. */
+/* True when code is a syntactically valid department code: the validator's rule
+ * (cpx_dept_code_valid, docs/validation.md `dept_code`): [A-Z][A-Z0-9_]{1,31}. A code
+ * outside it could be enrolled but every envelope it sent would be refused. */
 bool cpx_registry_code_valid(const char *code);
+
+/* True for codes the gateway uses for itself and no department may hold: "GATEWAY"
+ * (CPX_AUDIT_GATEWAY_SENDER) is the sender of every leaf the gateway writes on its own
+ * account (case notices, sealed-record decisions, key hand-overs, which the verifier
+ * trusts because of that sender) and the name of its key files (GATEWAY.curve.pub). */
+bool cpx_registry_code_reserved(const char *code);
+
+/* Why code cannot be enrolled, as "rule: explanation" (rules `dept_code`, `reserved`);
+ * NULL when it can. */
+const char *cpx_registry_code_problem(const char *code);
 
 /* Reads a department. CPX_ERR_NOT_FOUND when not enrolled. */
 int cpx_registry_get(cpx_registry_t *self, MDB_txn *txn, const char *code, cpx_dept_t *out);

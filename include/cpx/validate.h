@@ -100,5 +100,8 @@ bool cpx_dept_code_valid(const char *s);
 bool cpx_case_id_valid(const char *s);
 /* Well-formed UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF, no NUL. */
 bool cpx_utf8_valid(const char *s, size_t len);
+/* The portable validator cpx_utf8_valid uses where SSSE3 is missing (it uses a
+ * vector one where present); exported so tests check both against a reference. */
+bool cpx_utf8_valid_portable(const char *s, size_t len);
 
 #endif

@@ -102,8 +102,9 @@ def main(build):
     alog = open(os.path.join(d, "adapter.log"), "ab")
     proc = None
 
-    def start_adapter():
-        return subprocess.Popen([adapter_bin, "--config", acfg], stdout=alog, stderr=alog)
+    def start_adapter(env=None):
+        return subprocess.Popen([adapter_bin, "--config", acfg], stdout=alog, stderr=alog,
+                                env=dict(os.environ, **(env or {})))
 
     try:
         gw.start()
@@ -138,6 +139,7 @@ def main(build):
         check(st["spooled"] == "10000" and st["acked"] == "10000" and st["pending"] == "0",
               "every row spooled once and acknowledged once (spooled=%s acked=%s pending=%s)"
               % (st["spooled"], st["acked"], st["pending"]))
+        check("duplicate_acks" in st, "--status shows duplicate_acks (%s)" % st.get("duplicate_acks"))
         errs = open(os.path.join(exch, "rejected", "dropouts-2026-w48.csv.errors"), encoding="utf-8").read()
         print(errs, flush=True)
         check("dropouts-2026-w48.csv:10002: record: encoding: bytes invalid in GB18030 at line 10002 byte offset 12" in errs,
@@ -163,6 +165,42 @@ def main(build):
         m = re.search(r"^queue dept=CIVIL_AFFAIRS waiting=(\d+)", gst, re.M)
         check(m is not None and m.group(1) == "10500",
               "gateway accepted each row exactly once (CIVIL_AFFAIRS queue: %s)" % (m.group(1) if m else "?"))
+
+        # 2b. killed after the commit that settled a file, before its receipt and move
+        # (a failpoint raises SIGKILL there): the restart publishes it without reading,
+        # spooling or submitting any row again, so the counters stay exact
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        proc = start_adapter({"CPX_FAILPOINT_FILE_PUBLISH": "dropouts-2026-w50.csv"})
+        roster(os.path.join(inbox, "dropouts-2026-w50.csv"), 300, start=30000)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
+        check(proc.returncode == -signal.SIGKILL, "failpoint killed the adapter (rc=%s)" % proc.returncode)
+        receipt3 = os.path.join(exch, "done", "dropouts-2026-w50.csv.receipt")
+        check(os.path.exists(os.path.join(inbox, "dropouts-2026-w50.csv")) and not os.path.exists(receipt3),
+              "killed before the file was published")
+        st = status(adapter_bin, acfg)
+        check(st["spooled"] == "10800" and st["acked"] == "10800" and st["pending"] == "0",
+              "file settled before the kill (spooled=%s acked=%s pending=%s)"
+              % (st["spooled"], st["acked"], st["pending"]))
+        proc = start_adapter()
+        # the receipt is written first, then the file moved: wait for the move
+        check(wait_for(lambda: os.path.exists(receipt3) and
+                       os.path.exists(os.path.join(exch, "done", "dropouts-2026-w50.csv")), 30,
+                       "receipt and move after failpoint"),
+              "settled file published after the restart")
+        r = json.load(open(receipt3)) if os.path.exists(receipt3) else {}
+        check(r.get("acknowledged") == 300 and r.get("records") == 300, "receipt: 300 acknowledged (%s)" % r)
+        check(not os.path.exists(os.path.join(inbox, "dropouts-2026-w50.csv")), "file moved to done/")
+        time.sleep(1)
+        st = status(adapter_bin, acfg)
+        check(st["spooled"] == "10800" and st["acked"] == "10800" and st["pending"] == "0",
+              "no row read or acknowledged twice after the restart (spooled=%s acked=%s pending=%s)"
+              % (st["spooled"], st["acked"], st["pending"]))
+        check(int(st["acked"]) + int(st["nacked"]) + int(st["pending"]) == int(st["spooled"]),
+              "acked + nacked + pending == spooled")
 
         # 3. a delivery: POLICE reports to EDUCATION with Chinese text -> outbox/ JSON
         police = gw.client("POLICE")

@@ -64,6 +64,8 @@ def main(build):
         check(code == 200 and '# TYPE cpx_adapter_acked_total counter' in text, "Prometheus text format")
         check(metric(text, "cpx_adapter_spooled_total") == 200, "/metrics: 200 spooled")
         check(metric(text, "cpx_adapter_pending") == 0, "/metrics: nothing pending")
+        check('# TYPE cpx_adapter_duplicate_acks_total counter' in text and
+              metric(text, "cpx_adapter_duplicate_acks_total") is not None, "/metrics: duplicate_acks counter")
         check('department="EDUCATION"' in text, "labelled with the department")
         st = status(adapter_bin, acfg)
         check(st.get("acked") == "200", "the same count as cpx-adapter --status (%s)" % st.get("acked"))

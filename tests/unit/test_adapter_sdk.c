@@ -274,6 +274,7 @@ typedef struct gw {
     /* behaviour */
     int drop_next;          /* submissions to ignore (lost) */
     bool silent;            /* answer nothing */
+    bool ack_twice;         /* answer every Ack again, as a resend would be answered */
     /* record */
     uint8_t (*seen)[16];
     size_t n_seen, n_unique, n_frames, n_batch_frames, n_bad_sig;
@@ -360,6 +361,10 @@ static void gw_answer(gw_t *g, const cpx_envelope_t *e)
     sf.frame_case = CPX__V1__SERVER_FRAME__FRAME_ACK;
     sf.ack = &ack;
     gw_send(g, &sf);
+    if (g->ack_twice) {
+        ack.duplicate = true;
+        gw_send(g, &sf);
+    }
 }
 
 /* Serves whatever is waiting; returns the number of client frames seen. */
@@ -615,6 +620,38 @@ static void test_restart_and_outage(void **state)
     cpx_adapter_destroy(&a);
 }
 
+/* An Ack for an entry already settled counts as a duplicate, never as a second ack:
+ * acked + nacked + pending == spooled, also after a restart. */
+static void test_duplicate_acks(void **state)
+{
+    fx_t *f = *state;
+    cpx_adapter_t *a = cpx_adapter_new(&f->o, &cpx_connector_file, cpx_conf_get(f->conf, "file"));
+    assert_non_null(a);
+    char inbox[600];
+    snprintf(inbox, sizeof inbox, "%s/inbox", f->dir);
+    write_roster(inbox, "roster.csv", 400, NULL);
+    f->gw.ack_twice = true;
+    run_until(f, a, all_acked, 20000);
+    /* the second answers to the last batch may still be on their way */
+    cpx_adapter_counters_t c;
+    cpx_adapter_counters(a, &c);
+    for (int i = 0; i < 500 && c.duplicate_acks < 400; i++) {
+        cpx_adapter_cycle(a, 10);
+        gw_serve(&f->gw, NULL);
+        cpx_adapter_counters(a, &c);
+    }
+    assert_int_equal(f->gw.n_unique, 400);
+    assert_int_equal(c.spooled, 400);
+    assert_int_equal(c.acked, 400);
+    assert_int_equal(c.duplicate_acks, 400);
+    cpx_adapter_destroy(&a);
+    size_t pending, rejected;
+    assert_int_equal(cpx_adapter_spool_status(f->spool, &c, &pending, &rejected), CPX_OK);
+    assert_int_equal(c.acked, 400);
+    assert_int_equal(c.duplicate_acks, 400);
+    assert_int_equal(pending, 0);
+}
+
 /* Deliveries: written to outbox/ once, confirmed after commit, redelivery confirmed
  * again without a second hand-over. */
 static void test_delivery(void **state)
@@ -752,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_deploy_files),
         cmocka_unit_test_setup_teardown(test_file_roundtrip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_restart_and_outage, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_acks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delivery, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_missing_columns, fx_setup, fx_teardown),
     };

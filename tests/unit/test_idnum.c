@@ -131,6 +131,14 @@ static void test_calendar(void **state)
     /* 2025-12-31T16:00:00Z is already 2026-01-01 in China */
     assert_int_equal(cpx_days_from_ms(1767196800000LL), cpx_days_from_civil(2026, 1, 1));
     assert_int_equal(cpx_days_from_ms(1767196800000LL - 1), cpx_days_from_civil(2025, 12, 31));
+    /* CST midnight is 16:00 UTC; before 1970 and at the ends of int64 (no overflow) */
+    assert_int_equal(cpx_days_from_ms(-8 * 3600000LL), 0);
+    assert_int_equal(cpx_days_from_ms(-8 * 3600000LL - 1), -1);
+    assert_int_equal(cpx_days_from_ms(16 * 3600000LL - 1), 0);
+    assert_int_equal(cpx_days_from_ms(16 * 3600000LL), 1);
+    assert_int_equal(cpx_days_from_ms(-86400000LL * 3 - 8 * 3600000LL), -3);
+    assert_int_equal(cpx_days_from_ms(INT64_MAX), (int64_t)(((__int128)INT64_MAX + 28800000) / 86400000));
+    assert_int_equal(cpx_days_from_ms(INT64_MIN), -(int64_t)((-((__int128)INT64_MIN + 28800000) + 86400000 - 1) / 86400000));
     /* ages: the day before the 18th birthday is 17 */
     int64_t born = cpx_days_from_civil(2008, 3, 15);
     assert_int_equal(cpx_age_years(born, cpx_days_from_civil(2026, 3, 14)), 17);

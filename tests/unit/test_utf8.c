@@ -82,11 +82,48 @@ static void test_agrees_with_reference(void **state)
             buf[next() % len] ^= (uint8_t)(1u << (next() % 8));
         bool want = ref_valid(buf, len);
         bool got = cpx_utf8_valid((const char *)buf, len);
-        if (want != got) {
+        bool got_portable = cpx_utf8_valid_portable((const char *)buf, len);
+        if (want != got || want != got_portable) {
             char hex[3 * sizeof buf + 1] = "";
             for (size_t i = 0; i < len; i++)
                 snprintf(hex + 3 * i, 4, "%02x ", buf[i]);
-            fail_msg("disagree on [%s]: reference %d, cpx %d", hex, want, got);
+            fail_msg("disagree on [%s]: reference %d, cpx %d, portable %d", hex, want, got,
+                     got_portable);
+        }
+    }
+}
+
+/* Long runs of 3-byte characters (the validator checks 24 bytes at a time there):
+ * every lead from 0xe0 to 0xef with continuations in and out of its allowed range
+ * (0xe0 needs >= 0xa0, 0xed < 0xa0), ASCII at the start to vary where runs begin, and
+ * now and then one byte changed; each must agree with the reference decoder. */
+static void test_agrees_on_long_cjk_runs(void **state)
+{
+    (void)state;
+    uint8_t buf[160];
+    for (int iter = 0; iter < 200000; iter++) {
+        size_t len = next() % 3; /* ASCII lead-in */
+        memset(buf, 'a', len);
+        size_t chars = 8 + next() % 40;
+        bool rare = next() % 4 == 0; /* runs with 0xe0/0xed leads and out-of-range bytes */
+        for (size_t j = 0; j < chars && len + 3 <= sizeof buf; j++) {
+            uint8_t lead = rare && next() % 8 == 0 ? (uint8_t)(0xe0 + next() % 16)
+                                                  : (uint8_t)(0xe4 + next() % 6);
+            buf[len++] = lead;
+            buf[len++] = (uint8_t)(0x80 + next() % 64);
+            buf[len++] = (uint8_t)(0x80 + next() % 64);
+        }
+        if (next() % 4 == 0 && len) /* one byte changed anywhere */
+            buf[next() % len] = (uint8_t)next();
+        bool want = ref_valid(buf, len);
+        bool got = cpx_utf8_valid((const char *)buf, len);
+        bool got_portable = cpx_utf8_valid_portable((const char *)buf, len);
+        if (want != got || want != got_portable) {
+            char hex[3 * sizeof buf + 1] = "";
+            for (size_t i = 0; i < len; i++)
+                snprintf(hex + 3 * i, 4, "%02x ", buf[i]);
+            fail_msg("disagree on [%s]: reference %d, cpx %d, portable %d", hex, want, got,
+                     got_portable);
         }
     }
 }
@@ -105,16 +142,32 @@ static void test_bad_byte_in_every_position(void **state)
         memcpy(t, s, len);
         t[pos] = 'A';
         assert_false(cpx_utf8_valid(t, len));
+        assert_false(cpx_utf8_valid_portable(t, len));
         memcpy(t, s, len);
         assert_false(cpx_utf8_valid(t, pos % 3 ? pos : pos + 1)); /* cut mid-character */
+        assert_false(cpx_utf8_valid_portable(t, pos % 3 ? pos : pos + 1));
     }
     assert_false(cpx_utf8_valid("abc\0def", 7));
+    assert_false(cpx_utf8_valid_portable("abc\0def", 7));
+    /* NUL at each place of a 40-byte string (both sides of the 16-byte blocks), and the
+     * zero padding past the end is not taken for text */
+    char z[41];
+    memset(z, 'x', 40);
+    z[40] = '\0';
+    assert_true(cpx_utf8_valid(z, 40));
+    for (size_t pos = 0; pos < 40; pos++) {
+        z[pos] = '\0';
+        assert_false(cpx_utf8_valid(z, 40));
+        assert_true(cpx_utf8_valid(z, pos));
+        z[pos] = 'x';
+    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_agrees_with_reference),
+        cmocka_unit_test(test_agrees_on_long_cjk_runs),
         cmocka_unit_test(test_bad_byte_in_every_position),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
