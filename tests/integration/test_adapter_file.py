@@ -127,7 +127,9 @@ def main(build):
         proc.wait()
         st = status(adapter_bin, acfg)
         print("after kill -9: " + " ".join("%s=%s" % kv for kv in sorted(st.items())), flush=True)
-        check(int(st["spooled"]) < 10000 and int(st["acked"]) > 0,
+        # "In the middle" is judged by acknowledgements: under load the reader can have
+        # spooled the whole roster before the kill while most Acks are still due.
+        check(0 < int(st["acked"]) < 10000,
               "killed in the middle (%s of 10000 rows spooled, %s acknowledged)" % (st["spooled"], st["acked"]))
         proc = start_adapter()
         receipt = os.path.join(exch, "done", "dropouts-2026-w48.csv.receipt")
