@@ -102,20 +102,21 @@ def _collect(gw, n, row, quiet_s=30, timeout=900):
 
 
 def _progress(ad, receipts):
-    """What changes while the adapter is still working: rows read and spooled, Acks,
-    resends (a resend is the adapter coming out of backoff), rows pending, receipts."""
+    """What changes while the work advances: rows read and spooled, Acks, rows pending,
+    receipts. Resends are not progress: an adapter retrying into a dead gateway resends
+    forever; its backoff is what the quiet limit allows for."""
     st = ad.status()
-    return (st.get("spooled"), st.get("acked"), st.get("resent"), st.get("pending"),
-            sum(os.path.exists(x) for x in receipts))
+    return (st.get("spooled"), st.get("acked"), st.get("pending"), sum(os.path.exists(x) for x in receipts))
 
 
-def _await_receipts(ad, receipts, row):
+def _await_receipts(ad, receipts, row, gw=None):
     """Wait for every roster's receipt for as long as the adapter makes progress. A
     fixed budget ran out under parallel test load while the adapter sat in backoff with
     rows pending (none lost); instead the wait follows the adapter: any change in its
     spool counters or a new receipt restarts the quiet clock, and only a quiet spell
     longer than its configured backoff allows (three full backoff_max periods plus the
-    first resend delay, plus a heartbeat round for reconnecting) ends the wait early.
+    first resend delay, plus a heartbeat round for reconnecting) ends the wait early,
+    and so does the gateway process exiting.
     The overall bound is that quiet spell per pending row batch, so it scales with the
     work left rather than with machine speed."""
     quiet_s = (3 * ad.backoff_max_ms + ad.resend_after_ms + 3 * ad.heartbeat_ms) / 1000.0 + 5.0
@@ -125,6 +126,9 @@ def _await_receipts(ad, receipts, row):
     last, last_change = _progress(ad, receipts), time.time()
     while not all(os.path.exists(x) for x in receipts):
         now = time.time()
+        if gw is not None and gw.proc is not None and gw.proc.poll() is not None:
+            row.check(False, "gateway exited while the adapter waited (status %s)" % gw.proc.returncode)
+            break
         if now - last_change > quiet_s:
             row.note("adapter quiet for %.0f s (> its backoff allows) with %s" % (now - last_change, ad.status()))
             break
@@ -135,7 +139,7 @@ def _await_receipts(ad, receipts, row):
         cur = _progress(ad, receipts)
         if cur != last:
             last, last_change = cur, time.time()
-    row.note("all receipts after %.1f s (quiet limit %.0f s)" % (time.time() - t0, quiet_s))
+    row.note("receipt wait ended after %.1f s (quiet limit %.0f s)" % (time.time() - t0, quiet_s))
 
 
 def _ingest(build, name, rounds, rows, kill_gw, kill_ad, cut):
@@ -176,10 +180,14 @@ def _ingest(build, name, rounds, rows, kill_gw, kill_ad, cut):
             if kill_ad:
                 ad.start()
         rows = per * rounds
-        _await_receipts(ad, receipts, row)
+        _await_receipts(ad, receipts, row, gw)
         receipt = receipts[-1]
         done = [json.load(open(x)) for x in receipts if os.path.exists(x)]
-        row.check(len(done) == rounds, "every roster done (%d of %d receipts)" % (len(done), rounds))
+        if not row.check(len(done) == rounds, "every roster done (%d of %d receipts)" % (len(done), rounds)):
+            row.note("gateway status: %s" % gw.status().strip().replace("\n", " | ")[:1200])
+            row.note("gateway log tail: %s" % gw.logtext()[-1500:])
+            with open(os.path.join(gw.dir, "edu.log"), "rb") as f:
+                row.note("adapter log tail: %s" % f.read()[-1500:].decode("utf-8", "replace"))
         ackd = sum(x.get("acknowledged", 0) for x in done)
         rej = sum(x.get("rejected", 0) for x in done)
         st = ad.status()
