@@ -163,32 +163,45 @@ def replay(a):
     return row
 
 
+PACER = 900
+
+
 def duplicate_burst(a, n=300, copies=3):
     """A batch and several replays of it in one burst, so the gateway Acks the replays
     (as duplicates of messages it accepted moments before, in the same cycle) while its
     per-cycle answer array grows past its first 1,024 entries. Before the fix the
     duplicate's Ack read its case id from the array freed by that growth (found as a
     SIGSEGV under the network-cut scenario's resend storms)."""
-    row = Row("batch + %d replays in one burst (%d envelopes)" % (copies, n * (1 + copies)), 1)
+    row = Row("batch + %d replays in one burst (%d envelopes)" % (copies, n * (1 + copies) + PACER), 1)
     cl = a.gw.client("POLICE")
-    envs = [cpxclient.report(a.S, "POLICE") for _ in range(n)]
-    cpxclient.sign_batch(envs, cl.key, cl.pub)
-    fb = a.F.ClientFrame()
-    for e in envs:
-        fb.submit.batch.envelopes.add().CopyFrom(e)
-    raw = fb.SerializeToString()
+
+    def batch(k):
+        envs = [cpxclient.report(a.S, "POLICE") for _ in range(k)]
+        cpxclient.sign_batch(envs, cl.key, cl.pub)
+        fb = a.F.ClientFrame()
+        for e in envs:
+            fb.submit.batch.envelopes.add().CopyFrom(e)
+        return envs, fb.SerializeToString()
+    # a large first batch keeps the gateway busy for one cycle, so the batch and its
+    # replays queue up behind it and are read together in the next
+    pacer, raw_pacer = batch(PACER)
+    envs, raw = batch(n)
+    cl.sock.send(raw_pacer)
     for _ in range(1 + copies):
         cl.sock.send(raw)
     leafs, acks = {}, 0
+    total = n * (1 + copies) + PACER
+    envs = envs + pacer
+    n += PACER
     t_end = time.time() + 30
-    while time.time() < t_end and acks < n * (1 + copies):
+    while time.time() < t_end and acks < total:
         f = cl.recv(200)
         if f is not None and f.WhichOneof("frame") == "ack":
             acks += 1
             leafs.setdefault(f.ack.message_id, set()).add(f.ack.leaf_seq)
     row.check(a.gw.proc.poll() is None, "gateway alive after the burst")
-    row.check(acks == n * (1 + copies) and len(leafs) == n and all(len(x) == 1 for x in leafs.values()),
-              "%d Acks, each message on one leaf (%d acks, %d messages)" % (n * (1 + copies), acks, len(leafs)))
+    row.check(acks == total and len(leafs) == n and all(len(x) == 1 for x in leafs.values()),
+              "%d Acks, each message on one leaf (%d acks, %d messages)" % (total, acks, len(leafs)))
     # each delivered once to CIVIL_AFFAIRS (the lead), taken here so the load's
     # receiver does not count them as foreign
     mids = set(e.message_id for e in envs)
@@ -209,7 +222,7 @@ def duplicate_burst(a, n=300, copies=3):
             rec.confirm(f.deliver)
     row.check(len(seen) == n and all(v == 1 for v in seen.values()),
               "each message delivered once (%d of %d)" % (len(seen), n))
-    row.sent += n * (1 + copies)
+    row.sent += total
     row.acked += acks
     row.delivered += len(seen)
     row.lost += n - len(seen)
