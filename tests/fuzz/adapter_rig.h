@@ -83,6 +83,14 @@ static void rig_start(const char *conf_text)
     rig.generation++;
 }
 
+static void rig_cleanup(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", rig.dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "rig: could not remove %s\n", rig.dir);
+}
+
 static void rig_init(const cpx_connector_t *conn, const char *section)
 {
     snprintf(rig.dir, sizeof rig.dir, "/tmp/cpx-fuzz-rig.%d", (int)getpid());
@@ -91,6 +99,7 @@ static void rig_init(const cpx_connector_t *conn, const char *section)
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", rig.dir, rig.dir);
     if (system(cmd) != 0)
         abort();
+    atexit(rig_cleanup); /* libFuzzer ends a timed run with exit() */
     cpx_log_set_level(CPX_LOG_ERROR);
     rig.conn = conn;
     rig.section = section;

@@ -60,16 +60,27 @@ static int connect_gw(void)
     return -1;
 }
 
+static char gw_dir[64];
+
+static void remove_dir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", gw_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "fuzz_gw_http: could not remove %s\n", gw_dir);
+}
+
 /* Keys by cpxctl, a configuration with the dashboard on, the server loop started;
  * aborts when any step fails (a harness that tests nothing must not pass). */
 static void start_gateway(void)
 {
-    char dir[64], cmd[512], path[128];
-    snprintf(dir, sizeof dir, "/tmp/cpx-fuzz-gw.%d", (int)getpid());
+    char *dir = gw_dir, cmd[512], path[128];
+    snprintf(gw_dir, sizeof gw_dir, "/tmp/cpx-fuzz-gw.%d", (int)getpid());
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s/keys && %s/tools/cpxctl keygen GATEWAY --dir %s/keys >/dev/null",
              dir, dir, CPX_BINARY_DIR, dir);
     if (system(cmd) != 0)
         abort();
+    atexit(remove_dir); /* libFuzzer ends a timed run with exit() */
     port = free_port();
     snprintf(path, sizeof path, "%s/gateway.yaml", dir);
     FILE *f = fopen(path, "w");
