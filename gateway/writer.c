@@ -255,9 +255,13 @@ static int duplicate(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t
         return CPX_OK;  /* validation names it */
     cpx_gw_out_t *o = seen_find(self, mid->data, mid->len);
     if (o) {
+        /* o points into self->out, which push_ack may grow (realloc): copy what the
+         * new Ack needs first (a resend storm after a network cut crashed here) */
+        char case_id[sizeof o->case_id];
+        memcpy(case_id, o->case_id, sizeof case_id);
+        uint64_t leaf_seq = o->leaf_seq;
         *handled = 1;
-        return push_ack(self, in, mid->data, mid->len, o->leaf_seq, 0, o->case_id, 1)
-                   ? CPX_OK : CPX_ERR_NOMEM;
+        return push_ack(self, in, mid->data, mid->len, leaf_seq, 0, case_id, 1) ? CPX_OK : CPX_ERR_NOMEM;
     }
     cpx_gw_msg_t m;
     int rc = cpx_gw_cases_lookup(self->cases, self->txn, mid->data, mid->len, &m);

@@ -31,13 +31,16 @@ class Adapter:
         self.gw = gw
         self.bin = os.path.join(gw.build, "adapters", "cpx-adapter")
         self.cfg = os.path.join(gw.dir, name + ".yaml")
+        self.batch, self.resend_after_ms, self.backoff_max_ms, self.heartbeat_ms = 128, 1500, 4000, 300
         self.dir = os.path.join(gw.dir, name)
         with open(self.cfg, "w") as f:
             f.write("department: EDUCATION\ngateway: tcp://127.0.0.1:%d\nkeys: keys\n"
                     "gateway_key: keys/GATEWAY.curve.pub\nspool: %s-spool\nconnector: file\n"
-                    "batch: 128\ncycle_max: 500\nresend_after_ms: 1500\nbackoff_max_ms: 4000\n"
-                    "heartbeat_ms: 300\nstatus_every_ms: 2000\nlog_level: warn\n"
-                    "file:\n  dir: %s\n  mapping: %s\n" % (port, name, name, MAPPING))
+                    "batch: %d\ncycle_max: 500\nresend_after_ms: %d\nbackoff_max_ms: %d\n"
+                    "heartbeat_ms: %d\nstatus_every_ms: 2000\nlog_level: warn\n"
+                    "file:\n  dir: %s\n  mapping: %s\n"
+                    % (port, name, self.batch, self.resend_after_ms, self.backoff_max_ms, self.heartbeat_ms,
+                       name, MAPPING))
         self.log = open(os.path.join(gw.dir, name + ".log"), "ab")
         self.proc = None
 
@@ -74,8 +77,10 @@ def _waiting(gw, dept):
     return int(m.group(1)) if m else 0
 
 
-def _collect(gw, n, row, timeout=120):
-    """CIVIL_AFFAIRS takes every delivery; returns distinct message ids seen."""
+def _collect(gw, n, row, quiet_s=30, timeout=900):
+    """CIVIL_AFFAIRS takes every delivery; returns distinct message ids seen. Waits as
+    long as deliveries keep arriving (a loaded machine slows them, it does not stop
+    them): it gives up after quiet_s without a new one, or at the outer timeout."""
     load = Load(gw, (), ("CIVIL_AFFAIRS",))
     seen = {}
 
@@ -86,11 +91,55 @@ def _collect(gw, n, row, timeout=120):
             c.confirm(f.deliver)
     load.on_frame = on_frame
     t_end = time.time() + timeout
-    while time.time() < t_end and len(seen) < n:
+    last_n, last_change = 0, time.time()
+    while time.time() < t_end and len(seen) < n and time.time() - last_change < quiet_s:
         load.pump(0.5)
+        if len(seen) != last_n:
+            last_n, last_change = len(seen), time.time()
     load.pump(1.0)
     load.close()
     return seen
+
+
+def _progress(ad, receipts):
+    """What changes while the work advances: rows read and spooled, Acks, rows pending,
+    receipts. Resends are not progress: an adapter retrying into a dead gateway resends
+    forever; its backoff is what the quiet limit allows for."""
+    st = ad.status()
+    return (st.get("spooled"), st.get("acked"), st.get("pending"), sum(os.path.exists(x) for x in receipts))
+
+
+def _await_receipts(ad, receipts, row, gw=None):
+    """Wait for every roster's receipt for as long as the adapter makes progress. A
+    fixed budget ran out under parallel test load while the adapter sat in backoff with
+    rows pending (none lost); instead the wait follows the adapter: any change in its
+    spool counters or a new receipt restarts the quiet clock, and only a quiet spell
+    longer than its configured backoff allows (three full backoff_max periods plus the
+    first resend delay, plus a heartbeat round for reconnecting) ends the wait early,
+    and so does the gateway process exiting.
+    The overall bound is that quiet spell per pending row batch, so it scales with the
+    work left rather than with machine speed."""
+    quiet_s = (3 * ad.backoff_max_ms + ad.resend_after_ms + 3 * ad.heartbeat_ms) / 1000.0 + 5.0
+    pending0 = int(ad.status().get("pending", 0) or 0)
+    t0 = time.time()
+    bound_s = 240 + quiet_s * (1 + pending0 // ad.batch + len(receipts))
+    last, last_change = _progress(ad, receipts), time.time()
+    while not all(os.path.exists(x) for x in receipts):
+        now = time.time()
+        if gw is not None and gw.proc is not None and gw.proc.poll() is not None:
+            row.check(False, "gateway exited while the adapter waited (status %s)" % gw.proc.returncode)
+            break
+        if now - last_change > quiet_s:
+            row.note("adapter quiet for %.0f s (> its backoff allows) with %s" % (now - last_change, ad.status()))
+            break
+        if now - t0 > bound_s:
+            row.note("overall bound %.0f s reached while still progressing: %s" % (bound_s, ad.status()))
+            break
+        time.sleep(0.3)
+        cur = _progress(ad, receipts)
+        if cur != last:
+            last, last_change = cur, time.time()
+    row.note("receipt wait ended after %.1f s (quiet limit %.0f s)" % (time.time() - t0, quiet_s))
 
 
 def _ingest(build, name, rounds, rows, kill_gw, kill_ad, cut):
@@ -131,12 +180,14 @@ def _ingest(build, name, rounds, rows, kill_gw, kill_ad, cut):
             if kill_ad:
                 ad.start()
         rows = per * rounds
-        t_end = time.time() + 240
-        while time.time() < t_end and not all(os.path.exists(x) for x in receipts):
-            time.sleep(0.2)
+        _await_receipts(ad, receipts, row, gw)
         receipt = receipts[-1]
         done = [json.load(open(x)) for x in receipts if os.path.exists(x)]
-        row.check(len(done) == rounds, "every roster done (%d of %d receipts)" % (len(done), rounds))
+        if not row.check(len(done) == rounds, "every roster done (%d of %d receipts)" % (len(done), rounds)):
+            row.note("gateway status: %s" % gw.status().strip().replace("\n", " | ")[:1200])
+            row.note("gateway log tail: %s" % gw.logtext()[-1500:])
+            with open(os.path.join(gw.dir, "edu.log"), "rb") as f:
+                row.note("adapter log tail: %s" % f.read()[-1500:].decode("utf-8", "replace"))
         ackd = sum(x.get("acknowledged", 0) for x in done)
         rej = sum(x.get("rejected", 0) for x in done)
         st = ad.status()

@@ -163,6 +163,78 @@ def replay(a):
     return row
 
 
+PACER = 900
+
+
+def duplicate_burst(a, n=300, copies=3):
+    """A batch and several replays of it in one burst, so the gateway Acks the replays
+    (as duplicates of messages it accepted moments before, in the same cycle) while its
+    per-cycle answer array grows past its first 1,024 entries. Before the fix the
+    duplicate's Ack read its case id from the array freed by that growth (found as a
+    SIGSEGV under the network-cut scenario's resend storms)."""
+    row = Row("batch + %d replays in one burst (%d envelopes)" % (copies, n * (1 + copies) + PACER), 1)
+    cl = a.gw.client("POLICE")
+
+    def batch(k):
+        envs = [cpxclient.report(a.S, "POLICE") for _ in range(k)]
+        cpxclient.sign_batch(envs, cl.key, cl.pub)
+        fb = a.F.ClientFrame()
+        for e in envs:
+            fb.submit.batch.envelopes.add().CopyFrom(e)
+        return envs, fb.SerializeToString()
+    # a large first batch keeps the gateway busy for one cycle, so the batch and its
+    # replays queue up behind it and are read together in the next
+    pacer, raw_pacer = batch(PACER)
+    envs, raw = batch(n)
+    cl.sock.send(raw_pacer)
+    for _ in range(1 + copies):
+        cl.sock.send(raw)
+    leafs, acks = {}, 0
+    total = n * (1 + copies) + PACER
+    envs = envs + pacer
+    n += PACER
+    t_end = time.time() + 30
+    while time.time() < t_end and acks < total:
+        f = cl.recv(200)
+        if f is not None and f.WhichOneof("frame") == "ack":
+            acks += 1
+            leafs.setdefault(f.ack.message_id, set()).add(f.ack.leaf_seq)
+    row.check(a.gw.proc.poll() is None, "gateway alive after the burst")
+    row.check(acks == total and len(leafs) == n and all(len(x) == 1 for x in leafs.values()),
+              "%d Acks, each message on one leaf (%d acks, %d messages)" % (total, acks, len(leafs)))
+    # each delivered once to CIVIL_AFFAIRS (the lead), taken here so the load's
+    # receiver does not count them as foreign
+    mids = set(e.message_id for e in envs)
+    rec = a.gw.client("CIVIL_AFFAIRS")
+    a.load.clients["CIVIL_AFFAIRS"].close()
+    a.load.clients["CIVIL_AFFAIRS"] = rec
+    seen = {}
+    t_end = time.time() + 30
+    while time.time() < t_end and len(seen) < n:
+        rec.heartbeat()
+        f = rec.recv(100)
+        if f is not None and f.WhichOneof("frame") == "deliver":
+            m = f.deliver.envelope.message_id
+            if m not in mids:
+                a.load.on_frame("CIVIL_AFFAIRS", rec, f, time.time())
+                continue
+            seen[m] = seen.get(m, 0) + 1
+            rec.confirm(f.deliver)
+    redelivered = sum(v - 1 for v in seen.values())
+    if redelivered:  # a Deliver not confirmed within the retry delay is sent again (same id)
+        row.note("%d redeliveries before their confirmation arrived (at-least-once; same message id)"
+                 % redelivered)
+    row.check(len(seen) == n, "each message delivered (%d of %d)" % (len(seen), n))
+    row.sent += total
+    row.acked += acks
+    row.delivered += len(seen)
+    row.lost += n - len(seen)
+    row.dup += sum(1 for x in leafs.values() if len(x) > 1)
+    cl.close()
+    a.legit(row)
+    return row
+
+
 def reordered(a):
     row = Row("reordered frames", 1)
     cl = a.gw.client("POLICE")
@@ -314,7 +386,7 @@ def all_attacks(build, storm_n):
         gw.start()
         load = Load(gw, ("POLICE", "EDUCATION"), ("CIVIL_AFFAIRS",))
         a = Attack(gw, load)
-        for fn in (unknown_key, forged_sender, replay, reordered, oversized, bad_utf8):
+        for fn in (unknown_key, forged_sender, replay, duplicate_burst, reordered, oversized, bad_utf8):
             print("-- " + fn.__name__, flush=True)
             try:
                 rows.append(fn(a))
