@@ -159,6 +159,22 @@ static void pending_clear(cpx_gw_t *self)
     self->pending_view = 0;
 }
 
+/* Failpoint for tests (tests/integration/test_gateway_syncfail.py): with
+ * $CPX_FAILPOINT_SYNC_FAIL set, the flush of a commit that accepted a message reports
+ * EIO, as a failing disk would. Unset in every deployment. */
+static int failpoint_sync(const cpx_gw_t *self)
+{
+    static int read_env, on;
+    if (!read_env) {
+        on = getenv("CPX_FAILPOINT_SYNC_FAIL") != NULL;
+        read_env = 1;
+    }
+    for (size_t i = 0; on && i < self->n_out_pending; i++)
+        if (self->out_pending[i].kind == OUT_ACK && !self->out_pending[i].duplicate)
+            return 1;
+    return 0;
+}
+
 /* Waits for the flush of the last commit, then sends what that cycle answered and
  * releases its dashboard views. A failed flush leaves the commit's durability unknown:
  * nothing of it is sent and the caller stops the gateway (its supervisor restarts it
@@ -168,6 +184,8 @@ static int flush_pending(cpx_gw_t *self)
     if (!cpx_gw_syncer_pending(self->syncer))
         return CPX_OK;
     int err = cpx_gw_syncer_wait(self->syncer);
+    if (!err && failpoint_sync(self))
+        err = EIO;
     if (err) {
         cpx_log_error("server", "msg=\"flushing the last commit failed; its replies are not sent\" "
                       "err=\"%s\" replies=%zu", mdb_strerror(err), self->n_out_pending);
