@@ -5,8 +5,8 @@
  * retries delivery windows (outbox.c) in the same transaction, signs one tree head,
  * commits, and only once that commit is durable sends Acks, Nacks and Deliver frames.
  * The final flush of cycle N (its meta page) runs on a sync thread (syncer.h) while
- * cycle N+1 is read, verified and written; N+1 commits only after N is durable. A
- * second thread (zap.c) answers CURVE authentication.
+ * cycle N+1 is read, verified, written and committed; N's replies go out once that
+ * flush returned, before N+1's. A second thread (zap.c) answers CURVE authentication.
  *
  * Caveats: cpx_gw_server_run returns after cpx_gw_server_stop (async-signal-safe: it
  * only sets a flag) once the cycle in progress is committed. */

@@ -6,7 +6,7 @@
  * so nothing of the cycle may leave the gateway yet. This thread runs
  * mdb_env_sync(env, 1) — one fdatasync of data.mdb, which makes every commit that
  * returned before it started durable — while the server thread already reads,
- * verifies and writes the next cycle. See server.c (cycle) and docs/protocol.md.
+ * verifies, writes and commits the next cycle. See server.c (cycle) and docs/protocol.md.
  *
  * Caveats: one sync in flight at a time; begin/wait/fd are called by the server thread
  * only. wait() returns 0 or the errno of the failed flush; after a failure the cycle's
