@@ -1215,7 +1215,7 @@ int cpx_gw_ops_cycle(cpx_gw_t *gw)
     return rc;
 }
 
-void cpx_gw_ops_end(cpx_gw_t *gw, int committed)
+uint64_t cpx_gw_ops_end(cpx_gw_t *gw, int committed)
 {
     if (committed)
         cpx_gw_metrics_commit(gw->metrics);
@@ -1223,13 +1223,24 @@ void cpx_gw_ops_end(cpx_gw_t *gw, int committed)
         cpx_gw_metrics_abort(gw->metrics);
     cpx_gw_http_t *h = gw->http;
     if (!h || !h->n_held || !committed || !h->held_written)
+        return 0;
+    /* Written and committed: not written again by the next cycle. The pages are shown
+     * only once the commit is durable (cpx_gw_ops_durable). */
+    uint64_t last = h->held[h->n_held - 1].id;
+    h->n_held = 0;
+    return last;
+}
+
+void cpx_gw_ops_durable(cpx_gw_t *gw, uint64_t view)
+{
+    cpx_gw_http_t *h = gw->http;
+    if (!h || !view)
         return;
     pthread_mutex_lock(&h->lock);
-    if (h->held[h->n_held - 1].id > h->committed_view)
-        h->committed_view = h->held[h->n_held - 1].id;
+    if (view > h->committed_view)
+        h->committed_view = view;
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
-    h->n_held = 0;
 }
 
 void cpx_gw_ops_loop(cpx_gw_t *gw)

@@ -51,7 +51,10 @@ int cpx_gw_ops_pending(struct cpx_gw *gw);
  * the abort), and the loop hook (every iteration: publishes gauges, stamps liveness). */
 void cpx_gw_ops_begin(struct cpx_gw *gw);
 int cpx_gw_ops_cycle(struct cpx_gw *gw);
-void cpx_gw_ops_end(struct cpx_gw *gw, int committed);
+/* end returns the last dashboard view the committed cycle audited (0: none); its page
+ * is released by cpx_gw_ops_durable once that commit is durable. */
+uint64_t cpx_gw_ops_end(struct cpx_gw *gw, int committed);
+void cpx_gw_ops_durable(struct cpx_gw *gw, uint64_t view);
 void cpx_gw_ops_loop(struct cpx_gw *gw);
 
 #endif

@@ -19,6 +19,7 @@
 #include "outbox.h"
 #include "sealed.h"
 #include "signerlink.h"
+#include "syncer.h"
 #include "verify.h"
 #include "writer.h"
 #include "cpx/client.h"
@@ -129,6 +130,100 @@ static void out_clear(cpx_gw_t *self)
         free(self->out[i].buf);
     self->n_out = 0;
     memset(self->seen_idx, 0, self->seen_cap * sizeof *self->seen_idx);
+}
+
+/* ---- durability of the last commit ----------------------------------------------- */
+
+/* Why the flush of cycle N may run while cycle N+1 is built and committed (LMDB 0.9,
+ * environment opened with MDB_NOMETASYNC, no MDB_WRITEMAP):
+ *  - mdb_txn_commit(N) writes N's pages, fdatasyncs them, then writes N's meta page
+ *    into slot N % 2 without a flush. The pages are on disk before any meta points to
+ *    them, so a power cut leaves an intact database; it may undo N (the other slot
+ *    holds N-1, durable). LMDB's MDB_NOSYNC instead writes the meta right after the
+ *    pages with no flush between them; without a filesystem that keeps write order a
+ *    power cut could leave meta N on disk ahead of its pages — a corrupt store — so
+ *    it is not used here.
+ *  - The sync thread's mdb_env_sync(env, 1) (fdatasync) makes meta N durable. Only
+ *    then do N's Acks, Nacks, deliveries and dashboard pages leave the gateway: an
+ *    Ack still means "survives power loss".
+ *  - Meanwhile N+1 reads, verifies and writes in memory. Its pages come from pages
+ *    freed by transactions before N (LMDB reuses nothing newer than the previous
+ *    transaction's frees), so snapshot N-1, the durable one, is untouched.
+ *  - Committing N+1 writes its meta into slot (N+1) % 2 — over N-1. Before that, N
+ *    must be durable, or one power cut could leave neither slot usable. It is: the
+ *    commit of N+1 runs its own fdatasync (N+1's pages, and meta N, written before)
+ *    before it writes that meta page — LMDB's documented NOMETASYNC behaviour (the
+ *    deferred meta flush happens at "the next non-read-only commit or mdb_env_sync").
+ *    So N+1 need not wait for the sync thread to commit; N's replies still wait for
+ *    the sync thread's result (N+1's replies are sent after N's). A cycle that commits,
+ *    fails or is abandoned, and the shutdown, all wait for the pending flush before
+ *    sending anything. With MDB_NOSYNC this would not hold: its commits run no flush. */
+static void pending_clear(cpx_gw_t *self)
+{
+    for (size_t i = 0; i < self->n_out_pending; i++)
+        free(self->out_pending[i].buf);
+    self->n_out_pending = 0;
+    self->pending_view = 0;
+}
+
+/* Failpoint for tests (tests/integration/test_gateway_syncfail.py): with
+ * $CPX_FAILPOINT_SYNC_FAIL set, the flush of a commit that accepted a message reports
+ * EIO, as a failing disk would. Unset in every deployment. */
+static int failpoint_sync(const cpx_gw_t *self)
+{
+    static int read_env, on;
+    if (!read_env) {
+        on = getenv("CPX_FAILPOINT_SYNC_FAIL") != NULL;
+        read_env = 1;
+    }
+    for (size_t i = 0; on && i < self->n_out_pending; i++)
+        if (self->out_pending[i].kind == OUT_ACK && !self->out_pending[i].duplicate)
+            return 1;
+    return 0;
+}
+
+/* Waits for the flush of the last commit, then sends what that cycle answered and
+ * releases its dashboard views. suspect: a commit that ran meanwhile failed in the
+ * store (an I/O error may have been reported to it rather than to the flush), so the
+ * flush is not trusted. A failed flush leaves the commit's durability unknown:
+ * nothing of it is sent and the caller stops the gateway (its supervisor restarts it
+ * from what is on disk; the senders resend what was not acknowledged). */
+static int flush_pending(cpx_gw_t *self, int suspect)
+{
+    if (!cpx_gw_syncer_pending(self->syncer))
+        return CPX_OK;
+    int err = cpx_gw_syncer_wait(self->syncer);
+    if (!err && (suspect || failpoint_sync(self)))
+        err = EIO;
+    if (err) {
+        cpx_log_error("server", "msg=\"flushing the last commit failed; its replies are not sent\" "
+                      "err=\"%s\" replies=%zu", mdb_strerror(err), self->n_out_pending);
+        pending_clear(self);
+        return CPX_ERR_STORE;
+    }
+    for (size_t i = 0; i < self->n_out_pending; i++)
+        send_out(self, &self->out_pending[i], self->pending_head);
+    cpx_gw_ops_durable(self, self->pending_view);
+    pending_clear(self);
+    return CPX_OK;
+}
+
+/* After a commit: its replies wait (swapped out of the cycle's list) for the flush
+ * begun here. flush_pending ran after the commit, so nothing else is waiting. */
+static void hold_pending(cpx_gw_t *self, uint64_t head_size, uint64_t view)
+{
+    cpx_gw_out_t *spare = self->out_pending;
+    size_t spare_cap = self->cap_out_pending;
+    self->out_pending = self->out;
+    self->n_out_pending = self->n_out;
+    self->cap_out_pending = self->cap_out;
+    self->out = spare;
+    self->cap_out = spare_cap;
+    self->n_out = 0;
+    memset(self->seen_idx, 0, self->seen_cap * sizeof *self->seen_idx);
+    self->pending_head = head_size;
+    self->pending_view = view;
+    cpx_gw_syncer_begin(self->syncer);
 }
 
 /* After a failed commit: every submission gets a retryable Nack; deliveries are not
@@ -316,11 +411,29 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
     for (size_t i = 0; i < self->n_out && !rc; i++)
         if (self->out[i].kind == OUT_ACK && !self->out[i].tree_size)
             self->out[i].tree_size = head_size;
-    if (!rc && (rc = mdb_txn_commit(txn)))
+    int commit_failed = 0;
+    if (!rc && (rc = mdb_txn_commit(txn))) {
         rc = cpx_store_err(rc, "server: commit");
-    else if (rc)
+        commit_failed = 1;
+    } else if (rc) {
         mdb_txn_abort(txn);
+    }
     self->txn = NULL;
+    /* The previous cycle's replies go out once its flush returned, before anything of
+     * this one (see the comment above pending_clear). */
+    int sync_rc = flush_pending(self, commit_failed && rc == CPX_ERR_STORE);
+    if (sync_rc) {
+        if (rc) {
+            cpx_audit_aborted(self->audit);
+            cpx_gw_ci_aborted(self);
+        } else {
+            cpx_audit_committed(self->audit);
+            self->tree_size = head_size;
+        }
+        out_clear(self);
+        cpx_gw_ops_end(self, 0);
+        return sync_rc;
+    }
     const int retryable = 1;  /* answers pushed before the failure: always retry */
     if (rc) {
         cpx_audit_aborted(self->audit);
@@ -351,7 +464,11 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
         self->tree_size = head_size;
         self->failed_cycles = 0;
     }
-    cpx_gw_ops_end(self, rc == CPX_OK);
+    uint64_t view = cpx_gw_ops_end(self, rc == CPX_OK);
+    if (!rc) {
+        hold_pending(self, head_size, view);  /* sent once durable: flush_pending */
+        return CPX_OK;
+    }
     for (size_t i = 0; i < self->n_out; i++)
         send_out(self, &self->out[i], head_size);
     out_clear(self);
@@ -458,15 +575,23 @@ int cpx_gw_server_run(cpx_gw_t *self)
             timeout = 1000;
         if (timeout < 0)
             timeout = 0;
-        zmq_pollitem_t items[] = {{self->router, 0, ZMQ_POLLIN, 0},
-                                  {self->refused, 0, ZMQ_POLLIN, 0},
-                                  {cpx_gw_http_socket(self->http), 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, self->http ? 3 : 2, (long)timeout) < 0 && zmq_errno() != EINTR) {
+        zmq_pollitem_t items[4] = {{self->router, 0, ZMQ_POLLIN, 0},
+                                   {self->refused, 0, ZMQ_POLLIN, 0}};
+        int n_items = 2;
+        if (self->http)
+            items[n_items++] = (zmq_pollitem_t){cpx_gw_http_socket(self->http), 0, ZMQ_POLLIN, 0};
+        /* The last commit's flush: its replies go out as soon as it is durable, even
+         * when nothing else arrives. */
+        if (cpx_gw_syncer_pending(self->syncer))
+            items[n_items++] = (zmq_pollitem_t){NULL, cpx_gw_syncer_fd(self->syncer), ZMQ_POLLIN, 0};
+        if (zmq_poll(items, n_items, (long)timeout) < 0 && zmq_errno() != EINTR) {
             cpx_log_error("server", "msg=\"poll failed\" err=\"%s\"", zmq_strerror(zmq_errno()));
             rc = CPX_ERR_NET;
             break;
         }
         self->now_ms = cpx_gw_now_ms();
+        if (cpx_gw_syncer_done(self->syncer) && (rc = flush_pending(self, 0)))
+            break;
 
         size_t n_in = 0, bytes = 0;
         while (n_in < cap_in && bytes < MAX_CYCLE_BYTES) {
@@ -556,6 +681,10 @@ int cpx_gw_server_run(cpx_gw_t *self)
         }
         cpx_gw_ops_loop(self);
     }
+    /* The last cycle's replies once it is durable (or nothing, if its flush failed). */
+    int frc = flush_pending(self, 0);
+    if (!rc)
+        rc = frc;
     free(in);
     free(ref);
     cpx_log_info("server", "msg=stopped tree_size=%llu accepted=%llu",
@@ -623,7 +752,10 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
     char err[512];
     MDB_txn *txn;
     int rc;
-    if ((rc = cpx_store_open(cfg->data_dir, cfg->map_size, 0, &self->env))) {
+    /* MDB_NOMETASYNC: each commit flushes its pages; the meta page is flushed by the
+     * sync thread while the next cycle is built (see the comment above pending_clear).
+     * Only this process's handle: cpxctl and the adapters keep LMDB's full sync. */
+    if ((rc = cpx_store_open(cfg->data_dir, cfg->map_size, MDB_NOMETASYNC, &self->env))) {
         cpx_log_error("server", "msg=\"cannot open store\" dir=%s err=%s", cfg->data_dir, cpx_strerror(rc));
         goto fail;
     }
@@ -648,7 +780,8 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
         fprintf(stderr, "cpx-gateway: %s\n", err);
         goto fail;
     }
-    if (!(self->sessions = cpx_gw_sessions_new(cfg->in_flight)))
+    if (!(self->sessions = cpx_gw_sessions_new(cfg->in_flight)) ||
+        !(self->syncer = cpx_gw_syncer_new(self->env)))
         goto fail;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (!(self->verify = cpx_gw_verify_new(cores > 1 ? (unsigned)(cores < 8 ? cores : 8) : 1)))
@@ -698,6 +831,9 @@ void cpx_gw_server_destroy(cpx_gw_t **self_p)
         zmq_ctx_term(self->zctx);
     for (size_t i = 0; i < self->n_keycache; i++)
         cpx_key_destroy(&self->keycache[i].key);
+    cpx_gw_syncer_destroy(&self->syncer);  /* waits for a flush in flight */
+    pending_clear(self);
+    free(self->out_pending);
     out_clear(self);
     free(self->out);
     free(self->seen_idx);

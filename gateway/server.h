@@ -3,8 +3,10 @@
  * One thread owns the ROUTER socket and every LMDB write: each poll cycle reads up to
  * batch_max frames, processes them in ONE write transaction (writer.c), fills and
  * retries delivery windows (outbox.c) in the same transaction, signs one tree head,
- * commits durably, and only then sends Acks, Nacks and Deliver frames. A second
- * thread (zap.c) answers CURVE authentication.
+ * commits, and only once that commit is durable sends Acks, Nacks and Deliver frames.
+ * The final flush of cycle N (its meta page) runs on a sync thread (syncer.h) while
+ * cycle N+1 is read, verified, written and committed; N's replies go out once that
+ * flush returned, before N+1's. A second thread (zap.c) answers CURVE authentication.
  *
  * Caveats: cpx_gw_server_run returns after cpx_gw_server_stop (async-signal-safe: it
  * only sets a flag) once the cycle in progress is committed. */
@@ -84,6 +86,13 @@ typedef struct cpx_gw {
 
     cpx_gw_out_t *out;              /* replies and deliveries of the cycle */
     size_t n_out, cap_out;
+    /* The last committed cycle while its background flush runs (server.c, syncer.h):
+     * its replies and deliveries, its head's size and the dashboard view it audited,
+     * all released only once that commit is durable. */
+    struct cpx_gw_syncer *syncer;
+    cpx_gw_out_t *out_pending;
+    size_t n_out_pending, cap_out_pending;
+    uint64_t pending_head, pending_view;
     /* message ids accepted in this cycle -> index in out (open addressing) */
     uint32_t *seen_idx;
     size_t seen_cap;

@@ -158,6 +158,12 @@ def main(build):
         edu.close()
         time.sleep(2.0)  # offline_after_ms 1500
         st = gw.status()
+        # the status record is rewritten at most once per status_interval_ms (1 s) when
+        # it changed: it may show the offline state up to a second after the fact
+        t_end = time.time() + 3
+        while re.search(r"dept=EDUCATION state=offline", st) is None and time.time() < t_end:
+            time.sleep(0.2)
+            st = gw.status()
         check(re.search(r"dept=EDUCATION state=offline", st) is not None, "silent recipient marked offline")
         routine = cpxclient.report(S, "POLICE", recipients=["EDUCATION"], harm=False)
         cpxclient.sign(routine, police.key, police.pub)
