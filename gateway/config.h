@@ -32,6 +32,7 @@ typedef struct cpx_gw_config {
     size_t map_size;                /* bytes */
     char curve_secret[CPX_GW_PATH_MAX]; /* Z85 CURVE secret key file */
     char signing_key[CPX_GW_PATH_MAX];  /* Ed25519 private key, PEM */
+    char store_key[CPX_GW_PATH_MAX];    /* 32-byte key encrypting the message store at rest */
     char routes[CPX_GW_PATH_MAX];   /* routing rules (YAML); "" = built-in fallback */
     char cases[CPX_GW_PATH_MAX];    /* case policy (YAML, docs/cases.md); "" = no case tracking */
     char sealed[CPX_GW_PATH_MAX];   /* sealing policy (YAML, docs/sealed.md); "" = no vault */

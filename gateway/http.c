@@ -1071,7 +1071,7 @@ int cpx_gw_http_start(cpx_gw_t *gw)
     }
     int zero = 0, hwm = 4096;
     if (!(h->audit = cpx_audit_open(gw->env)) || !(h->vaudit = cpx_audit_open(gw->env)) ||
-        !(h->ob = cpx_outbox_open(gw->env)) || !(h->cases = cpx_gw_cases_open(gw->env)) ||
+        !(h->ob = cpx_outbox_open(gw->env)) || !(h->cases = cpx_gw_cases_share(gw->cases, gw->env)) ||
         !(h->gw_pub = cpx_key_from_raw_public(raw)) ||
         !(h->held = calloc(MAX_VIEWS_PER_CYCLE, sizeof *h->held)) ||
         !(h->pull = zmq_socket(gw->zctx, ZMQ_PULL)) || !(h->push = zmq_socket(gw->zctx, ZMQ_PUSH)) ||

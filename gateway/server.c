@@ -627,8 +627,13 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
         goto fail;
     }
     if (!(self->reg = cpx_registry_open(self->env)) || !(self->audit = cpx_audit_open(self->env)) ||
-        !(self->ob = cpx_outbox_open(self->env)) || !(self->cases = cpx_gw_cases_open(self->env)))
+        !(self->ob = cpx_outbox_open(self->env)))
         goto fail;
+    if ((rc = cpx_gw_cases_open(self->env, cfg->store_key, &self->cases, err, sizeof err))) {
+        cpx_log_error("server", "msg=\"cannot open the message store\" err=\"%s\"", err);
+        fprintf(stderr, "cpx-gateway: keys.store_key: %s\n", err);
+        goto fail;
+    }
     if (!(self->sign_key = cpx_key_load_private(cfg->signing_key))) {
         cpx_log_error("server", "msg=\"cannot load signing key\" path=%s", cfg->signing_key);
         goto fail;
