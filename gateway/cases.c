@@ -425,6 +425,30 @@ int cpx_gw_cases_blank(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq)
     return rc ? cpx_store_err(rc, "cases: blank") : CPX_OK;
 }
 
+int cpx_gw_cases_each(cpx_gw_cases_t *self, MDB_txn *txn, cpx_gw_cases_each_fn fn, void *ctx)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, self->msg, &cur);
+    if (rc)
+        return cpx_store_err(rc, "cases: cursor");
+    MDB_val k, v;
+    int ret = CPX_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc && !ret;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8)
+            continue;
+        cpx_gw_msg_t m;
+        if ((ret = cpx_gw_cases_get(self, txn, cpx_be64_get(k.mv_data), &m)))
+            break;
+        if (m.env_len)
+            ret = fn(ctx, &m);
+    }
+    mdb_cursor_close(cur);
+    if (ret)
+        return ret;
+    return rc == MDB_NOTFOUND ? CPX_OK : cpx_store_err(rc, "cases: walk");
+}
+
 static const char *minor_town(const cpx_envelope_t *env)
 {
     const Cpx__V1__MinorIdentity *m = NULL;

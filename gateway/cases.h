@@ -87,6 +87,12 @@ int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
  * index (dedupe, replies): the message now lives in the sealed vault (sealed.c). */
 int cpx_gw_cases_blank(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq);
 
+/* Every stored (not blank) message in seq order, decrypted: fn(ctx, m) returns 0 to go
+ * on, anything else stops the walk and is returned. m is valid during the call only.
+ * For rare whole-store work (a SealOrder naming only a subject), not the hot path. */
+typedef int (*cpx_gw_cases_each_fn)(void *ctx, const cpx_gw_msg_t *m);
+int cpx_gw_cases_each(cpx_gw_cases_t *self, MDB_txn *txn, cpx_gw_cases_each_fn fn, void *ctx);
+
 /* Decides the case of env into case_id (CPX_MAX_CASE_ID + 1 bytes) and town (the
  * minor's town as recorded for the case, CPX_MAX_DEPT_CODE + 1 bytes, may be ""):
  *  - env->case_id set: it must exist;
