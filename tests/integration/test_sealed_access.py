@@ -213,7 +213,7 @@ def main(build):
         check(r is not None and r.WhichOneof("frame") == "ack", "ordinary report with a marker accepted")
         store_key = os.path.join(gw.keys, "GATEWAY.store.key")
         check(os.path.exists(store_key) and (os.stat(store_key).st_mode & 0o077) == 0,
-              "store key made at first start, mode 0600, outside the data directory")
+              "store key file (cpxctl keygen GATEWAY) mode 0600, outside the data directory")
 
         # 2. a juvenile-offence report marked SEALED: only the policy's recipients get it
         edu = gw.client("EDUCATION")
