@@ -572,3 +572,12 @@ int cpx_vault_holds(MDB_txn *txn, const uint8_t *id, size_t id_len)
 {
     return id_len == CPX_VAULT_ID_LEN ? probe(txn, "vault.rec", id, id_len) : 0;
 }
+
+int cpx_vault_view_withheld(MDB_txn *txn, const char *case_ref, const uint8_t *message_id,
+                            size_t message_id_len)
+{
+    if (case_ref && !strncmp(case_ref, "P:", 2))
+        return 1;  /* a sealed subject's pseudonym: the auditor's access log only */
+    int rc = cpx_vault_holds(txn, message_id, message_id_len);
+    return rc ? rc : cpx_vault_case_hidden(txn, case_ref);
+}

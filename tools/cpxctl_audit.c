@@ -773,11 +773,8 @@ static void print_leaf(const cpx_audit_leaf_t *lf, int json)
  * leaves stay in the log unchanged (every proof stays valid); only views skip them. */
 static int withheld(MDB_txn *txn, const cpx_audit_leaf_t *lf)
 {
-    if (lf->case_ref && !strncmp(lf->case_ref, "P:", 2))
-        return 1;
-    if (cpx_vault_holds(txn, lf->message_id.data, lf->message_id.len) != 0)
-        return 1;
-    return cpx_vault_case_hidden(txn, lf->case_ref) != 0;
+    /* an error reading the vault withholds too: never show what may be sealed */
+    return cpx_vault_view_withheld(txn, lf->case_ref, lf->message_id.data, lf->message_id.len) != 0;
 }
 
 typedef struct tl {

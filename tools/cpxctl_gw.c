@@ -298,8 +298,8 @@ static int print_dead(void *ctx, const cpx_dead_letter_t *d)
 {
     MDB_txn *txn = ctx;
     /* a sealed message (or one of a case sealed since) is in no ordinary view */
-    if (cpx_vault_holds(txn, d->entry.message_id, d->entry.message_id_len) != 0 ||
-        cpx_vault_case_hidden(txn, d->entry.case_id) != 0 || !strncmp(d->entry.case_id, "P:", 2))
+    if (cpx_vault_view_withheld(txn, d->entry.case_id, d->entry.message_id,
+                                d->entry.message_id_len) != 0)
         return 0;
     char hex[2 * CPX_MAX_MESSAGE_ID + 1];
     cpx_hex(d->entry.message_id, d->entry.message_id_len, hex);

@@ -103,6 +103,11 @@ long cpx_vault_count(cpx_vault_t *self, MDB_txn *txn, char tag, const char *valu
 int cpx_vault_hide_case(cpx_vault_t *self, MDB_txn *txn, const char *case_id);
 int cpx_vault_case_hidden(MDB_txn *txn, const char *case_id);
 int cpx_vault_holds(MDB_txn *txn, const uint8_t *id, size_t id_len);
+/* Should an ordinary view (timeline, tail, dashboard, dead letters) skip an audit leaf or
+ * entry? 1 when it names a sealed subject's pseudonym ("P:..."), a message the vault
+ * holds, or a sealed case; 0 when not; negative on error. */
+int cpx_vault_view_withheld(MDB_txn *txn, const char *case_ref, const uint8_t *message_id,
+                            size_t message_id_len);
 
 /* ---- rotation (cpxctl sealed rotate-key) ------------------------------------------
  * 1. cpx_vault_rotate_begin: creates key_path".next" (mode 0600) unless it exists,

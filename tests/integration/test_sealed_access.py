@@ -160,6 +160,67 @@ def scratch_lmdb(path, values):
                    text=True, check=True)
 
 
+SEALED_POLICY = ("vault_key: keys/vault.key\npseudonym_key: keys/pseudonym.key\n"
+                 "seal_orders_from: [COURT, PROCURATORATE]\n"
+                 "juvenile_offence_from: [POLICE, PROCURATORATE, COURT]\n"
+                 "recipients: [POLICE, PROCURATORATE, COURT, JUSTICE]\n"
+                 "alert: [COURT]\ngrant_lifetime_ms: 600000\ngrant_reads: 3\n"
+                 "access:\n  - { department: COURT, basis: CASE_HANDLING }\n"
+                 "  - { department: PROCURATORATE, basis: CASE_HANDLING, lifetime_ms: 800 }\n"
+                 "  - { department: POLICE, basis: STATUTORY_QUERY, approval: sealing_authority, reads: 1 }\n")
+
+
+def subject_order_without_case_index(build):
+    """A subject-only SealOrder on a gateway without case tracking: the earlier messages
+    are found by walking the (encrypted) message store for the ID number alone."""
+    gw = cpxclient.Gateway(build, depts=("POLICE", "COURT", "WOMENS_FED"), extra_cfg="sealed: sealed.yaml\n")
+    try:
+        gw.ctl("sealed", "keygen", "--dir", gw.keys)
+        with open(os.path.join(gw.dir, "sealed.yaml"), "w") as f:
+            f.write(SEALED_POLICY)
+        gw.start()
+        S = gw.S
+        police, court = gw.client("POLICE"), gw.client("COURT")
+        court.heartbeat()
+        V = cpxclient.id_number(region="320281", born=(2012, 9, 9), seq=909)
+        sent = []
+        for i in range(2):  # two separate cases: no index links them
+            z = cpxclient.report(S, "POLICE", recipients=["WOMENS_FED"], harm=False)
+            z.discovery_report.minor.id_number = V if i == 0 else V.lower()
+            z.discovery_report.observation.what = "%s (no index %d)" % (NARR2, i)
+            r = police.reply(signed(police, z))
+            check(r is not None and r.WhichOneof("frame") == "ack", "no case index: report %d about V accepted" % i)
+            sent.append(z.message_id)
+        other = cpxclient.report(S, "POLICE", recipients=["WOMENS_FED"], harm=False)
+        r = police.reply(signed(police, other))
+        so = envelope(S, "COURT")
+        so.seal_order.subject_id_number = V
+        so.seal_order.order_number = "(2026)苏0281刑封3号"
+        so.seal_order.legal_basis = "Criminal Procedure Law art. 286"
+        so.seal_order.ordered_on.year, so.seal_order.ordered_on.month, so.seal_order.ordered_on.day = 2026, 1, 7
+        r = court.reply(signed(court, so))
+        check(r is not None and r.WhichOneof("frame") == "ack", "no case index: subject-only seal order accepted")
+        wf = gw.client("WOMENS_FED")
+        wf.heartbeat()
+        got = [d.envelope.message_id for d in drain(wf, 2000)]
+        check(not any(m in got for m in sent) and other.message_id in got,
+              "no case index: WOMENS_FED gets the unrelated report but neither message about V")
+        q = signed(court, access_request(S, "COURT", subject=V))
+        court.reply(q)
+        d, _ = decision_for(court, q.message_id)
+        rd = signed(court, access_read(S, "COURT", d.grant_id if d is not None else b"\0" * 16, V))
+        court.reply(rd)
+        d, _ = decision_for(court, rd.message_id)
+        ids = sorted(S["E"].Envelope.FromString(x).message_id for x in (d.records if d is not None else []))
+        check(ids == sorted(sent), "no case index: COURT reads both from the vault (%d)" % len(ids))
+        for c in (police, court, wf):
+            c.close()
+    finally:
+        if failures:
+            print(gw.logtext())
+        gw.cleanup()
+
+
 def main(build):
     depts = ("POLICE", "COURT", "PROCURATORATE", "EDUCATION", "WOMENS_FED", "CIVIL_AFFAIRS", "JUSTICE")
     gw = cpxclient.Gateway(build, depts=depts, extra_cfg="sealed: sealed.yaml\ncases: casepolicy.yaml\n")
@@ -540,6 +601,7 @@ def main(build):
         if failures:
             print(gw.logtext())
         gw.cleanup()
+    subject_order_without_case_index(build)
     print("%d failure(s)" % len(failures))
     return 1 if failures else 0
 
