@@ -127,7 +127,8 @@ static void out_clear(cpx_gw_t *self)
     for (size_t i = 0; i < self->n_out; i++)
         free(self->out[i].buf);
     self->n_out = 0;
-    memset(self->seen_idx, 0, self->seen_cap * sizeof *self->seen_idx);
+    if (self->seen_idx)  /* NULL when the start failed before allocating it */
+        memset(self->seen_idx, 0, self->seen_cap * sizeof *self->seen_idx);
 }
 
 /* After a failed commit: every submission gets a retryable Nack; deliveries are not
