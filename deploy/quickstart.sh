@@ -70,6 +70,7 @@ map_size: 1073741824
 keys:
   curve_secret: keys/GATEWAY.curve.key
   signing_key: keys/GATEWAY.sign.key
+  store_key: keys/GATEWAY.store.key   # made by the gateway at first start
 routes: $ROOT/deploy/jiangyin/routes.yaml
 heartbeat_ms: 2000
 offline_after_ms: 10000

@@ -1,5 +1,7 @@
-/* cases.c — message store, original Acks and case id assignment. */
+/* cases.c — message store (encrypted at rest), original Acks and case id assignment. */
 #include "cases.h"
+
+#include <openssl/evp.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,30 +13,226 @@
 
 #define CASE_PREFIX "JY"
 #define CST_OFFSET_MS (8LL * 3600 * 1000)
+#define STORE_AAD "cpx.v1.store"
+#define KEY_ID_CTX "cpx.v1.store-key"
+#define META_KEY_ID "store_key_id"
+#define HEAD_MAX (2 + CPX_MAX_DEPT_CODE + CPX_MAX_CASE_ID)
+#define AAD_MAX (sizeof STORE_AAD + 8 + HEAD_MAX)
 
 struct cpx_gw_cases {
     MDB_dbi msg, mid, cases, meta;
+    uint8_t key[CPX_AEAD_KEY_LEN];
+    /* Keyed once per handle: a fresh cipher context per message would cost more than
+     * the AES-GCM of a ~1 KiB envelope itself. */
+    EVP_CIPHER_CTX *enc, *dec;
+    uint8_t nonce_prefix[8];     /* random per handle ... */
+    uint32_t nonce_count;        /* ... then a counter (SP 800-38D 8.2.1): never repeats */
+    uint8_t *plain;              /* the last decrypted envelope (CPX_MAX_ENVELOPE_BYTES) */
 };
 
-cpx_gw_cases_t *cpx_gw_cases_open(MDB_env *env)
+static void key_id(const uint8_t key[CPX_AEAD_KEY_LEN], uint8_t out[8])
+{
+    uint8_t d[CPX_SHA256_LEN];
+    cpx_iov_t v[2] = {{KEY_ID_CTX, sizeof KEY_ID_CTX}, {key, CPX_AEAD_KEY_LEN}};
+    cpx_sha256_v(v, 2, d);
+    memcpy(out, d, 8);
+}
+
+static int keyed(cpx_gw_cases_t *self)
+{
+    EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    int ok = c && cpx_random(self->nonce_prefix, sizeof self->nonce_prefix) == CPX_OK &&
+             (self->enc = EVP_CIPHER_CTX_new()) && (self->dec = EVP_CIPHER_CTX_new()) &&
+             (self->plain = malloc(CPX_MAX_ENVELOPE_BYTES)) &&
+             EVP_EncryptInit_ex2(self->enc, c, self->key, NULL, NULL) == 1 &&
+             EVP_DecryptInit_ex2(self->dec, c, self->key, NULL, NULL) == 1;
+    EVP_CIPHER_free(c);
+    return ok ? CPX_OK : CPX_ERR_CRYPTO;
+}
+
+/* AAD: "cpx.v1.store" 00 | BE64(seq) | the record's clear head (sender, case id), so a
+ * record moved to another seq or given another sender or case fails to open. */
+static size_t aad_of(uint8_t *aad, uint64_t seq, const uint8_t *head, size_t head_len)
+{
+    memcpy(aad, STORE_AAD, sizeof STORE_AAD);
+    cpx_be64_put(aad + sizeof STORE_AAD, seq);
+    memcpy(aad + sizeof STORE_AAD + 8, head, head_len);
+    return sizeof STORE_AAD + 8 + head_len;
+}
+
+/* out = nonce(12) | ciphertext | tag(16) (the layout cpx_aead_open reads). */
+static int seal(cpx_gw_cases_t *self, const uint8_t *aad, size_t aad_len, const uint8_t *pt,
+                size_t pt_len, uint8_t *out)
+{
+    if (++self->nonce_count == 0) {
+        int rc = cpx_random(self->nonce_prefix, sizeof self->nonce_prefix);
+        if (rc)
+            return rc;
+        self->nonce_count = 1;
+    }
+    memcpy(out, self->nonce_prefix, 8);
+    cpx_be32_put(out + 8, self->nonce_count);
+    int outl = 0, fin = 0;
+    uint8_t *ct = out + CPX_AEAD_NONCE_LEN;
+    int ok = EVP_EncryptInit_ex2(self->enc, NULL, NULL, out, NULL) == 1 &&
+             EVP_EncryptUpdate(self->enc, NULL, &outl, aad, (int)aad_len) == 1 &&
+             EVP_EncryptUpdate(self->enc, ct, &outl, pt, (int)pt_len) == 1 &&
+             EVP_EncryptFinal_ex(self->enc, ct + outl, &fin) == 1 &&
+             EVP_CIPHER_CTX_ctrl(self->enc, EVP_CTRL_GCM_GET_TAG, CPX_AEAD_TAG_LEN, ct + pt_len) == 1;
+    return ok ? CPX_OK : CPX_ERR_CRYPTO;
+}
+
+/* Opens in (nonce | ct | tag) into pt; CPX_ERR_TAMPERED unless the tag verifies, so a
+ * wrong key or a moved record never yields bytes. */
+static int open_ct(cpx_gw_cases_t *self, const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                   size_t in_len, uint8_t *pt)
+{
+    if (in_len < CPX_AEAD_OVERHEAD || in_len - CPX_AEAD_OVERHEAD > CPX_MAX_ENVELOPE_BYTES)
+        return CPX_ERR_TAMPERED;
+    size_t n = in_len - CPX_AEAD_OVERHEAD;
+    int outl = 0, fin = 0;
+    int ok = EVP_DecryptInit_ex2(self->dec, NULL, NULL, in, NULL) == 1 &&
+             EVP_DecryptUpdate(self->dec, NULL, &outl, aad, (int)aad_len) == 1 &&
+             EVP_DecryptUpdate(self->dec, pt, &outl, in + CPX_AEAD_NONCE_LEN, (int)n) == 1 &&
+             EVP_CIPHER_CTX_ctrl(self->dec, EVP_CTRL_GCM_SET_TAG, CPX_AEAD_TAG_LEN,
+                                 (void *)(in + CPX_AEAD_NONCE_LEN + n)) == 1 &&
+             EVP_DecryptFinal_ex(self->dec, pt + outl, &fin) == 1;
+    if (!ok) {
+        cpx_cleanse(pt, n);
+        return CPX_ERR_TAMPERED;
+    }
+    return CPX_OK;
+}
+
+static cpx_gw_cases_t *handle(MDB_env *env, const uint8_t key[CPX_AEAD_KEY_LEN])
 {
     cpx_gw_cases_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    memcpy(self->key, key, CPX_AEAD_KEY_LEN);
     const cpx_store_db_t dbs[] = {{"gw.msgs", 0, &self->msg}, {"gw.mid", 0, &self->mid},
                                   {"gw.case", 0, &self->cases}, {"gw.meta", 0, &self->meta}};
-    if (cpx_store_open_dbs(env, "cases", dbs, sizeof dbs / sizeof dbs[0]) != CPX_OK) {
-        free(self);
-        return NULL;
-    }
+    if (cpx_store_open_dbs(env, "cases", dbs, sizeof dbs / sizeof dbs[0]) != CPX_OK ||
+        keyed(self) != CPX_OK)
+        cpx_gw_cases_destroy(&self);
     return self;
+}
+
+/* The store records the id of its key at first use; afterwards only that key opens it. */
+static int bind_key(cpx_gw_cases_t *self, MDB_env *env, char *err, size_t err_size)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (rc)
+        return cpx_store_err(rc, "cases: begin");
+    uint8_t id[8];
+    key_id(self->key, id);
+    MDB_val k = {sizeof META_KEY_ID - 1, META_KEY_ID}, v, any;
+    MDB_cursor *cur = NULL;
+    rc = mdb_get(txn, self->meta, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != sizeof id || !cpx_ct_equal(v.mv_data, id, sizeof id)) {
+            char want[17] = "?";
+            if (v.mv_size == sizeof id)
+                cpx_hex(v.mv_data, sizeof id, want);
+            snprintf(err, err_size, "wrong store key: the store was written under key id %s", want);
+            rc = CPX_ERR_TAMPERED;
+        }
+    } else if (rc == MDB_NOTFOUND) {
+        /* A store with messages but no key id predates encryption at rest (or lost its
+         * meta record): refuse rather than mix clear and encrypted records. */
+        rc = mdb_cursor_open(txn, self->msg, &cur);
+        if (!rc)
+            rc = mdb_cursor_get(cur, &any, &v, MDB_FIRST);
+        mdb_cursor_close(cur);
+        if (rc == 0) {
+            snprintf(err, err_size, "the store holds messages written without a store key "
+                                    "(before encryption at rest); start from a fresh data_dir");
+            rc = CPX_ERR_STATE;
+        } else if (rc == MDB_NOTFOUND) {
+            v = (MDB_val){sizeof id, id};
+            if ((rc = mdb_put(txn, self->meta, &k, &v, 0)))
+                rc = cpx_store_err(rc, "cases: key id");
+        } else {
+            rc = cpx_store_err(rc, "cases: first message");
+        }
+    } else {
+        rc = cpx_store_err(rc, "cases: key id");
+    }
+    if (!rc && (rc = mdb_txn_commit(txn)))
+        return cpx_store_err(rc, "cases: commit key id");
+    if (rc)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+int cpx_gw_cases_open(MDB_env *env, const char *key_path, cpx_gw_cases_t **out, char *err,
+                      size_t err_size)
+{
+    *out = NULL;
+    err[0] = '\0';
+    uint8_t key[CPX_AEAD_KEY_LEN];
+    int rc = cpx_symkey_load(key_path, key);
+    if (rc == CPX_ERR_NOT_FOUND) {
+        /* Only a store that never held a message may get a new key: bind_key refuses a
+         * store already bound to another one, so a lost key is never replaced silently. */
+        MDB_txn *txn;
+        MDB_dbi meta;
+        MDB_val k = {sizeof META_KEY_ID - 1, META_KEY_ID}, v;
+        int bound = 1;
+        if (!mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) {
+            bound = mdb_dbi_open(txn, "gw.meta", 0, &meta) == 0 && mdb_get(txn, meta, &k, &v) == 0;
+            mdb_txn_abort(txn);
+        }
+        if (bound) {
+            snprintf(err, err_size, "%s: store key file missing, and the store was written under "
+                                    "a key (restore the key file; it cannot be recreated)", key_path);
+            return CPX_ERR_NOT_FOUND;
+        }
+        if ((rc = cpx_symkey_create(key_path)) == CPX_OK) {
+            cpx_log_info("cases", "msg=\"created store key\" path=%s", key_path);
+            rc = cpx_symkey_load(key_path, key);
+        }
+    }
+    if (rc) {
+        snprintf(err, err_size, "%s: store key: %s", key_path, cpx_strerror(rc));
+        return rc;
+    }
+    cpx_gw_cases_t *self = handle(env, key);
+    cpx_cleanse(key, sizeof key);
+    if (!self) {
+        snprintf(err, err_size, "cannot open the message store");
+        return CPX_ERR_STORE;
+    }
+    if ((rc = bind_key(self, env, err, err_size))) {
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s: %s", key_path, err[0] ? err : cpx_strerror(rc));
+        snprintf(err, err_size, "%s", tmp);
+        cpx_gw_cases_destroy(&self);
+        return rc;
+    }
+    *out = self;
+    return CPX_OK;
+}
+
+cpx_gw_cases_t *cpx_gw_cases_share(const cpx_gw_cases_t *self, MDB_env *env)
+{
+    return handle(env, self->key);
 }
 
 void cpx_gw_cases_destroy(cpx_gw_cases_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    free(*self_p);
+    cpx_gw_cases_t *self = *self_p;
+    EVP_CIPHER_CTX_free(self->enc);
+    EVP_CIPHER_CTX_free(self->dec);
+    if (self->plain) {
+        cpx_cleanse(self->plain, CPX_MAX_ENVELOPE_BYTES);
+        free(self->plain);
+    }
+    cpx_cleanse(self, sizeof *self);
+    free(self);
     *self_p = NULL;
 }
 
@@ -73,7 +271,10 @@ static int lp_str(const uint8_t **p, const uint8_t *end, char *out, size_t cap)
     return CPX_OK;
 }
 
-int cpx_gw_cases_get(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq, cpx_gw_msg_t *out)
+/* The record at seq, its clear head parsed; out->env / env_len still point at the
+ * sealed part (empty for a blank record). */
+static int get_head(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq, cpx_gw_msg_t *out,
+                    size_t *head_len)
 {
     uint8_t k[8];
     cpx_be64_put(k, seq);
@@ -86,8 +287,27 @@ int cpx_gw_cases_get(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq, cpx_gw_ms
     if (lp_str(&p, end, out->sender, sizeof out->sender) ||
         lp_str(&p, end, out->case_id, sizeof out->case_id))
         return CPX_ERR_TAMPERED;
+    *head_len = (size_t)(p - (const uint8_t *)v.mv_data);
     out->env = p;
     out->env_len = (size_t)(end - p);
+    return CPX_OK;
+}
+
+int cpx_gw_cases_get(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq, cpx_gw_msg_t *out)
+{
+    size_t hl;
+    int rc = get_head(self, txn, seq, out, &hl);
+    if (rc || !out->env_len)
+        return rc;
+    uint8_t aad[AAD_MAX];
+    size_t al = aad_of(aad, seq, out->env - hl, hl);
+    if ((rc = open_ct(self, aad, al, out->env, out->env_len, self->plain))) {
+        cpx_log_error("cases", "msg=\"stored message does not authenticate under the store key\" seq=%llu",
+                      (unsigned long long)seq);
+        return rc;
+    }
+    out->env_len -= CPX_AEAD_OVERHEAD;
+    out->env = self->plain;
     return CPX_OK;
 }
 
@@ -99,6 +319,21 @@ int cpx_gw_cases_lookup(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, s
     return rc ? rc : cpx_gw_cases_get(self, txn, seq, out);
 }
 
+int cpx_gw_cases_head(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
+                      cpx_gw_msg_t *out)
+{
+    uint64_t seq;
+    size_t hl;
+    int rc = seq_of(self, txn, id, len, &seq);
+    if (!rc)
+        rc = get_head(self, txn, seq, out, &hl);
+    if (!rc && out->env_len)
+        out->env_len -= CPX_AEAD_OVERHEAD;  /* the envelope's size; its bytes stay sealed */
+    if (!rc)
+        out->env = NULL;
+    return rc;
+}
+
 int cpx_gw_cases_seen(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len)
 {
     MDB_val v;
@@ -106,22 +341,33 @@ int cpx_gw_cases_seen(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, siz
     return rc == CPX_OK ? 1 : rc == CPX_ERR_NOT_FOUND ? 0 : rc;
 }
 
-int cpx_gw_cases_envelope_bytes(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id,
-                                size_t len, MDB_val *out)
-{
-    cpx_gw_msg_t m;
-    int rc = cpx_gw_cases_lookup(self, txn, id, len, &m);
-    if (!rc)
-        *out = (MDB_val){m.env_len, (void *)m.env};
-    return rc;
-}
-
 int cpx_gw_cases_envelope(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                           cpx_envelope_t **out)
 {
+    /* Its own buffer and a one-shot open: the dashboard's threads may call this
+     * concurrently on one handle. */
+    uint64_t seq;
+    size_t hl;
     cpx_gw_msg_t m;
-    int rc = cpx_gw_cases_lookup(self, txn, id, len, &m);
-    return rc ? rc : cpx_decode_envelope(m.env, m.env_len, out);
+    int rc = seq_of(self, txn, id, len, &seq);
+    if (!rc)
+        rc = get_head(self, txn, seq, &m, &hl);
+    if (rc)
+        return rc;
+    if (!m.env_len)
+        return cpx_decode_envelope(m.env, 0, out);
+    if (m.env_len < CPX_AEAD_OVERHEAD)
+        return CPX_ERR_TAMPERED;
+    uint8_t aad[AAD_MAX], *pt = malloc(m.env_len);
+    if (!pt)
+        return CPX_ERR_NOMEM;
+    size_t al = aad_of(aad, seq, m.env - hl, hl);
+    rc = cpx_aead_open(self->key, aad, al, m.env, m.env_len, pt);
+    if (!rc)
+        rc = cpx_decode_envelope(pt, m.env_len - CPX_AEAD_OVERHEAD, out);
+    cpx_cleanse(pt, m.env_len);
+    free(pt);
+    return rc;
 }
 
 int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
@@ -134,8 +380,10 @@ int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
         return CPX_ERR_ARG;
     uint8_t k[8];
     cpx_be64_put(k, seq);
-    MDB_val key = {8, k}, v = {2 + sl + cl + env_len, NULL};
-    /* MDB_RESERVE: the record is assembled in the page LMDB gives us, not copied twice. */
+    size_t head = 2 + sl + cl, body = env_len ? env_len + CPX_AEAD_OVERHEAD : 0;
+    MDB_val key = {8, k}, v = {head + body, NULL};
+    /* MDB_RESERVE: the record is assembled, and the envelope encrypted, in the page LMDB
+     * gives us: no copy and no allocation per message. */
     int rc = mdb_put(txn, self->msg, &key, &v, MDB_APPEND | MDB_RESERVE);
     if (rc == MDB_KEYEXIST)
         return CPX_ERR_STATE;
@@ -148,7 +396,12 @@ int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
     *p++ = (uint8_t)cl;
     memcpy(p, case_id, cl);
     p += cl;
-    memcpy(p, env, env_len);
+    if (env_len) {
+        uint8_t aad[AAD_MAX];
+        size_t al = aad_of(aad, seq, v.mv_data, head);
+        if ((rc = seal(self, aad, al, env, env_len, p)))
+            return rc;  /* the caller aborts the cycle: the reserved bytes never commit */
+    }
     MDB_val ik = {len, (void *)id}, iv = {8, k};
     rc = mdb_put(txn, self->mid, &ik, &iv, MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST)
@@ -159,20 +412,41 @@ int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
 int cpx_gw_cases_blank(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq)
 {
     cpx_gw_msg_t m;
-    int rc = cpx_gw_cases_get(self, txn, seq, &m);
+    size_t hl;
+    int rc = get_head(self, txn, seq, &m, &hl);
     if (rc)
         return rc;
-    uint8_t head[2 + CPX_MAX_DEPT_CODE + CPX_MAX_CASE_ID];
-    size_t sl = strlen(m.sender), cl = strlen(m.case_id);
-    head[0] = (uint8_t)sl;
-    memcpy(head + 1, m.sender, sl);
-    head[1 + sl] = (uint8_t)cl;
-    memcpy(head + 2 + sl, m.case_id, cl);
+    uint8_t head[HEAD_MAX];
+    memcpy(head, m.env - hl, hl);
     uint8_t k[8];
     cpx_be64_put(k, seq);
-    MDB_val key = {8, k}, v = {2 + sl + cl, head};
+    MDB_val key = {8, k}, v = {hl, head};
     rc = mdb_put(txn, self->msg, &key, &v, 0);
     return rc ? cpx_store_err(rc, "cases: blank") : CPX_OK;
+}
+
+int cpx_gw_cases_each(cpx_gw_cases_t *self, MDB_txn *txn, cpx_gw_cases_each_fn fn, void *ctx)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, self->msg, &cur);
+    if (rc)
+        return cpx_store_err(rc, "cases: cursor");
+    MDB_val k, v;
+    int ret = CPX_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc && !ret;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8)
+            continue;
+        cpx_gw_msg_t m;
+        if ((ret = cpx_gw_cases_get(self, txn, cpx_be64_get(k.mv_data), &m)))
+            break;
+        if (m.env_len)
+            ret = fn(ctx, &m);
+    }
+    mdb_cursor_close(cur);
+    if (ret)
+        return ret;
+    return rc == MDB_NOTFOUND ? CPX_OK : cpx_store_err(rc, "cases: walk");
 }
 
 static const char *minor_town(const cpx_envelope_t *env)
@@ -238,7 +512,7 @@ int cpx_gw_cases_resolve(cpx_gw_cases_t *self, MDB_txn *txn, const cpx_envelope_
     }
     if (env->in_reply_to.len) {
         cpx_gw_msg_t m;
-        rc = cpx_gw_cases_lookup(self, txn, env->in_reply_to.data, env->in_reply_to.len, &m);
+        rc = cpx_gw_cases_head(self, txn, env->in_reply_to.data, env->in_reply_to.len, &m);
         if (!rc) {
             snprintf(case_id, CPX_MAX_CASE_ID + 1, "%s", m.case_id);
             if (case_town(self, txn, case_id, town))

@@ -1,12 +1,21 @@
-/* gateway/cases.h — accepted messages, their original Acks, and minimal case ids.
+/* gateway/cases.h — accepted messages (encrypted at rest), their original Acks, and
+ * minimal case ids.
  *
  * Databases: "gw.msgs" BE64(seq of the ACCEPTED leaf) -> message record:
- *                      sender_len(1) sender case_len(1) case_id envelope bytes (the
- *                      signed form, sent as stored in Deliver frames). Keys only grow
+ *                      sender_len(1) sender case_len(1) case_id, then either nothing
+ *                      (a blank record: the envelope is in the sealed vault) or
+ *                      nonce(12) | AES-256-GCM(envelope bytes as signed) | tag(16)
+ *                      under the store key, AAD = "cpx.v1.store" 00 | BE64(seq) | the
+ *                      clear head (sender_len .. case_id). Keys only grow
  *                      (MDB_APPEND), so accepting touches the right edge of the tree only;
  *            "gw.mid"  message id -> BE64(seq): the small dedupe index;
  *            "gw.case" case id -> case record: town of the minor (may be empty);
- *            "gw.meta" "next_case" -> BE64 counter.
+ *            "gw.meta" "next_case" -> BE64 counter; "store_key_id" -> the first 8 bytes
+ *                      of SHA-256("cpx.v1.store-key" 00 | store key), written at first
+ *                      start: afterwards only that key opens the store.
+ * The store key is a 32-byte file (keys.store_key in gateway.yaml) apart from the data,
+ * the signing key and the vault key; a store that never held a message gets a new one
+ * (mode 0600) when the file is missing; otherwise a missing or wrong key stops the start.
  * The original Ack is not stored: it is (message id, seq, case id, size of the first
  * signed head covering seq), all recoverable from the record and the log.
  * Case ids look like "JY-2026-000123" (cpx_case_id_valid): prefix, year of the
@@ -22,13 +31,22 @@
 #include <stdint.h>
 
 #include "cpx/codec.h"
+#include "cpx/crypto.h"
 #include "cpx/err.h"
 #include "cpx/limits.h"
 
 typedef struct cpx_gw_cases cpx_gw_cases_t;
 
-/* Opens (creating when writable). Caller owns the result (cpx_gw_cases_destroy). */
-cpx_gw_cases_t *cpx_gw_cases_open(MDB_env *env);
+/* Opens (creating when writable) with the store key file key_path (created for a store
+ * that never held a message). CPX_OK, or an error with a message naming key_path in err:
+ * CPX_ERR_TAMPERED for another key than the store was written under, CPX_ERR_NOT_FOUND
+ * for a missing key file of a store bound to a key, CPX_ERR_STATE for a store with
+ * messages written before encryption at rest. Caller owns *out (cpx_gw_cases_destroy).
+ * A handle decrypts into its own buffer: one handle per thread. */
+int cpx_gw_cases_open(MDB_env *env, const char *key_path, cpx_gw_cases_t **out, char *err,
+                      size_t err_size);
+/* Another handle on the same store and key, for another thread. NULL on failure. */
+cpx_gw_cases_t *cpx_gw_cases_share(const cpx_gw_cases_t *self, MDB_env *env);
 void cpx_gw_cases_destroy(cpx_gw_cases_t **self_p);
 
 /* 1 when a message with this id was accepted, 0 when not, negative on error. */
@@ -39,23 +57,25 @@ typedef struct cpx_gw_msg {
     uint64_t seq;                          /* the ACCEPTED leaf */
     char sender[CPX_MAX_DEPT_CODE + 1];
     char case_id[CPX_MAX_CASE_ID + 1];
-    const uint8_t *env;                    /* envelope bytes as signed */
+    const uint8_t *env;                    /* envelope bytes as signed (decrypted) */
     size_t env_len;
 } cpx_gw_msg_t;
 
-/* By message id / by ACCEPTED leaf seq. CPX_ERR_NOT_FOUND when absent,
- * CPX_ERR_TAMPERED when the record is malformed. */
+/* By message id / by ACCEPTED leaf seq, decrypted into the handle's buffer: m.env is
+ * valid until the next lookup/get on this handle or the end of txn. CPX_ERR_NOT_FOUND
+ * when absent, CPX_ERR_TAMPERED when the record is malformed or does not authenticate. */
 int cpx_gw_cases_lookup(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                         cpx_gw_msg_t *out);
 int cpx_gw_cases_get(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq, cpx_gw_msg_t *out);
+/* As lookup without decrypting: seq, sender, case id and env_len (0 for a blank record);
+ * env is NULL. */
+int cpx_gw_cases_head(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
+                      cpx_gw_msg_t *out);
 
-/* The stored envelope, decoded; caller frees *out with cpx_msg_free.
- * CPX_ERR_NOT_FOUND when absent. */
+/* The stored envelope, decrypted and decoded; caller frees *out with cpx_msg_free.
+ * CPX_ERR_NOT_FOUND when absent. Safe to call from several threads on one handle. */
 int cpx_gw_cases_envelope(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                           cpx_envelope_t **out);
-/* Borrowed view of the stored envelope bytes (valid until txn ends). */
-int cpx_gw_cases_envelope_bytes(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id,
-                                size_t len, MDB_val *out);
 
 /* Stores an accepted message under its ACCEPTED leaf seq (greater than every stored
  * one) and indexes its id. CPX_ERR_STATE when seq does not grow, store errors. */
@@ -66,6 +86,12 @@ int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
 /* Removes the envelope bytes of the message at seq, keeping sender, case id and the id
  * index (dedupe, replies): the message now lives in the sealed vault (sealed.c). */
 int cpx_gw_cases_blank(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq);
+
+/* Every stored (not blank) message in seq order, decrypted: fn(ctx, m) returns 0 to go
+ * on, anything else stops the walk and is returned. m is valid during the call only.
+ * For rare whole-store work (a SealOrder naming only a subject), not the hot path. */
+typedef int (*cpx_gw_cases_each_fn)(void *ctx, const cpx_gw_msg_t *m);
+int cpx_gw_cases_each(cpx_gw_cases_t *self, MDB_txn *txn, cpx_gw_cases_each_fn fn, void *ctx);
 
 /* Decides the case of env into case_id (CPX_MAX_CASE_ID + 1 bytes) and town (the
  * minor's town as recorded for the case, CPX_MAX_DEPT_CODE + 1 bytes, may be ""):

@@ -175,8 +175,8 @@ static int get_signer_mode(ctx_t *c, const yaml_node_t *v, cpx_gw_config_t *cfg)
 static int load_keys(ctx_t *c, yaml_node_t *map, cpx_gw_config_t *cfg)
 {
     if (map->type != YAML_MAPPING_NODE)
-        return fail(c, map, "keys", "expected a mapping (curve_secret, signing_key, signer, "
-                                    "signer_program)");
+        return fail(c, map, "keys", "expected a mapping (curve_secret, signing_key, store_key, "
+                                    "signer, signer_program)");
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
         yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
@@ -188,14 +188,16 @@ static int load_keys(ctx_t *c, yaml_node_t *map, cpx_gw_config_t *cfg)
             rc = get_path(c, v, "keys.curve_secret", cfg->curve_secret, sizeof cfg->curve_secret);
         else if (!strcmp(name, "signing_key"))
             rc = get_path(c, v, "keys.signing_key", cfg->signing_key, sizeof cfg->signing_key);
+        else if (!strcmp(name, "store_key"))
+            rc = get_path(c, v, "keys.store_key", cfg->store_key, sizeof cfg->store_key);
         else if (!strcmp(name, "signer"))
             rc = get_signer_mode(c, v, cfg);
         else if (!strcmp(name, "signer_program"))
             rc = get_path(c, v, "keys.signer_program", cfg->signer_program,
                           sizeof cfg->signer_program);
         else
-            rc = fail(c, k, "keys", "unknown key '%s' (curve_secret, signing_key, signer, "
-                                    "signer_program)", name);
+            rc = fail(c, k, "keys", "unknown key '%s' (curve_secret, signing_key, store_key, "
+                                    "signer, signer_program)", name);
         if (rc)
             return rc;
     }
@@ -356,10 +358,13 @@ static int load_root(ctx_t *c, yaml_node_t *root, cpx_gw_config_t *cfg)
         {offsetof(cpx_gw_config_t, data_dir), "data_dir"},
         {offsetof(cpx_gw_config_t, curve_secret), "keys.curve_secret"},
         {offsetof(cpx_gw_config_t, signing_key), "keys.signing_key"},
+        {offsetof(cpx_gw_config_t, store_key), "keys.store_key"},
     };
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!((const char *)cfg)[required[i].off])
             return fail(c, root, required[i].name, "required");
+    if (!strcmp(cfg->store_key, cfg->signing_key) || !strcmp(cfg->store_key, cfg->curve_secret))
+        return fail(c, root, "keys.store_key", "must be a key file of its own (not the signing or CURVE key)");
     if (cfg->offline_after_ms <= cfg->heartbeat_ms)
         return fail(c, c->offline_node ? c->offline_node : root, "offline_after_ms", "must be greater than heartbeat_ms (%u)",
                     cfg->heartbeat_ms);

@@ -34,6 +34,7 @@ typedef struct cpx_gw_config {
     char signing_key[CPX_GW_PATH_MAX];  /* Ed25519 private key, PEM (read by cpx-signer) */
     int signer_in_process;          /* keys.signer: in-process (0 = the cpx-signer process) */
     char signer_program[CPX_GW_PATH_MAX]; /* keys.signer_program; "" = beside cpx-gateway */
+    char store_key[CPX_GW_PATH_MAX];    /* 32-byte key encrypting the message store at rest */
     char routes[CPX_GW_PATH_MAX];   /* routing rules (YAML); "" = built-in fallback */
     char cases[CPX_GW_PATH_MAX];    /* case policy (YAML, docs/cases.md); "" = no case tracking */
     char sealed[CPX_GW_PATH_MAX];   /* sealing policy (YAML, docs/sealed.md); "" = no vault */

@@ -22,6 +22,7 @@
 #include "cpx/err.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
+#include "cpx/vault.h"
 
 #define VIEWS_EP "inproc://cpx-gw-views"
 #define VIEW_WAIT_MS 5000
@@ -321,6 +322,21 @@ static int fold_accepted(cpx_gw_http_t *h, agg_t *a, MDB_txn *txn, const cpx_aud
     return CPX_OK;
 }
 
+/* Empties the aggregate (keeping its tables' memory) to fold the log again. */
+static void agg_reset(agg_t *a)
+{
+    if (a->cases)
+        memset(a->cases, 0, a->cap_cases * sizeof *a->cases);
+    if (a->refs)
+        memset(a->refs, 0, a->cap_refs * sizeof *a->refs);
+    agg_t keep = *a;
+    memset(a, 0, sizeof *a);
+    a->cases = keep.cases;
+    a->cap_cases = keep.cap_cases;
+    a->refs = keep.refs;
+    a->cap_refs = keep.cap_refs;
+}
+
 /* Folds the leaves appended since the last call. Caller holds agg_lock. */
 static int agg_refresh(cpx_gw_http_t *h)
 {
@@ -329,12 +345,27 @@ static int agg_refresh(cpx_gw_http_t *h)
     int rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn);
     if (rc)
         return cpx_store_err(rc, "http: begin");
-    uint64_t size = 0;
+    uint64_t size = 0, start = a->next_seq;
+    int refolding = 0;
     rc = cpx_audit_size(h->audit, txn, &size);
     for (; !rc && a->next_seq < size; a->next_seq++) {
         cpx_audit_leaf_t *l = NULL;
         if ((rc = cpx_audit_get_leaf(h->audit, txn, a->next_seq, &l)))
             break;
+        if (l->event == CPX__V1__AUDIT_EVENT__SEAL_ORDERED && start > 0 && !refolding) {
+            /* A seal order hides cases retroactively, also from leaves folded by earlier
+             * calls: fold the log again (this snapshot knows every sealed case, so once
+             * per call is enough). */
+            refolding = 1;
+            cpx_msg_free(l);
+            agg_reset(a);
+            a->next_seq = UINT64_MAX;  /* the loop's ++ starts it at 0 */
+            continue;
+        }
+        if (cpx_vault_view_withheld(txn, l->case_ref, l->message_id.data, l->message_id.len)) {
+            cpx_msg_free(l);  /* sealed: in no ordinary view */
+            continue;
+        }
         switch (l->event) {
         case CPX__V1__AUDIT_EVENT__ACCEPTED:
             rc = fold_accepted(h, a, txn, l);
@@ -1071,7 +1102,7 @@ int cpx_gw_http_start(cpx_gw_t *gw)
     }
     int zero = 0, hwm = 4096;
     if (!(h->audit = cpx_audit_open(gw->env)) || !(h->vaudit = cpx_audit_open(gw->env)) ||
-        !(h->ob = cpx_outbox_open(gw->env)) || !(h->cases = cpx_gw_cases_open(gw->env)) ||
+        !(h->ob = cpx_outbox_open(gw->env)) || !(h->cases = cpx_gw_cases_share(gw->cases, gw->env)) ||
         !(h->gw_pub = cpx_key_from_raw_public(raw)) ||
         !(h->held = calloc(MAX_VIEWS_PER_CYCLE, sizeof *h->held)) ||
         !(h->pull = zmq_socket(gw->zctx, ZMQ_PULL)) || !(h->push = zmq_socket(gw->zctx, ZMQ_PUSH)) ||

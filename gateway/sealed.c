@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 #include "caseindex.h"
@@ -26,6 +27,8 @@
 #define MAX_READ_BYTES (192u << 10)  /* records in one decision: under the envelope limit */
 #define GATEWAY_SENDER "GATEWAY"
 #define REF_LEN 32                    /* "P:" + 30 hex: fits an outbox case id */
+#define MAX_CASES 64                  /* cases one SealOrder seals (named + found by subject) */
+#define PARTY_KEY (CPX_VAULT_PSEUDO_LEN + CPX_MAX_DEPT_CODE)
 
 typedef char dept_t[CPX_MAX_DEPT_CODE + 1];
 
@@ -45,8 +48,9 @@ typedef struct rule {
 struct cpx_gw_sealed {
     cpx_vault_t *vault;
     uint8_t pkey[32];
-    MDB_dbi grants, pending, scase, subj;
+    MDB_dbi grants, pending, scase, subj, party;
     list_t order_from, juvenile_from, recipients, alert;
+    list_t when_party;                /* recipients served only when party to the case */
     rule_t rules[MAX_RULES];
     size_t n_rules;
     int64_t grant_ms;
@@ -156,6 +160,9 @@ static int load_policy(cpx_gw_sealed_t *self, const char *path, char *vault_key,
     const char *dir = dirname(dir_buf);
     self->grant_ms = 24LL * 3600 * 1000;
     self->grant_reads = 3;
+    /* art. 286: judicial organs handling the case; JUSTICE is one only when party to it */
+    snprintf(self->when_party.v[0], sizeof self->when_party.v[0], "JUSTICE");
+    self->when_party.n = 1;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     yaml_node_t *access = NULL;
     if (!root || root->type != YAML_MAPPING_NODE) {
@@ -179,6 +186,8 @@ static int load_policy(cpx_gw_sealed_t *self, const char *path, char *vault_key,
             rc = get_list(&doc, vn, &self->recipients) ? cfail(err, esize, path, vn, "recipients: department codes") : 0;
         else if (!strcmp(k, "alert"))
             rc = get_list(&doc, vn, &self->alert) ? cfail(err, esize, path, vn, "alert: department codes") : 0;
+        else if (!strcmp(k, "when_party"))
+            rc = get_list(&doc, vn, &self->when_party) ? cfail(err, esize, path, vn, "when_party: department codes") : 0;
         else if (!strcmp(k, "grant_lifetime_ms") && v && atoll(v) > 0)
             self->grant_ms = atoll(v);
         else if (!strcmp(k, "grant_reads") && v && atol(v) > 0)
@@ -232,6 +241,7 @@ int cpx_gw_sealed_open(const char *policy_path, MDB_env *env, cpx_gw_sealed_t **
             (m = mdb_dbi_open(txn, "sealed.pending", MDB_CREATE, &self->pending)) ||
             (m = mdb_dbi_open(txn, "sealed.case", MDB_CREATE, &self->scase)) ||
             (m = mdb_dbi_open(txn, "sealed.subject", MDB_CREATE, &self->subj)) ||
+            (m = mdb_dbi_open(txn, "sealed.party", MDB_CREATE, &self->party)) ||
             (m = mdb_txn_commit(txn))) {
             mdb_txn_abort(txn);
             rc = cpx_store_err(m, "sealed: open databases");
@@ -308,6 +318,103 @@ static int case_sealed(cpx_gw_sealed_t *S, MDB_txn *txn, const char *case_id)
     cpx_vault_pseudo(S->vault, CPX_VAULT_TAG_CASE, case_id, p);
     MDB_val k = {sizeof p, p}, v;
     return mdb_get(txn, S->scase, &k, &v) == 0;
+}
+
+/* A minor named by a SealOrder's subject: later messages about them are sealed too. */
+static int subject_sealed(cpx_gw_sealed_t *S, MDB_txn *txn, const char *id_number)
+{
+    if (!id_number || !*id_number)
+        return 0;
+    uint8_t p[CPX_VAULT_PSEUDO_LEN];
+    cpx_vault_pseudo(S->vault, CPX_VAULT_TAG_SUBJECT, id_number, p);
+    MDB_val k = {sizeof p, p}, v;
+    return mdb_get(txn, S->subj, &k, &v) == 0;
+}
+
+/* ---- who is party to a case ------------------------------------------------------------
+ * A department in when_party (JUSTICE by default) is party to case C when
+ *  (a) it sent a message accepted in C, or
+ *  (b) a judicial organ (a recipient not in when_party: POLICE, PROCURATORATE, COURT)
+ *      referred C to it: a Referral in C from that organ with `to` = the department.
+ * Ordinary messages are found through the audit log's case index (ACCEPTED leaves:
+ * sender, body kind, recipients); sealed ones, whose leaves name only a pseudonym, are
+ * recorded in "sealed.party" (pseudonym of C | department) when they are accepted. */
+
+static int judicial(const cpx_gw_sealed_t *S, const char *dept)
+{
+    return in_list(&S->recipients, dept) && !in_list(&S->when_party, dept);
+}
+
+static void party_key(const cpx_gw_sealed_t *S, const char *case_id, const char *dept,
+                      uint8_t k[PARTY_KEY])
+{
+    memset(k, 0, PARTY_KEY);
+    cpx_vault_pseudo(S->vault, CPX_VAULT_TAG_CASE, case_id, k);
+    memcpy(k + CPX_VAULT_PSEUDO_LEN, dept, strnlen(dept, CPX_MAX_DEPT_CODE));
+}
+
+static int add_party(cpx_gw_t *gw, const char *case_id, const char *dept)
+{
+    if (!case_id[0] || !cpx_dept_code_valid(dept))
+        return CPX_OK;
+    uint8_t k[PARTY_KEY];
+    party_key(gw->sealed, case_id, dept, k);
+    MDB_val key = {sizeof k, k}, v = {0, ""};
+    int rc = mdb_put(gw->txn, gw->sealed->party, &key, &v, 0);
+    return rc ? cpx_store_err(rc, "sealed: party") : CPX_OK;
+}
+
+typedef struct party_scan {
+    cpx_gw_t *gw;
+    const char *dept;
+} party_scan_t;
+
+static int party_leaf_cb(void *ctx, uint64_t seq)
+{
+    party_scan_t *p = ctx;
+    cpx_audit_leaf_t *leaf = NULL;
+    int rc = cpx_audit_get_leaf(p->gw->audit, p->gw->txn, seq, &leaf);
+    if (rc)
+        return rc;
+    int found = 0;
+    if (leaf->event == CPX__V1__AUDIT_EVENT__ACCEPTED && leaf->sender) {
+        if (!strcmp(leaf->sender, p->dept))
+            found = 1;
+        else if (leaf->body_kind && !strcmp(leaf->body_kind, "referral") &&
+                 judicial(p->gw->sealed, leaf->sender))
+            for (size_t i = 0; i < leaf->n_recipients && !found; i++)
+                found = !strcmp(leaf->recipients[i], p->dept);
+    }
+    cpx_msg_free(leaf);
+    return found;
+}
+
+/* 1 when dept is party to case_id (see above), 0 when not, negative on error. */
+static int is_party(cpx_gw_t *gw, const char *case_id, const char *dept)
+{
+    if (!case_id || !case_id[0])
+        return 0;
+    uint8_t k[PARTY_KEY];
+    party_key(gw->sealed, case_id, dept, k);
+    MDB_val key = {sizeof k, k}, v;
+    int rc = mdb_get(gw->txn, gw->sealed->party, &key, &v);
+    if (rc == 0)
+        return 1;
+    if (rc != MDB_NOTFOUND)
+        return cpx_store_err(rc, "sealed: party get");
+    party_scan_t p = {gw, dept};
+    rc = cpx_audit_case_foreach(gw->audit, gw->txn, case_id, party_leaf_cb, &p);
+    return rc == 1 ? 1 : rc;
+}
+
+/* May a sealed message of case_id go to dept? The policy's recipients; those in
+ * when_party only when party to the case. 1 yes, 0 no, negative on error. */
+static int may_receive(cpx_gw_t *gw, const char *case_id, const char *dept)
+{
+    const cpx_gw_sealed_t *S = gw->sealed;
+    if (!in_list(&S->recipients, dept))
+        return 0;
+    return in_list(&S->when_party, dept) ? is_party(gw, case_id, dept) : 1;
 }
 
 /* Leaf fields that let an auditor check the sender's signature from the log alone. */
@@ -477,13 +584,28 @@ static int seal_message(cpx_gw_t *gw, const cpx_gw_in_t *in, const cpx_envelope_
     else
         ref_of(S, "case:", case_id, ref);
 
-    /* Only the policy's recipients, never the sender; explicit recipients outside the
-     * policy are dropped silently (the sender may not widen the audience). */
+    /* The sender takes part in the case; a judicial organ's referral makes its target
+     * party (before routing: the referral itself reaches it). */
+    if ((rc = add_party(gw, case_id, in->dept)))
+        return rc;
+    if (env->body_case == CPX__V1__ENVELOPE__BODY_REFERRAL && env->referral && env->referral->to &&
+        judicial(S, in->dept) && (rc = add_party(gw, case_id, env->referral->to)))
+        return rc;
+
+    /* Only the policy's recipients (when_party ones only when party to the case), never
+     * the sender; explicit recipients outside that are dropped silently (the sender may
+     * not widen the audience). */
     const char *rcpt[CPX_MAX_RECIPIENTS];
     size_t n = 0;
-    for (size_t i = 0; i < env->n_recipients && n < CPX_MAX_RECIPIENTS; i++)
-        if (in_list(&S->recipients, env->recipients[i]) && strcmp(env->recipients[i], in->dept))
+    for (size_t i = 0; i < env->n_recipients && n < CPX_MAX_RECIPIENTS; i++) {
+        if (!strcmp(env->recipients[i], in->dept))
+            continue;
+        int ok = may_receive(gw, case_id, env->recipients[i]);
+        if (ok < 0)
+            return ok;
+        if (ok)
             rcpt[n++] = env->recipients[i];
+    }
     if (!n)
         for (size_t i = 0; i < S->alert.n && n < CPX_MAX_RECIPIENTS; i++)
             if (strcmp(S->alert.v[i], in->dept))
@@ -559,20 +681,36 @@ static int case_leaf_cb(void *ctx, uint64_t seq)
 
 typedef struct purge {
     const move_t *m;
-    const list_t *allowed;
+    int conditional;                  /* a when_party department: keep its party cases */
     cpx_outbox_entry_t hits[256];
     size_t n;
+    size_t skipped;                   /* entries kept: the department is party */
 } purge_t;
+
+static int moved(const move_t *m, const uint8_t *id, size_t len)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (len == CPX_VAULT_ID_LEN && !memcmp(id, m->ids[i], CPX_VAULT_ID_LEN))
+            return 1;
+    return 0;
+}
 
 static int purge_cb(void *ctx, const cpx_outbox_entry_t *e)
 {
     purge_t *p = ctx;
-    for (size_t i = 0; i < p->m->n; i++)
-        if (e->message_id_len == CPX_VAULT_ID_LEN && !memcmp(e->message_id, p->m->ids[i], CPX_VAULT_ID_LEN)) {
-            p->hits[p->n++] = *e;
-            return p->n == 256 ? 1 : 0;
+    if (!moved(p->m, e->message_id, e->message_id_len))
+        return 0;
+    if (p->conditional) {
+        int party = is_party(p->m->gw, e->case_id, e->dept);
+        if (party < 0)
+            return party;
+        if (party) {
+            p->skipped++;
+            return 0;
         }
-    return 0;
+    }
+    p->hits[p->n++] = *e;
+    return p->n == 256 ? 1 : 0;
 }
 
 typedef struct depts {
@@ -589,21 +727,46 @@ static int depts_cb(void *ctx, const char *dept, uint64_t depth)
     return 0;
 }
 
-/* Removes the moved messages from the outboxes of departments the policy does not
- * allow: they will never be delivered there. */
+typedef struct dead_purge {
+    const move_t *m;
+    uint64_t seqs[256];
+    size_t n;
+} dead_purge_t;
+
+static int dead_cb(void *ctx, const cpx_dead_letter_t *d)
+{
+    dead_purge_t *p = ctx;
+    const cpx_outbox_entry_t *e = &d->entry;
+    if (!moved(p->m, e->message_id, e->message_id_len))
+        return 0;
+    int ok = may_receive(p->m->gw, e->case_id, e->dept);
+    if (ok < 0)
+        return ok;
+    if (!ok)
+        p->seqs[p->n++] = e->seq;
+    return p->n == 256 ? 1 : 0;
+}
+
+/* Removes the moved messages from the outboxes (and dead letters, which a retry would
+ * put back) of departments the policy does not allow: they will never be delivered
+ * there. */
 static int purge_outboxes(cpx_gw_t *gw, const move_t *m, uint64_t *purged)
 {
     depts_t *d = calloc(1, sizeof *d);
     purge_t *p = calloc(1, sizeof *p);
     int rc = d && p ? cpx_outbox_depths(gw->ob, gw->txn, depts_cb, d) : CPX_ERR_NOMEM;
     for (size_t i = 0; i < (d ? d->n : 0) && !rc; i++) {
-        if (in_list(&gw->sealed->recipients, d->v[i]))
+        int cond = in_list(&gw->sealed->when_party, d->v[i]);
+        if (in_list(&gw->sealed->recipients, d->v[i]) && !cond)
             continue;
         do {
             p->m = m;
+            p->conditional = cond;
             p->n = 0;
-            if ((rc = cpx_outbox_each(gw->ob, gw->txn, d->v[i], SIZE_MAX, purge_cb, p)))
+            p->skipped = 0;
+            if ((rc = cpx_outbox_each(gw->ob, gw->txn, d->v[i], SIZE_MAX, purge_cb, p)) < 0)
                 break;
+            rc = CPX_OK;
             cpx_gw_session_t *s = cpx_gw_sessions_get(gw->sessions, d->v[i], 1);
             for (size_t j = 0; j < p->n && !rc; j++) {
                 rc = cpx_outbox_remove(gw->ob, gw->txn, &p->hits[j]);
@@ -615,6 +778,24 @@ static int purge_outboxes(cpx_gw_t *gw, const move_t *m, uint64_t *purged)
                 s->scan_more = 1;
         } while (!rc && p->n == 256);
     }
+    dead_purge_t *dp = rc ? NULL : calloc(1, sizeof *dp);
+    if (!rc && !dp)
+        rc = CPX_ERR_NOMEM;
+    for (uint64_t from = 0; !rc;) {
+        dp->m = m;
+        dp->n = 0;
+        if ((rc = cpx_outbox_dead_each(gw->ob, gw->txn, from, dead_cb, dp)) < 0)
+            break;
+        rc = CPX_OK;
+        for (size_t j = 0; j < dp->n && !rc; j++) {
+            rc = cpx_outbox_dead_remove(gw->ob, gw->txn, dp->seqs[j]);
+            (*purged)++;
+        }
+        if (dp->n < 256)
+            break;
+        from = dp->seqs[dp->n - 1] + 1;
+    }
+    free(dp);
     free(d);
     free(p);
     return rc;
@@ -659,6 +840,106 @@ static int move_one(cpx_gw_t *gw, const uint8_t *id, const char *subject, int *m
     return rc;
 }
 
+/* The cases a SealOrder seals: those it names, and with a subject ID number every case
+ * about that minor (the case index's keyed hash of the ID) and every case of a stored
+ * message that names the ID (messages of cases the index does not know, or with case
+ * tracking off). */
+typedef struct order_cases {
+    char v[MAX_CASES][CPX_MAX_CASE_ID + 1];
+    size_t n;
+    int overflow;
+    move_t *m;
+    const char *subject;
+    uint8_t subject_hash[CPX_SHA256_LEN];
+} order_cases_t;
+
+static void case_add(order_cases_t *c, const char *case_id)
+{
+    if (!case_id || !*case_id)
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(c->v[i], case_id))
+            return;
+    if (c->n == MAX_CASES) {
+        c->overflow = 1;
+        return;
+    }
+    snprintf(c->v[c->n++], sizeof c->v[0], "%s", case_id);
+}
+
+static int subject_case_cb(void *ctx, const cpx_case_rec_t *rec)
+{
+    order_cases_t *c = ctx;
+    if ((rec->flags & CPX_CASE_F_HAS_ID) &&
+        cpx_ct_equal(rec->subject, c->subject_hash, sizeof c->subject_hash))
+        case_add(c, rec->id);
+    return 0;
+}
+
+static int ids_equal(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++)
+        if ((*a == 'x' ? 'X' : *a) != (*b == 'x' ? 'X' : *b))
+            return 0;
+    return *a == *b;
+}
+
+static int subject_msg_cb(void *ctx, const cpx_gw_msg_t *m)
+{
+    order_cases_t *c = ctx;
+    size_t n = strlen(c->subject);
+    /* cheap filter first: the ID number is a plain string inside the encoded envelope
+     * (its check digit may be either case) */
+    int maybe = 0;
+    for (size_t i = 0; i + n <= m->env_len && !maybe; i++)
+        maybe = !strncasecmp((const char *)m->env + i, c->subject, n);
+    if (!maybe)
+        return 0;
+    cpx_envelope_t *env = NULL;
+    if (cpx_decode_envelope(m->env, m->env_len, &env) == CPX_OK) {
+        if (ids_equal(minor_id(env), c->subject)) {
+            move_add(c->m, env->message_id.data, env->message_id.len);
+            case_add(c, m->case_id);
+        }
+        cpx_msg_free(env);
+    }
+    return 0;
+}
+
+static int find_subject_cases(cpx_gw_t *gw, order_cases_t *c)
+{
+    if (gw->ci && gw->ci->idx) {
+        Cpx__V1__MinorIdentity mi = CPX__V1__MINOR_IDENTITY__INIT;
+        mi.id_number = (char *)c->subject;
+        uint8_t key[1 + CPX_SHA256_LEN];
+        if (cpx_caseindex_minor_key(gw->ci->idx, &mi, 0, key) == CPX_OK) {
+            memcpy(c->subject_hash, key + 1, CPX_SHA256_LEN);
+            int rc = cpx_caseindex_each_case(gw->ci->idx, gw->txn, subject_case_cb, c);
+            if (rc)
+                return rc;
+        }
+    }
+    return cpx_gw_cases_each(gw->cases, gw->txn, subject_msg_cb, c);
+}
+
+static int seal_case(cpx_gw_t *gw, const char *case_id, const char *by, move_t *m)
+{
+    cpx_gw_sealed_t *S = gw->sealed;
+    int rc = cpx_audit_case_foreach(gw->audit, gw->txn, case_id, case_leaf_cb, m);
+    uint8_t p[CPX_VAULT_PSEUDO_LEN];
+    cpx_vault_pseudo(S->vault, CPX_VAULT_TAG_CASE, case_id, p);
+    MDB_val k = {sizeof p, p}, v = {strlen(by), (void *)by};
+    if (!rc && (rc = mdb_put(gw->txn, S->scase, &k, &v, 0)))
+        rc = cpx_store_err(rc, "sealed: case");
+    /* every view without the auditor's key answers as for an unknown case */
+    if (!rc)
+        rc = cpx_vault_hide_case(S->vault, gw->txn, case_id);
+    /* the case leaves every ordinary case view (case show, list, stats, dashboard) */
+    if (!rc && gw->ci && (rc = cpx_caseindex_seal(gw->ci->idx, gw->txn, case_id)) == CPX_ERR_NOT_FOUND)
+        rc = CPX_OK;
+    return rc;
+}
+
 static int seal_order(cpx_gw_t *gw, const cpx_gw_in_t *in, const cpx_envelope_t *env,
                       const cpx_envsign_result_t *res)
 {
@@ -678,24 +959,24 @@ static int seal_order(cpx_gw_t *gw, const cpx_gw_in_t *in, const cpx_envelope_t 
         ref_of(S, "msg:", hex, ref);
     }
     move_t *m = calloc(1, sizeof *m);
-    if (!m)
+    order_cases_t *c = calloc(1, sizeof *c);
+    if (!m || !c) {
+        free(m);
+        free(c);
         return CPX_ERR_NOMEM;
+    }
     m->gw = gw;
+    c->m = m;
+    c->subject = subject;
     int rc = CPX_OK;
     for (size_t i = 0; i < o->n_message_ids; i++)
         move_add(m, o->message_ids[i].data, o->message_ids[i].len);
-    for (size_t i = 0; i < o->n_case_ids && !rc; i++) {
-        rc = cpx_audit_case_foreach(gw->audit, gw->txn, o->case_ids[i], case_leaf_cb, m);
-        uint8_t p[CPX_VAULT_PSEUDO_LEN];
-        cpx_vault_pseudo(S->vault, CPX_VAULT_TAG_CASE, o->case_ids[i], p);
-        MDB_val k = {sizeof p, p}, v = {strlen(in->dept), (void *)in->dept};
-        if (!rc && (rc = mdb_put(gw->txn, S->scase, &k, &v, 0)))
-            rc = cpx_store_err(rc, "sealed: case");
-        /* the case leaves every ordinary view (case show, list, stats, dashboard) */
-        if (!rc && gw->ci && (rc = cpx_caseindex_seal(gw->ci->idx, gw->txn, o->case_ids[i])) ==
-                                 CPX_ERR_NOT_FOUND)
-            rc = CPX_OK;
-    }
+    for (size_t i = 0; i < o->n_case_ids; i++)
+        case_add(c, o->case_ids[i]);
+    if (*subject)
+        rc = find_subject_cases(gw, c);
+    for (size_t i = 0; i < c->n && !rc; i++)
+        rc = seal_case(gw, c->v[i], in->dept, m);
     if (!rc && *subject) {
         uint8_t p[CPX_VAULT_PSEUDO_LEN];
         cpx_vault_pseudo(S->vault, CPX_VAULT_TAG_SUBJECT, subject, p);
@@ -703,29 +984,51 @@ static int seal_order(cpx_gw_t *gw, const cpx_gw_in_t *in, const cpx_envelope_t 
         if ((rc = mdb_put(gw->txn, S->subj, &k, &v, 0)))
             rc = cpx_store_err(rc, "sealed: subject");
     }
-    uint64_t moved = 0, purged = 0;
+    uint64_t n_moved = 0, purged = 0;
     for (size_t i = 0; i < m->n && !rc; i++) {
         int one;
         rc = move_one(gw, m->ids[i], subject, &one);
-        moved += (uint64_t)one;
+        n_moved += (uint64_t)one;
     }
     if (!rc && m->n)
         rc = purge_outboxes(gw, m, &purged);
+    /* the order goes to the policy's recipients; a when_party one only when party to a
+     * sealed case */
+    const char *to[MAX_LIST];
+    size_t n_to = 0;
+    for (size_t i = 0; i < S->recipients.n && !rc; i++) {
+        const char *d = S->recipients.v[i];
+        int ok = strcmp(d, in->dept) != 0 && !in_list(&S->when_party, d);
+        for (size_t j = 0; j < c->n && !ok && !rc; j++)
+            if ((rc = is_party(gw, c->v[j], d)) > 0)
+                ok = 1, rc = 0;
+        if (rc < 0)
+            break;
+        rc = 0;
+        if (ok && strcmp(d, in->dept))
+            to[n_to++] = d;
+    }
+    int overflow = c->overflow || m->n == MAX_MOVE;
+    size_t n_cases = c->n;
     free(m);
+    free(c);
     if (rc)
         return rc;
-    char detail[128];
-    snprintf(detail, sizeof detail, "moved=%llu outbox_removed=%llu",
-             (unsigned long long)moved, (unsigned long long)purged);
+    char detail[160];
+    snprintf(detail, sizeof detail, "moved=%llu outbox_removed=%llu cases=%zu%s",
+             (unsigned long long)n_moved, (unsigned long long)purged, n_cases,
+             overflow ? " truncated" : "");
     uint64_t seq;
     if ((rc = request_leaf(gw, in, env, res, CPX__V1__AUDIT_EVENT__SEAL_ORDERED, ref, detail, &seq)))
         return rc;
-    for (size_t i = 0; i < S->recipients.n && !rc; i++)
-        if (strcmp(S->recipients.v[i], in->dept))
-            rc = queue(gw, S->recipients.v[i], env->message_id.data, env->message_id.len, seq, ref,
-                       CPX__V1__PRIORITY__URGENT);
+    for (size_t i = 0; i < n_to && !rc; i++)
+        rc = queue(gw, to[i], env->message_id.data, env->message_id.len, seq, ref,
+                   CPX__V1__PRIORITY__URGENT);
     if (rc)
         return rc;
+    if (overflow)
+        cpx_log_warn(MOD, "msg=\"seal order reached its limits (%d cases, %d messages): send another\" leaf=%llu",
+                     MAX_CASES, MAX_MOVE, (unsigned long long)seq);
     cpx_log_info(MOD, "msg=\"seal order\" dept=%s leaf=%llu %s", in->dept, (unsigned long long)seq, detail);
     return cpx_gw_writer_ack(gw, in, env, seq, "");
 }
@@ -1125,6 +1428,8 @@ int cpx_gw_sealed_submit(cpx_gw_t *gw, const cpx_gw_in_t *in, const cpx_envelope
         return seal_message(gw, in, env, res, "juvenile_offence");
     if (case_sealed(S, gw->txn, env->case_id))
         return seal_message(gw, in, env, res, "sealed_case");
+    if (subject_sealed(S, gw->txn, minor_id(env)))
+        return seal_message(gw, in, env, res, "sealed_subject");
     if (replies_to_sealed(gw, env))
         return seal_message(gw, in, env, res, "reply_to_sealed");
     *handled = 0;

@@ -129,7 +129,8 @@ static void out_clear(cpx_gw_t *self)
     for (size_t i = 0; i < self->n_out; i++)
         free(self->out[i].buf);
     self->n_out = 0;
-    memset(self->seen_idx, 0, self->seen_cap * sizeof *self->seen_idx);
+    if (self->seen_idx)  /* NULL when the start failed before allocating it */
+        memset(self->seen_idx, 0, self->seen_cap * sizeof *self->seen_idx);
 }
 
 /* ---- durability of the last commit ----------------------------------------------- */
@@ -760,8 +761,13 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
         goto fail;
     }
     if (!(self->reg = cpx_registry_open(self->env)) || !(self->audit = cpx_audit_open(self->env)) ||
-        !(self->ob = cpx_outbox_open(self->env)) || !(self->cases = cpx_gw_cases_open(self->env)))
+        !(self->ob = cpx_outbox_open(self->env)))
         goto fail;
+    if ((rc = cpx_gw_cases_open(self->env, cfg->store_key, &self->cases, err, sizeof err))) {
+        cpx_log_error("server", "msg=\"cannot open the message store\" err=\"%s\"", err);
+        fprintf(stderr, "cpx-gateway: keys.store_key: %s\n", err);
+        goto fail;
+    }
     if (!(self->sign_key = cpx_gw_signing_key(cfg))) {  /* gateway/signerlink.c */
         cpx_log_error("server", "msg=\"cannot load signing key\" path=%s", cfg->signing_key);
         goto fail;

@@ -425,6 +425,17 @@ int cpx_outbox_dead_retry(cpx_outbox_t *self, MDB_txn *txn, uint64_t seq,
     return CPX_OK;
 }
 
+int cpx_outbox_dead_remove(cpx_outbox_t *self, MDB_txn *txn, uint64_t seq)
+{
+    uint8_t kb[8];
+    cpx_be64_put(kb, seq);
+    MDB_val k = {8, kb};
+    int rc = mdb_del(txn, self->dead, &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return CPX_ERR_NOT_FOUND;
+    return rc ? cpx_store_err(rc, "outbox: dead del") : CPX_OK;
+}
+
 int cpx_outbox_dead_count(cpx_outbox_t *self, MDB_txn *txn, uint64_t *n)
 {
     MDB_stat st;

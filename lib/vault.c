@@ -524,3 +524,60 @@ int cpx_vault_info(cpx_vault_t *self, MDB_txn *txn, uint8_t key_id[CPX_VAULT_KEY
     *records = st.ms_entries;
     return CPX_OK;
 }
+
+/* ---- key-free view checks -------------------------------------------------------------- */
+
+/* 'H' | SHA-256("cpx.v1.sealed-case" 00 | case id): unkeyed so that cpxctl can hide the
+ * case without any key; it keeps the case id string itself out of the file. */
+static void hidden_key(const char *case_id, uint8_t out[1 + CPX_SHA256_LEN])
+{
+    static const char label[] = "cpx.v1.sealed-case";
+    cpx_iov_t iov[2] = {{label, sizeof label}, {case_id, strlen(case_id)}};
+    out[0] = 'H';
+    cpx_sha256_v(iov, 2, out + 1);
+}
+
+int cpx_vault_hide_case(cpx_vault_t *self, MDB_txn *txn, const char *case_id)
+{
+    uint8_t k[1 + CPX_SHA256_LEN];
+    hidden_key(case_id, k);
+    MDB_val key = {sizeof k, k}, v = {0, ""};
+    int rc = mdb_put(txn, self->meta, &key, &v, 0);
+    return rc ? cpx_store_err(rc, "vault: hide case") : CPX_OK;
+}
+
+static int probe(MDB_txn *txn, const char *db, const void *k, size_t kl)
+{
+    MDB_dbi dbi;
+    int rc = mdb_dbi_open(txn, db, 0, &dbi);
+    if (rc == MDB_NOTFOUND)
+        return 0;  /* a store without a vault */
+    if (rc)
+        return cpx_store_err(rc, "vault: open");
+    MDB_val key = {kl, (void *)k}, v;
+    rc = mdb_get(txn, dbi, &key, &v);
+    return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : cpx_store_err(rc, "vault: probe");
+}
+
+int cpx_vault_case_hidden(MDB_txn *txn, const char *case_id)
+{
+    if (!case_id || !*case_id)
+        return 0;
+    uint8_t k[1 + CPX_SHA256_LEN];
+    hidden_key(case_id, k);
+    return probe(txn, "vault.meta", k, sizeof k);
+}
+
+int cpx_vault_holds(MDB_txn *txn, const uint8_t *id, size_t id_len)
+{
+    return id_len == CPX_VAULT_ID_LEN ? probe(txn, "vault.rec", id, id_len) : 0;
+}
+
+int cpx_vault_view_withheld(MDB_txn *txn, const char *case_ref, const uint8_t *message_id,
+                            size_t message_id_len)
+{
+    if (case_ref && !strncmp(case_ref, "P:", 2))
+        return 1;  /* a sealed subject's pseudonym: the auditor's access log only */
+    int rc = cpx_vault_holds(txn, message_id, message_id_len);
+    return rc ? rc : cpx_vault_case_hidden(txn, case_ref);
+}

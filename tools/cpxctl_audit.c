@@ -19,6 +19,7 @@
 #include "cpx/limits.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
+#include "cpx/vault.h"
 #include "cpxctl.h"
 
 #define DEMO_MAP_SIZE ((size_t)32 << 30)
@@ -28,7 +29,7 @@
 
 typedef struct opts {
     const char *data, *gateway_key, *key, *out, *export_file, *proof, *head, *old_head,
-        *leaf, *out_signing_bytes, *out_sig, *first_key, *old_head_key;
+        *leaf, *out_signing_bytes, *out_sig, *first_key, *old_head_key, *auditor;
     const char *extra_heads[16];
     int n_extra_heads;
     const char *pos[4];
@@ -81,6 +82,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         else if (!strcmp(a, "--out-sig")) str = &o->out_sig;
         else if (!strcmp(a, "--first-key")) str = &o->first_key;
         else if (!strcmp(a, "--old-head-key")) str = &o->old_head_key;
+        else if (!strcmp(a, "--auditor")) str = &o->auditor;
         else if (!strcmp(a, "--from")) num = &o->from;
         else if (!strcmp(a, "--to")) num = &o->to;
         else if (!strcmp(a, "--tree-size")) num = &o->tree_size;
@@ -766,10 +768,19 @@ static void print_leaf(const cpx_audit_leaf_t *lf, int json)
     printf("\n");
 }
 
+/* A leaf no ordinary view shows: it concerns a sealed message (the vault holds its
+ * id), a case sealed since, or a sealed subject (case_ref is a "P:" pseudonym). The
+ * leaves stay in the log unchanged (every proof stays valid); only views skip them. */
+static int withheld(MDB_txn *txn, const cpx_audit_leaf_t *lf)
+{
+    /* an error reading the vault withholds too: never show what may be sealed */
+    return cpx_vault_view_withheld(txn, lf->case_ref, lf->message_id.data, lf->message_id.len) != 0;
+}
+
 typedef struct tl {
     ro_t *r;
     int json;
-    uint64_t count;
+    uint64_t count, withheld;
 } tl_t;
 
 static int timeline_one(void *ctx, uint64_t seq)
@@ -779,27 +790,74 @@ static int timeline_one(void *ctx, uint64_t seq)
     int rc = cpx_audit_get_leaf(t->r->audit, t->r->txn, seq, &lf);
     if (rc)
         return rc;
-    print_leaf(lf, t->json);
+    if (withheld(t->r->txn, lf)) {
+        t->withheld++;
+    } else {
+        print_leaf(lf, t->json);
+        t->count++;
+    }
     cpx_msg_free(lf);
-    t->count++;
     return 0;
+}
+
+static int count_one(void *ctx, uint64_t seq)
+{
+    (void)seq;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+/* The auditor's credential is the sealing policy's pseudonym key: it is right when the
+ * gateway's record of sealed cases holds this case under the key's pseudonym. */
+static int auditor_knows(MDB_txn *txn, const char *key_path, const char *case_id)
+{
+    uint8_t pkey[32], buf[1 + 256], p[1 + CPX_SHA256_LEN];
+    if (cpx_symkey_load(key_path, pkey) != CPX_OK)
+        return 0;
+    size_t n = strnlen(case_id, 256);
+    buf[0] = p[0] = CPX_VAULT_TAG_CASE;
+    memcpy(buf + 1, case_id, n);
+    cpx_hmac_sha256(pkey, sizeof pkey, buf, n + 1, p + 1);
+    cpx_cleanse(pkey, sizeof pkey);
+    MDB_dbi dbi;
+    MDB_val k = {sizeof p, p}, v;
+    return mdb_dbi_open(txn, "sealed.case", 0, &dbi) == 0 && mdb_get(txn, dbi, &k, &v) == 0;
 }
 
 static int cmd_timeline(opts_t *o)
 {
     if (o->n_pos != 1)
-        return usage_err("timeline CASE-ID --data DIR [--json]%s", "");
+        return usage_err("timeline CASE-ID --data DIR [--json] [--auditor PSEUDONYM_KEY]%s", "");
     ro_t r;
     int rc = open_ro(o->data, &r);
     if (rc)
         return rc;
-    tl_t t = {&r, o->json, 0};
-    int err = cpx_audit_case_foreach(r.audit, r.txn, o->pos[0], timeline_one, &t);
+    const char *case_id = o->pos[0];
+    tl_t t = {&r, o->json, 0, 0};
+    int hidden = cpx_vault_case_hidden(r.txn, case_id);
+    int err = hidden < 0 ? hidden : CPX_OK;
+    if (hidden > 0) {
+        /* A sealed case: without the auditor's key, the answer of an unknown case; with
+         * it, that the case is sealed, without any of its content. */
+        if (o->auditor && auditor_knows(r.txn, o->auditor, case_id)) {
+            uint64_t n = 0;
+            err = cpx_audit_case_foreach(r.audit, r.txn, case_id, count_one, &n);
+            if (!err && o->json)
+                printf("{\"case\":\"%s\",\"sealed\":true,\"entries_withheld\":%" PRIu64 "}\n", case_id, n);
+            else if (!err)
+                printf("case %s is sealed: %" PRIu64 " log entries withheld (the access log: "
+                       "cpxctl sealed access-log %s --case --auditor KEY)\n", case_id, n, case_id);
+        } else if (!o->json) {
+            printf("no events for case %s\n", case_id);
+        }
+    } else if (!err) {
+        err = cpx_audit_case_foreach(r.audit, r.txn, case_id, timeline_one, &t);
+        if (!err && !t.count && !o->json)
+            printf("no events for case %s\n", case_id);
+    }
     if (err) {
         fprintf(stderr, "cpxctl audit: timeline: %s\n", cpx_strerror(err));
         rc = CPXCTL_ENV;
-    } else if (!t.count && !o->json) {
-        printf("no events for case %s\n", o->pos[0]);
     }
     close_ro(&r);
     return rc;
@@ -823,7 +881,8 @@ static int cmd_tail(opts_t *o)
             rc = CPXCTL_FAIL;
             continue;
         }
-        print_leaf(lf, o->json);
+        if (!withheld(r.txn, lf))
+            print_leaf(lf, o->json);
         cpx_msg_free(lf);
     }
     close_ro(&r);
@@ -1080,7 +1139,7 @@ static void audit_usage(FILE *f)
             "          [--leaf LEAF.bin | --old-head OLD_STH.bin [--old-head-key PEM]]\n"
             "          [--first-key PEM]  (rotated log: the log's first key, its log id)\n"
             "  export --data DIR --from A --to B --out FILE [--gateway-key PEM]\n"
-            "  timeline CASE-ID --data DIR [--json]\n"
+            "  timeline CASE-ID --data DIR [--json] [--auditor PSEUDONYM_KEY]\n"
             "  head --data DIR [--size N] [--json] [--out STH.bin]\n"
             "          [--out-signing-bytes head.bin --out-sig head.sig]\n"
             "  tail -n N --data DIR [--json]\n"

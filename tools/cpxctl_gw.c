@@ -17,6 +17,7 @@
 #include "cpx/outbox.h"
 #include "cpx/registry.h"
 #include "cpx/store.h"
+#include "cpx/vault.h"
 
 static int64_t now_ms(void)
 {
@@ -310,7 +311,11 @@ static int cmd_status(int argc, char **argv)
 
 static int print_dead(void *ctx, const cpx_dead_letter_t *d)
 {
-    (void)ctx;
+    MDB_txn *txn = ctx;
+    /* a sealed message (or one of a case sealed since) is in no ordinary view */
+    if (cpx_vault_view_withheld(txn, d->entry.case_id, d->entry.message_id,
+                                d->entry.message_id_len) != 0)
+        return 0;
     char hex[2 * CPX_MAX_MESSAGE_ID + 1];
     cpx_hex(d->entry.message_id, d->entry.message_id_len, hex);
     printf("dead delivery=%" PRIu64 " dept=%s message_id=%s case=%s attempts=%u dead_ms=%" PRId64
@@ -371,7 +376,7 @@ static int cmd_deadletter(int argc, char **argv)
         return CPXCTL_ENV;
     }
     if (list) {
-        rc = cpx_outbox_dead_each(o.ob, txn, 0, print_dead, NULL);
+        rc = cpx_outbox_dead_each(o.ob, txn, 0, print_dead, txn);
         mdb_txn_abort(txn);
         close_all(&o);
         return rc ? CPXCTL_ENV : CPXCTL_OK;

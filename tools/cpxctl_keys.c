@@ -158,6 +158,18 @@ static int cmd_keygen(int argc, char **argv)
     cpx_hex(id, sizeof id, hex);
     cpx_key_destroy(&key);
     printf("dept=%s key_id=%s curve_public=%s\n", dept, hex, zpub);
+    /* The gateway's own keys also get the store key (gateway.yaml keys.store_key): made
+     * here, where the key folder is writable, not by a gateway that may not write there. */
+    if (!strcmp(dept, "GATEWAY")) {
+        char sk[4096];
+        snprintf(sk, sizeof sk, "%s/GATEWAY.store.key", dir);
+        rc = access(sk, F_OK) == 0 ? CPX_OK : cpx_symkey_create(sk);
+        if (rc != CPX_OK) {
+            fprintf(stderr, "cpxctl keygen: %s: %s\n", sk, cpx_strerror(rc));
+            return CPXCTL_ENV;
+        }
+        printf("store_key=%s (mode 0600)\n", sk);
+    }
     return CPXCTL_OK;
 }
 
@@ -286,7 +298,7 @@ static int cmd_sign_envelope(int argc, char **argv)
     return rc == CPX_OK ? CPXCTL_OK : CPXCTL_FAIL;
 }
 
-CPXCTL_COMMAND("keygen", cmd_keygen, "DEPT --dir DIR   new Ed25519 signing + CURVE key files")
+CPXCTL_COMMAND("keygen", cmd_keygen, "DEPT --dir DIR   new Ed25519 signing + CURVE key files (GATEWAY: + store key)")
 CPXCTL_COMMAND("keyid", cmd_keyid, "PUBFILE   key id (first 8 bytes of SHA-256 of the key)")
 CPXCTL_COMMAND("sign-file", cmd_sign_file, "KEY FILE SIG   raw Ed25519 signature (debug)")
 CPXCTL_COMMAND("sigmsg", cmd_sigmsg, "ENV.pb MSG SIG   bytes + signature for openssl pkeyutl")

@@ -102,6 +102,9 @@ int cpx_outbox_dead_each(cpx_outbox_t *self, MDB_txn *txn, uint64_t from,
  * receives it. CPX_ERR_NOT_FOUND when there is none. */
 int cpx_outbox_dead_retry(cpx_outbox_t *self, MDB_txn *txn, uint64_t seq,
                           cpx_dead_letter_t *out);
+/* Removes dead letter seq for good (a sealed message it may never be delivered to).
+ * CPX_ERR_NOT_FOUND when there is none. */
+int cpx_outbox_dead_remove(cpx_outbox_t *self, MDB_txn *txn, uint64_t seq);
 /* Number of dead letters. */
 int cpx_outbox_dead_count(cpx_outbox_t *self, MDB_txn *txn, uint64_t *n);
 

@@ -94,6 +94,21 @@ int cpx_vault_lookup(cpx_vault_t *self, MDB_txn *txn, char tag, const char *valu
 /* Number of records indexed under (tag, value) (0 when none), or negative. */
 long cpx_vault_count(cpx_vault_t *self, MDB_txn *txn, char tag, const char *value);
 
+/* ---- views without keys (cpxctl audit timeline/tail, deadletter list) ----------------
+ * A case named by a SealOrder is marked in "vault.meta" under
+ * 'H' | SHA-256("cpx.v1.sealed-case" 0x00 || case id) (unkeyed: any view can check it;
+ * the case id string is not stored). cpx_vault_case_hidden / cpx_vault_holds: 1 when the
+ * case is sealed / the message id is a vault record, 0 when not (or the store has no
+ * vault), negative on error; they run in any (read) txn and need no key. */
+int cpx_vault_hide_case(cpx_vault_t *self, MDB_txn *txn, const char *case_id);
+int cpx_vault_case_hidden(MDB_txn *txn, const char *case_id);
+int cpx_vault_holds(MDB_txn *txn, const uint8_t *id, size_t id_len);
+/* Should an ordinary view (timeline, tail, dashboard, dead letters) skip an audit leaf or
+ * entry? 1 when it names a sealed subject's pseudonym ("P:..."), a message the vault
+ * holds, or a sealed case; 0 when not; negative on error. */
+int cpx_vault_view_withheld(MDB_txn *txn, const char *case_ref, const uint8_t *message_id,
+                            size_t message_id_len);
+
 /* ---- rotation (cpxctl sealed rotate-key) ------------------------------------------
  * 1. cpx_vault_rotate_begin: creates key_path".next" (mode 0600) unless it exists,
  *    loads it and records next_key_id in txn: from the next transaction on, every

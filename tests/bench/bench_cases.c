@@ -518,6 +518,7 @@ static void bench_gateway_on_off(size_t count)
         snprintf(text, sizeof text,
                  "endpoint: tcp://127.0.0.1:0\ndata_dir: %s\nmap_size: 4GiB\nkeys:\n"
                  "  curve_secret: GATEWAY.curve.key\n  signing_key: GATEWAY.sign.key\n"
+                 "  store_key: GATEWAY.store.key\n"
                  "routes: %s/deploy/jiangyin/routes.yaml\nlog_level: warn\nbatch_max: 4096\n%s",
                  data, src, tracking ? "cases: casepolicy.yaml\n" : "");
         snprintf(name, sizeof name, "gw%d.yaml", r);

@@ -516,6 +516,7 @@ int main(int argc, char **argv)
     snprintf(cfg, sizeof cfg,
              "endpoint: tcp://127.0.0.1:0\ndata_dir: data\nmap_size: 16GiB\n"
              "keys:\n  curve_secret: GATEWAY.curve.key\n  signing_key: GATEWAY.sign.key\n"
+             "  store_key: GATEWAY.store.key\n"
              "  signer: %s\n"
              "heartbeat_ms: 1000\noffline_after_ms: 10000\nin_flight: 4096\nqueue_limit: 3000000\n",
              signer);

@@ -378,6 +378,7 @@ class Gateway:
             self.keygen_enroll(d)
         cfg = ("endpoint: tcp://127.0.0.1:0\ndata_dir: data\nmap_size: 256MiB\n"
                "keys:\n  curve_secret: keys/GATEWAY.curve.key\n  signing_key: keys/GATEWAY.sign.key\n"
+               "  store_key: keys/GATEWAY.store.key\n"
                "heartbeat_ms: 200\noffline_after_ms: 1500\n"
                "log_level: %s\nretry:\n  base_ms: 300\n  max_ms: 1000\n  max_attempts: 3\n"
                % os.environ.get("CPX_GW_LOG_LEVEL", "info"))

@@ -16,7 +16,7 @@ expect() {  # expect WANT_RC SUBSTRING
         echo "ok   $2"
     fi
 }
-printf 'endpoint: tcp://127.0.0.1:0\ndata_dir: data\nkeys: {curve_secret: x, signing_key: y}\ncases: cp.yaml\n' > "$D/gw.yaml"
+printf 'endpoint: tcp://127.0.0.1:0\ndata_dir: data\nkeys: {curve_secret: x, signing_key: y, store_key: z}\ncases: cp.yaml\n' > "$D/gw.yaml"
 cp "$SRC/deploy/jiangyin/views.yaml" "$D/views.yaml"
 good='version: 1\nkeys: {index: a.key, records: b.key}\nviews: views.yaml\n'
 printf "$good" > "$D/cp.yaml"
@@ -37,7 +37,7 @@ printf "$good" > "$D/cp.yaml"
 printf 'version: 1\nprofiles: {p: {withhold: {discovery_report: [nope]}}}\n' > "$D/views.yaml"
 expect 2 "views.yaml:2:46: withhold.discovery_report: 'nope' is not a field of DiscoveryReport"
 # the shipped Jiangyin policy (keys under run/ are created at start, not at --check)
-printf 'endpoint: tcp://127.0.0.1:0\ndata_dir: data\nkeys: {curve_secret: x, signing_key: y}\ncases: %s\n' \
+printf 'endpoint: tcp://127.0.0.1:0\ndata_dir: data\nkeys: {curve_secret: x, signing_key: y, store_key: z}\ncases: %s\n' \
     "$SRC/deploy/jiangyin/casepolicy.yaml" > "$D/gw.yaml"
 expect 0 "configuration ok"
 exit $fail

@@ -19,19 +19,26 @@ base='endpoint: tcp://127.0.0.1:0
 data_dir: data
 keys:
   curve_secret: k.key
-  signing_key: s.key'
-expect unknown_key "unknown_key.yaml:6:1: unknown key 'bogus'" <<< "$base
+  signing_key: s.key
+  store_key: st.key'
+expect unknown_key "unknown_key.yaml:7:1: unknown key 'bogus'" <<< "$base
 bogus: 1"
-expect negative "negative.yaml:7:12: retry.base_ms: expected a non-negative integer" <<< "$base
+expect negative "negative.yaml:8:12: retry.base_ms: expected a non-negative integer" <<< "$base
 retry:
   base_ms: -3"
-expect range "range.yaml:6:15: heartbeat_ms: 10 is out of range" <<< "$base
+expect range "range.yaml:7:15: heartbeat_ms: 10 is out of range" <<< "$base
 heartbeat_ms: 10"
 expect syntax "syntax.yaml:[0-9]+:[0-9]+: " <<< "endpoint: [tcp://x"
 expect missing "missing.yaml:1:1: keys.curve_secret: required" <<< 'endpoint: tcp://127.0.0.1:0
 data_dir: d'
+expect store_key "store_key.yaml:1:1: keys.store_key: required" <<< 'endpoint: tcp://127.0.0.1:0
+data_dir: d
+keys: {curve_secret: c.key, signing_key: s.key}'
+expect store_key_own "store_key_own.yaml:1:1: keys.store_key: must be a key file of its own" <<< 'endpoint: tcp://127.0.0.1:0
+data_dir: d
+keys: {curve_secret: c.key, signing_key: s.key, store_key: s.key}'
 expect endpoint "endpoint.yaml:1:11: endpoint: must start with tcp:// or ipc://" <<< 'endpoint: udp://x'
-expect offline "offline.yaml:7:19: offline_after_ms: must be greater than heartbeat_ms" <<< "$base
+expect offline "offline.yaml:8:19: offline_after_ms: must be greater than heartbeat_ms" <<< "$base
 heartbeat_ms: 1000
 offline_after_ms: 500"
 expect size_unit "map_size: unexpected 'GB' after the number" <<< "$base
