@@ -88,6 +88,7 @@ static void start_gateway(void)
         abort();
     fprintf(f, "endpoint: tcp://127.0.0.1:0\ndata_dir: data\nmap_size: 64MiB\n"
                "keys:\n  curve_secret: keys/GATEWAY.curve.key\n  signing_key: keys/GATEWAY.sign.key\n"
+               "  store_key: keys/GATEWAY.store.key\n  signer: in-process\n"
                "log_level: error\n"
                "http:\n  listen: 127.0.0.1:%u\n  verify_interval_s: 0\n  users:\n"
                "    - name: office-fuzz\n      token_sha256: %s\n", port, TOKEN_SHA256);
