@@ -481,7 +481,7 @@ void cpx_gw_metrics_render(const cpx_gw_metrics_t *self, cpx_gw_buf_t *out)
                       (unsigned long long)atomic_load(&self->sealed_ref));
 
     cpx_gw_buf_printf(out, "# HELP cpx_ack_latency_seconds From the start of the cycle that "
-                           "read a Submit to the commit after which its Ack is sent.\n"
+                           "read a Submit to that cycle's commit (its Ack follows once the commit is flushed).\n"
                            "# TYPE cpx_ack_latency_seconds histogram\n");
     uint64_t cum = 0;
     for (size_t b = 0; b <= N_BUCKETS; b++) {
