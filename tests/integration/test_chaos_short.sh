@@ -9,13 +9,13 @@
 # ASan's runtime refuses to follow; steady-load bounds RSS, which ASan's quarantine
 # inflates; network-cut now waits on the adapter's progress and backoff rather than a
 # fixed budget, but has only been shown repeatable under load in the normal build. The
-# normal build runs all of them.
+# normal build runs all of them. Both run the sealed-record probes.
 set -euo pipefail
 build=${1:?usage: test_chaos_short.sh BUILD_DIR}
 src=${CPX_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-only=(--only gateway-kill,store-full,clock-jump,steady-load,flood,adapter-kill,both-kill,network-cut,local-down,local-down-long,attacks)
+only=(--only gateway-kill,store-full,clock-jump,steady-load,flood,adapter-kill,both-kill,network-cut,local-down,local-down-long,attacks,sealed)
 if grep -q '^CPX_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
-  only=(--only gateway-kill,store-full,flood,adapter-kill,both-kill,local-down,local-down-long,attacks)
+  only=(--only gateway-kill,store-full,flood,adapter-kill,both-kill,local-down,local-down-long,attacks,sealed)
   echo "ASan build: clock-jump, steady-load and network-cut run in the normal build only"
 fi
 exec /usr/bin/python3 "$src/tests/chaos/run" --short --build "$build" "${only[@]}"
