@@ -51,6 +51,29 @@ static int load_key(const char *path, uint8_t key[32])
     return rc;
 }
 
+/* The table of minors' open cases, rebuilt from the committed case records (the
+ * durable truth; docs/cases.md): one sequential scan. */
+static int load_minors(MDB_env *env, cpx_caseindex_t *idx)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return cpx_store_err(rc, "cases: begin");
+    rc = cpx_caseindex_minor_load(idx, txn);
+    mdb_txn_abort(txn);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    size_t n, bytes;
+    cpx_caseindex_minor_stats(idx, &n, &bytes);
+    if (rc)
+        cpx_log_error("cases", "msg=\"cannot build the open-case table\" err=%s", cpx_strerror(rc));
+    else
+        cpx_log_info("cases", "msg=\"open-case table built\" keys=%zu bytes=%zu ms=%lld", n, bytes,
+                     (long long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+    return rc;
+}
+
 int cpx_gw_ci_check(const cpx_gw_config_t *cfg, char *err, size_t size)
 {
     if (!cfg->cases[0])
@@ -101,6 +124,12 @@ int cpx_gw_ci_start(cpx_gw_t *self)
         cpx_views_destroy(&ci->views);
         free(ci);
         return CPX_ERR_STORE;
+    }
+    if ((rc = load_minors(self->env, ci->idx))) {
+        cpx_caseindex_destroy(&ci->idx);
+        cpx_views_destroy(&ci->views);
+        free(ci);
+        return rc;
     }
     ci->wall0_ms = cpx_gw_now_ms();
     ci->mono0_ms = mono_ms();
@@ -555,7 +584,7 @@ static int minor_keys(cpx_gw_t *self, const cpx_case_rec_t *rec, int set)
         key[0] = i ? 'N' : 'I';
         memcpy(key + 1, i ? rec->name_key : rec->subject, CPX_SHA256_LEN);
         rc = set ? cpx_caseindex_set_minor(self->ci->idx, self->txn, key, rec->id)
-                 : cpx_caseindex_del_minor(self->ci->idx, self->txn, key);
+                 : cpx_caseindex_del_minor(self->ci->idx, self->txn, key, rec->id);
     }
     return rc;
 }
@@ -1188,7 +1217,14 @@ void cpx_gw_ci_aborted(cpx_gw_t *self)
     if (self->ci) {
         drop_queue(self->ci);
         pre_clear(self->ci);
+        cpx_caseindex_minor_rollback(self->ci->idx);  /* the table follows the records */
     }
+}
+
+void cpx_gw_ci_committed(cpx_gw_t *self)
+{
+    if (self->ci)
+        cpx_caseindex_minor_commit(self->ci->idx);
 }
 
 int cpx_gw_ci_notice(cpx_gw_t *self, int kind, const char *rule, const char *case_id,

@@ -141,8 +141,11 @@ size_t cpx_gw_ci_prepare_jobs(struct cpx_gw *self, struct cpx_gw_vjob *jobs, siz
 int cpx_gw_ci_tick(struct cpx_gw *self);
 /* Signs (one batch signature) and stores the envelopes queued by cpx_gw_ci_emit. */
 int cpx_gw_ci_flush(struct cpx_gw *self);
-/* The cycle's transaction aborted: drop what was queued in it. */
+/* The cycle's transaction aborted: drop what was queued in it and undo its changes
+ * to the table of minors' open cases. */
 void cpx_gw_ci_aborted(struct cpx_gw *self);
+/* The cycle's transaction committed: the table's changes of the cycle stay. */
+void cpx_gw_ci_committed(struct cpx_gw *self);
 /* When the next deadline check is due (INT64_MAX when off), on self->now_ms's scale. */
 int64_t cpx_gw_ci_next_due(struct cpx_gw *self);
 

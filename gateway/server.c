@@ -459,6 +459,7 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
         self->failed_cycles++;
     } else {
         cpx_audit_committed(self->audit);
+        cpx_gw_ci_committed(self);
         self->tree_size = head_size;
         self->failed_cycles = 0;
     }

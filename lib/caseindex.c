@@ -12,6 +12,7 @@
 
 #include "cpx/err.h"
 #include "cpx/log.h"
+#include "cpx/minortab.h"
 #include "cpx/store.h"
 
 #define MOD "caseindex"
@@ -20,7 +21,8 @@
 #define DEPT_KEY CPX_MAX_DEPT_CODE
 
 struct cpx_caseindex {
-    MDB_dbi cases, pii, minor, ref, part, dl, dlx, ben, parent;
+    MDB_dbi cases, pii, ref, part, dl, dlx, ben, parent;
+    cpx_minortab_t *minors;  /* open cases by minor key, when built (cpx_caseindex_minor_load) */
     uint8_t index_key[32], records_key[32];
     int has_index_key, has_records_key;
     /* Keyed once, reused per record: OpenSSL's one-shot HMAC() and a fresh cipher
@@ -136,9 +138,9 @@ cpx_caseindex_t *cpx_caseindex_open(MDB_env *env, const uint8_t index_key[32],
     if (!self)
         return NULL;
     const cpx_store_db_t dbs[] = {
-        {"ci.case", 0, &self->cases}, {"ci.pii", 0, &self->pii},       {"ci.minor", 0, &self->minor},
-        {"ci.ref", 0, &self->ref},    {"ci.part", 0, &self->part},     {"ci.dl", 0, &self->dl},
-        {"ci.dlx", 0, &self->dlx},    {"ci.ben", 0, &self->ben},       {"ci.parent", 0, &self->parent},
+        {"ci.case", 0, &self->cases}, {"ci.pii", 0, &self->pii},   {"ci.ref", 0, &self->ref},
+        {"ci.part", 0, &self->part},  {"ci.dl", 0, &self->dl},     {"ci.dlx", 0, &self->dlx},
+        {"ci.ben", 0, &self->ben},    {"ci.parent", 0, &self->parent},
     };
     /* a read-only store written before case tracking has no such databases: not an error
      * worth a log line (CPX_ERR_NOT_FOUND), the caller answers "no case tracking" */
@@ -171,6 +173,7 @@ void cpx_caseindex_destroy(cpx_caseindex_t **self_p)
     EVP_MD_CTX_free(self->hm_tmp);
     EVP_MD_free(self->sha256);
     EVP_CIPHER_CTX_free(self->gcm);
+    cpx_minortab_destroy(&self->minors);
     cpx_cleanse(self, sizeof *self);
     free(self);
     *self_p = NULL;
@@ -343,33 +346,150 @@ void cpx_caseindex_hmac(cpx_caseindex_t *self, const char *text, uint8_t out[CPX
     hmac_parts(self, self->hm_tmp, "cpx.ci.id", parts, 1, out);
 }
 
+/* ---- a minor's open case ----------------------------------------------------------
+ * No store of its own: a case record holds its minor's keys (subject with F_HAS_ID,
+ * name_key with F_NAME_KEY), so "the open case of key K" is the open, unsealed case
+ * whose record holds K — the newest opened when several do (docs/cases.md). The
+ * gateway keeps a table of candidates (cpx/minortab.h) built from the records at start
+ * and changed with them, so a new case costs no random B-tree insert; a hit is
+ * confirmed against the record's full hash. Without the table (cpxctl), a scan. */
+
+static int rec_holds(const cpx_case_rec_t *r, const uint8_t key[1 + CPX_SHA256_LEN])
+{
+    if (r->state == CPX_CASE_CLOSED || (r->flags & CPX_CASE_F_SEALED))
+        return 0;
+    if (key[0] == 'I')
+        return (r->flags & CPX_CASE_F_HAS_ID) && !memcmp(r->subject, key + 1, CPX_SHA256_LEN);
+    if (key[0] == 'N')
+        return (r->flags & CPX_CASE_F_NAME_KEY) && !memcmp(r->name_key, key + 1, CPX_SHA256_LEN);
+    return 0;
+}
+
+typedef struct minor_q {
+    cpx_caseindex_t *self;
+    MDB_txn *txn;
+    const uint8_t *key;
+    int found, err;
+    int64_t opened_ms;
+    char id[CPX_MAX_CASE_ID + 1];
+} minor_q_t;
+
+/* Keeps r when it holds the key and ranks above the best so far. */
+static void minor_consider(minor_q_t *q, const cpx_case_rec_t *r)
+{
+    if (!rec_holds(r, q->key))
+        return;
+    if (q->found && (r->opened_ms < q->opened_ms ||
+                     (r->opened_ms == q->opened_ms && strcmp(r->id, q->id) <= 0)))
+        return;
+    q->found = 1;
+    q->opened_ms = r->opened_ms;
+    snprintf(q->id, sizeof q->id, "%s", r->id);
+}
+
+static int minor_candidate(void *ctx, const char *case_id)
+{
+    minor_q_t *q = ctx;
+    cpx_case_rec_t r;
+    int rc = cpx_caseindex_get(q->self, q->txn, case_id, &r);
+    if (rc == CPX_ERR_NOT_FOUND)  /* added in a cycle whose message was then refused */
+        return 0;
+    if (rc)
+        return q->err = rc;
+    minor_consider(q, &r);
+    return 0;
+}
+
+static int minor_scanned(void *ctx, const cpx_case_rec_t *r)
+{
+    minor_consider(ctx, r);
+    return 0;
+}
+
 int cpx_caseindex_find_minor(cpx_caseindex_t *self, MDB_txn *txn,
                              const uint8_t key[1 + CPX_SHA256_LEN], char *case_id)
 {
-    MDB_val v;
-    int rc = get_raw(txn, self->minor, key, 1 + CPX_SHA256_LEN, &v);
-    if (rc)
-        return rc;
-    size_t n = v.mv_size < CPX_MAX_CASE_ID ? v.mv_size : CPX_MAX_CASE_ID;
-    memcpy(case_id, v.mv_data, n);
-    case_id[n] = '\0';
+    minor_q_t q = {.self = self, .txn = txn, .key = key};
+    int rc = self->minors
+                 ? cpx_minortab_each(self->minors, cpx_minortab_prefix(key), minor_candidate, &q)
+                 : cpx_caseindex_each_case(self, txn, minor_scanned, &q);
+    if (rc || q.err)
+        return rc ? rc : q.err;
+    if (!q.found)
+        return CPX_ERR_NOT_FOUND;
+    memcpy(case_id, q.id, sizeof q.id);
     return CPX_OK;
 }
 
 int cpx_caseindex_set_minor(cpx_caseindex_t *self, MDB_txn *txn,
                             const uint8_t key[1 + CPX_SHA256_LEN], const char *case_id)
 {
-    MDB_val k = {1 + CPX_SHA256_LEN, (void *)key}, v = {strlen(case_id), (void *)case_id};
-    int rc = mdb_put(txn, self->minor, &k, &v, 0);
-    return rc ? cpx_store_err(rc, "caseindex: put minor") : CPX_OK;
+    (void)txn;  /* the record the caller writes is what lasts; the table follows it */
+    return self->minors ? cpx_minortab_add(self->minors, cpx_minortab_prefix(key), case_id)
+                        : CPX_OK;
 }
 
 int cpx_caseindex_del_minor(cpx_caseindex_t *self, MDB_txn *txn,
-                            const uint8_t key[1 + CPX_SHA256_LEN])
+                            const uint8_t key[1 + CPX_SHA256_LEN], const char *case_id)
 {
-    MDB_val k = {1 + CPX_SHA256_LEN, (void *)key};
-    int rc = mdb_del(txn, self->minor, &k, NULL);
-    return rc && rc != MDB_NOTFOUND ? cpx_store_err(rc, "caseindex: del minor") : CPX_OK;
+    (void)txn;
+    return self->minors ? cpx_minortab_del(self->minors, cpx_minortab_prefix(key), case_id)
+                        : CPX_OK;
+}
+
+typedef struct minor_load {
+    cpx_minortab_t *t;
+    size_t n;
+    int err;
+} minor_load_t;
+
+static int minor_load_case(void *ctx, const cpx_case_rec_t *r)
+{
+    minor_load_t *l = ctx;
+    uint8_t key[1 + CPX_SHA256_LEN];
+    for (int i = 0; i < 2; i++) {
+        key[0] = i ? 'N' : 'I';
+        memcpy(key + 1, i ? r->name_key : r->subject, CPX_SHA256_LEN);
+        if (rec_holds(r, key) && (l->err = cpx_minortab_add(l->t, cpx_minortab_prefix(key), r->id)))
+            return l->err;
+    }
+    if (++l->n % 4096 == 0)
+        cpx_minortab_commit(l->t);  /* nothing to undo in a build: keep the undo list small */
+    return 0;
+}
+
+int cpx_caseindex_minor_load(cpx_caseindex_t *self, MDB_txn *txn)
+{
+    minor_load_t l = {.t = cpx_minortab_new()};
+    if (!l.t)
+        return CPX_ERR_NOMEM;
+    int rc = cpx_caseindex_each_case(self, txn, minor_load_case, &l);
+    if (rc || l.err) {
+        cpx_minortab_destroy(&l.t);
+        return rc ? rc : l.err;
+    }
+    cpx_minortab_commit(l.t);
+    cpx_minortab_destroy(&self->minors);
+    self->minors = l.t;
+    return CPX_OK;
+}
+
+void cpx_caseindex_minor_commit(cpx_caseindex_t *self)
+{
+    if (self->minors)
+        cpx_minortab_commit(self->minors);
+}
+
+void cpx_caseindex_minor_rollback(cpx_caseindex_t *self)
+{
+    if (self->minors)
+        cpx_minortab_rollback(self->minors);
+}
+
+void cpx_caseindex_minor_stats(const cpx_caseindex_t *self, size_t *entries, size_t *bytes)
+{
+    *entries = self->minors ? cpx_minortab_count(self->minors) : 0;
+    *bytes = self->minors ? cpx_minortab_bytes(self->minors) : 0;
 }
 
 static void pii_aad(const char *case_id, char *aad, size_t *len)
@@ -510,10 +630,7 @@ int cpx_caseindex_seal(cpx_caseindex_t *self, MDB_txn *txn, const char *case_id)
             continue;
         key[0] = i ? 'N' : 'I';
         memcpy(key + 1, i ? r.name_key : r.subject, CPX_SHA256_LEN);
-        char open_case[CPX_MAX_CASE_ID + 1];
-        /* only when that key still points at this case */
-        if (cpx_caseindex_find_minor(self, txn, key, open_case) == CPX_OK && !strcmp(open_case, case_id))
-            rc = cpx_caseindex_del_minor(self, txn, key);
+        rc = cpx_caseindex_del_minor(self, txn, key, case_id);  /* only this case's entry */
     }
     r.flags |= CPX_CASE_F_SEALED;
     return rc ? rc : cpx_caseindex_put(self, txn, &r);

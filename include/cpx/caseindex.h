@@ -11,8 +11,6 @@
  *   "ci.case"  case id -> cpx_case_rec_t
  *   "ci.pii"   case id -> AES-256-GCM(minor's name, sex, birth date, household
  *              registration, address), AAD = "cpx.ci.pii" 0x00 case id
- *   "ci.minor" 'I' HMAC(citizen ID) | 'N' HMAC(name|birth|town) -> case id of the
- *              minor's open (not CLOSED) case
  *   "ci.ref"   referral message id -> cpx_referral_rec_t
  *   "ci.part"  dept(32, NUL-padded) | case id -> "" : departments that took part, for
  *              codes outside the built-in list (the seed's departments and towns are
@@ -22,6 +20,8 @@
  *              deadline to clear (the case id first: new entries append at the right)
  *   "ci.ben"   subject(32) | action(1) -> cpx_benefit_t
  *   "ci.parent" HMAC(parent's citizen ID) | case id -> ParentRole (1 byte)
+ * A minor's open case is found from the keys its case record holds (no database of
+ * its own: see cpx_caseindex_find_minor).
  * Minors' identifiers appear only as HMAC-SHA-256 under the index key; personal
  * fields only encrypted under the records key. Both keys are files apart from the
  * data (cpx_symkey_*).
@@ -179,13 +179,31 @@ void cpx_caseindex_subject(cpx_caseindex_t *self, const char *id_number, const c
 /* HMAC of a parent's citizen ID number (ReleaseNotice). */
 void cpx_caseindex_hmac(cpx_caseindex_t *self, const char *text, uint8_t out[CPX_SHA256_LEN]);
 
-/* The open case of a minor key (CPX_ERR_NOT_FOUND), set it, or clear it (on close). */
+/* A minor's open case: the open (not CLOSED), unsealed case whose record holds key
+ * ('I': subject with CPX_CASE_F_HAS_ID; 'N': name_key with CPX_CASE_F_NAME_KEY), the
+ * latest opened (then the greatest id) when several do. CPX_ERR_NOT_FOUND when none.
+ * With the table built (cpx_caseindex_minor_load) a lookup reads only the records of
+ * its candidates; without it, every case record (readers such as cpxctl).
+ * set / del keep the table in step with the records the caller writes: set when a
+ * case record gains a key or reopens, del when it closes or is sealed (only that
+ * case's entry). Without the table both do nothing: the records are the truth. */
 int cpx_caseindex_find_minor(cpx_caseindex_t *self, MDB_txn *txn,
                              const uint8_t key[1 + CPX_SHA256_LEN], char *case_id);
 int cpx_caseindex_set_minor(cpx_caseindex_t *self, MDB_txn *txn,
                             const uint8_t key[1 + CPX_SHA256_LEN], const char *case_id);
 int cpx_caseindex_del_minor(cpx_caseindex_t *self, MDB_txn *txn,
-                            const uint8_t key[1 + CPX_SHA256_LEN]);
+                            const uint8_t key[1 + CPX_SHA256_LEN], const char *case_id);
+/* Builds the table from the case records (one scan in id order) visible in txn, for
+ * the process that writes the index (the gateway, at start). A table already built is
+ * replaced. CPX_ERR_NOMEM / store errors leave the previous state. */
+int cpx_caseindex_minor_load(cpx_caseindex_t *self, MDB_txn *txn);
+/* The write transaction committed: keep the table's changes. Or it aborted: undo
+ * every table change since the last commit. The writer calls one after each write
+ * transaction once the table is built. */
+void cpx_caseindex_minor_commit(cpx_caseindex_t *self);
+void cpx_caseindex_minor_rollback(cpx_caseindex_t *self);
+/* Entries in the table and bytes it holds (0, 0 when not built). */
+void cpx_caseindex_minor_stats(const cpx_caseindex_t *self, size_t *entries, size_t *bytes);
 
 /* Personal fields of the case's minor, encrypted (the MinorIdentity without its ID
  * number, which is kept only as a hash). get: caller frees *out with cpx_msg_free;

@@ -1,6 +1,8 @@
 /* Case index: state machines (every allowed and refused transition named in
  * docs/cases.md), minor keys (HMAC known answer, name normalisation, wrong key),
- * personal fields at rest (nothing in clear, wrong key / wrong record / flipped bit
+ * a minor's open case (the table against one rebuilt from the committed records and
+ * a reader's scan, across aborted and committed cycles, closing, reopening, sealing
+ * and a forced prefix collision), personal fields at rest (nothing in clear, wrong key / wrong record / flipped bit
  * refused), deadlines in due order with clear and move, benefits and parents, and
  * the view profiles (withheld fields verify; bad profile files refused with a
  * position). */
@@ -18,6 +20,7 @@
 #include "cpx/crypto.h"
 #include "cpx/envsign.h"
 #include "cpx/err.h"
+#include "cpx/minortab.h"
 #include "cpx/store.h"
 #include "cpx/synth.h"
 #include "cpx/views.h"
@@ -205,10 +208,18 @@ static void test_minor_keys(void **state)
     char id[CPX_MAX_CASE_ID + 1];
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     assert_int_equal(cpx_caseindex_find_minor(a, txn, k1, id), CPX_ERR_NOT_FOUND);
-    assert_int_equal(cpx_caseindex_set_minor(a, txn, k1, "JY-2026-000001"), CPX_OK);
+    /* the case record holding the key is what a lookup finds (here without a table) */
+    cpx_case_rec_t cr = {.version = CPX_CASEINDEX_VERSION, .state = CPX_CASE_OPEN,
+                        .flags = CPX_CASE_F_HAS_ID};
+    strcpy(cr.id, "JY-2026-000001");
+    memcpy(cr.subject, k1 + 1, 32);
+    assert_int_equal(cpx_caseindex_set_minor(a, txn, k1, cr.id), CPX_OK);
+    assert_int_equal(cpx_caseindex_put(a, txn, &cr), CPX_OK);
     assert_int_equal(cpx_caseindex_find_minor(a, txn, k1, id), CPX_OK);
     assert_string_equal(id, "JY-2026-000001");
-    assert_int_equal(cpx_caseindex_del_minor(a, txn, k1), CPX_OK);
+    cr.state = CPX_CASE_CLOSED;
+    assert_int_equal(cpx_caseindex_del_minor(a, txn, k1, cr.id), CPX_OK);
+    assert_int_equal(cpx_caseindex_put(a, txn, &cr), CPX_OK);
     assert_int_equal(cpx_caseindex_find_minor(a, txn, k1, id), CPX_ERR_NOT_FOUND);
     mdb_txn_abort(txn);
     /* a reader without the index key cannot look minors up */
@@ -543,6 +554,172 @@ static void test_views(void **state)
     cpx_views_destroy(&v);
 }
 
+
+/* ---- a minor's open case: the table, its rollback and its rebuild ---------------- */
+
+static void mkey(uint8_t k[33], char tag, uint8_t fill, uint8_t last)
+{
+    k[0] = (uint8_t)tag;
+    memset(k + 1, fill, 32);
+    k[32] = last;  /* differs past the table's 8-byte prefix: a forced prefix collision */
+}
+
+static void put_case(cpx_caseindex_t *a, MDB_txn *txn, const char *id, int state, int64_t opened,
+                     const uint8_t *ik, const uint8_t *nk, int sealed)
+{
+    cpx_case_rec_t r = {.version = CPX_CASEINDEX_VERSION, .state = (uint8_t)state,
+                        .opened_ms = opened};
+    snprintf(r.id, sizeof r.id, "%s", id);
+    if (ik) {
+        r.flags |= CPX_CASE_F_HAS_ID;
+        memcpy(r.subject, ik + 1, 32);
+        assert_int_equal(cpx_caseindex_set_minor(a, txn, ik, id), CPX_OK);
+    }
+    if (nk) {
+        r.flags |= CPX_CASE_F_NAME_KEY;
+        memcpy(r.name_key, nk + 1, 32);
+        assert_int_equal(cpx_caseindex_set_minor(a, txn, nk, id), CPX_OK);
+    }
+    if (sealed)
+        r.flags |= CPX_CASE_F_SEALED;
+    assert_int_equal(cpx_caseindex_put(a, txn, &r), CPX_OK);
+}
+
+static void close_case(cpx_caseindex_t *a, MDB_txn *txn, const char *id)
+{
+    cpx_case_rec_t r;
+    assert_int_equal(cpx_caseindex_get(a, txn, id, &r), CPX_OK);
+    uint8_t k[33];
+    if (r.flags & CPX_CASE_F_HAS_ID) {
+        k[0] = 'I';
+        memcpy(k + 1, r.subject, 32);
+        assert_int_equal(cpx_caseindex_del_minor(a, txn, k, id), CPX_OK);
+    }
+    if (r.flags & CPX_CASE_F_NAME_KEY) {
+        k[0] = 'N';
+        memcpy(k + 1, r.name_key, 32);
+        assert_int_equal(cpx_caseindex_del_minor(a, txn, k, id), CPX_OK);
+    }
+    r.state = CPX_CASE_CLOSED;
+    assert_int_equal(cpx_caseindex_put(a, txn, &r), CPX_OK);
+}
+
+/* find_minor's answer for k as a string ("-" for none). */
+static const char *answer(cpx_caseindex_t *a, MDB_txn *txn, const uint8_t *k, char *buf)
+{
+    int rc = cpx_caseindex_find_minor(a, txn, k, buf);
+    if (rc == CPX_ERR_NOT_FOUND)
+        strcpy(buf, "-");
+    else
+        assert_int_equal(rc, CPX_OK);
+    return buf;
+}
+
+#define N_KEYS 9
+static uint8_t keys[N_KEYS][33];
+
+/* Every key's answer is the same from a, from a fresh table built from the committed
+ * records, and from a reader that scans (no table). */
+static void same_as_rebuilt(cpx_caseindex_t *a, const char *const want[N_KEYS])
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cpx_caseindex_t *fresh = open_idx(K1, NULL), *scan = open_idx(NULL, NULL);
+    assert_int_equal(cpx_caseindex_minor_load(fresh, txn), CPX_OK);
+    size_t na, nf, ba, bf;
+    cpx_caseindex_minor_stats(a, &na, &ba);
+    cpx_caseindex_minor_stats(fresh, &nf, &bf);
+    assert_int_equal(na, nf);  /* the same entries, not only the same answers */
+    for (size_t i = 0; i < N_KEYS; i++) {
+        char x[40], y[40], z[40];
+        answer(a, txn, keys[i], x);
+        answer(fresh, txn, keys[i], y);
+        answer(scan, txn, keys[i], z);
+        if (strcmp(x, want[i]) || strcmp(y, want[i]) || strcmp(z, want[i]))
+            fail_msg("key %zu: table %s, rebuilt %s, scan %s, want %s", i, x, y, z, want[i]);
+    }
+    cpx_caseindex_destroy(&fresh);
+    cpx_caseindex_destroy(&scan);
+    mdb_txn_abort(txn);
+}
+
+static void test_open_case_table(void **state)
+{
+    (void)state;
+    enum { KA, KN, KB, KC, KE, KX, KY, KNX, KNONE };
+    mkey(keys[KA], 'I', 0xA1, 0);
+    mkey(keys[KN], 'N', 0xA1, 0);   /* same bytes as KA, another tag: another key */
+    mkey(keys[KB], 'I', 0xB2, 0);
+    mkey(keys[KC], 'I', 0xC3, 0);
+    mkey(keys[KE], 'I', 0xE5, 0);
+    mkey(keys[KX], 'I', 0x77, 1);
+    mkey(keys[KY], 'I', 0x77, 2);   /* KX's prefix: only the record tells them apart */
+    mkey(keys[KNX], 'N', 0x77, 1);
+    mkey(keys[KNONE], 'I', 0x99, 0);
+    assert_int_equal(cpx_minortab_prefix(keys[KX]), cpx_minortab_prefix(keys[KY]));
+
+    cpx_caseindex_t *a = open_idx(K1, NULL);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    put_case(a, txn, "JY-2026-000001", CPX_CASE_OPEN, 1000, keys[KA], keys[KN], 0);
+    put_case(a, txn, "JY-2026-000002", CPX_CASE_CLOSED, 1000, keys[KB], NULL, 0);
+    put_case(a, txn, "JY-2026-000003", CPX_CASE_ASSESSED, 1000, keys[KC], NULL, 1);
+    /* another child of the same name, birth date and town, opened later */
+    put_case(a, txn, "JY-2026-000004", CPX_CASE_IN_SERVICE, 2000, NULL, keys[KN], 0);
+    put_case(a, txn, "JY-2026-000007", CPX_CASE_OPEN, 500, keys[KX], NULL, 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    /* the gateway's start: the table is built from the committed records */
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(cpx_caseindex_minor_load(a, txn), CPX_OK);
+    mdb_txn_abort(txn);
+    size_t n, bytes;
+    cpx_caseindex_minor_stats(a, &n, &bytes);
+    assert_int_equal(n, 4);  /* 000001 (I, N), 000004 (N), 000007 (I) */
+    assert_true(bytes > 0 && bytes < 256 * 1024);  /* the smallest table and arena */
+    const char *const want0[N_KEYS] = {"JY-2026-000001", "JY-2026-000004", "-", "-", "-",
+                                       "JY-2026-000007", "-", "-", "-"};
+    same_as_rebuilt(a, want0);
+
+    /* a cycle that aborts leaves nothing behind */
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    put_case(a, txn, "JY-2026-000010", CPX_CASE_OPEN, 3000, keys[KE], keys[KNX], 0);
+    put_case(a, txn, "JY-2026-000011", CPX_CASE_OPEN, 3000, keys[KY], NULL, 0);
+    close_case(a, txn, "JY-2026-000001");
+    close_case(a, txn, "JY-2026-000007");
+    char buf[40];
+    assert_string_equal(answer(a, txn, keys[KE], buf), "JY-2026-000010");
+    assert_string_equal(answer(a, txn, keys[KY], buf), "JY-2026-000011");
+    assert_string_equal(answer(a, txn, keys[KX], buf), "-");
+    assert_string_equal(answer(a, txn, keys[KA], buf), "-");
+    assert_string_equal(answer(a, txn, keys[KN], buf), "JY-2026-000004");
+    mdb_txn_abort(txn);
+    cpx_caseindex_minor_rollback(a);
+    same_as_rebuilt(a, want0);
+
+    /* the same cycle committed: the table equals one rebuilt from the records */
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    put_case(a, txn, "JY-2026-000010", CPX_CASE_OPEN, 3000, keys[KE], keys[KNX], 0);
+    put_case(a, txn, "JY-2026-000011", CPX_CASE_OPEN, 3000, keys[KY], NULL, 0);
+    close_case(a, txn, "JY-2026-000001");
+    close_case(a, txn, "JY-2026-000007");
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    cpx_caseindex_minor_commit(a);
+    const char *const want1[N_KEYS] = {"-", "JY-2026-000004", "-", "-", "JY-2026-000010",
+                                       "-", "JY-2026-000011", "JY-2026-000010", "-"};
+    same_as_rebuilt(a, want1);
+
+    /* reopening (keys set again), sealing (only that case's entry goes) */
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    put_case(a, txn, "JY-2026-000007", CPX_CASE_REOPENED, 500, keys[KX], NULL, 0);
+    assert_int_equal(cpx_caseindex_seal(a, txn, "JY-2026-000011"), CPX_OK);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    cpx_caseindex_minor_commit(a);
+    const char *const want2[N_KEYS] = {"-", "JY-2026-000004", "-", "-", "JY-2026-000010",
+                                       "JY-2026-000007", "-", "JY-2026-000010", "-"};
+    same_as_rebuilt(a, want2);
+    cpx_caseindex_destroy(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +727,7 @@ int main(void)
         cmocka_unit_test(test_referral_state_machine),
         cmocka_unit_test(test_referral_revocation),
         cmocka_unit_test_setup_teardown(test_minor_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_case_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pii_at_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadlines_and_records, setup, teardown),
         cmocka_unit_test(test_views),
