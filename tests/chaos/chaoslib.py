@@ -135,6 +135,8 @@ class Load:
         self.dup_effects = 0
         self.nacks = {}         # code -> count of non-retryable
         self.final = {}         # message_id -> its non-retryable Nack code
+        self.unanswered = {}    # message_id -> None: sent, neither acknowledged nor refused
+                                # for good (resend() walks only these, not every message)
         self.retryable = {}     # code -> count
         self.retry_after = []
         self.clients = {}
@@ -195,14 +197,17 @@ class Load:
     def _track(self, dept, e, b, now):
         self.envs[e.message_id] = (dept, b, e.priority, now)
         self.sent_at[e.message_id] = now
+        self.unanswered[e.message_id] = None
         self.first_sent[e.message_id] = now
 
     def resend(self, force=False):
         now = time.time()
         n = 0
-        for mid, (dept, b, _, _) in self.envs.items():
+        for mid in list(self.unanswered):
             if mid in self.acks or mid in self.final:
+                del self.unanswered[mid]
                 continue
+            dept, b, _, _ = self.envs[mid]
             if force or now - self.sent_at[mid] > self.resend_s:
                 try:
                     self.clients[dept].sock.send(b, 1)  # NOBLOCK
