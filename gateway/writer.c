@@ -769,9 +769,9 @@ int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
         jobs[nj++] = (cpx_gw_vjob_t){.envs = envs, .n = ne, .batch = batch, .key = key,
                                      .res = x->res, .rcs = x->rcs};
     }
-    if (!rc)  /* the case index's hashing and encoding ride on the same pool run */
+    if (!rc && jobs)  /* the case index's hashing and encoding ride on the same pool run */
         cpx_gw_verify_run(self->verify, jobs,
-                          nj + cpx_gw_ci_prepare_jobs(self, jobs + nj, n ? CI_JOBS : 0));
+                          nj + cpx_gw_ci_prepare_jobs(self, jobs + nj, CI_JOBS));
     /* A job that could not run (allocation) leaves its frame to verify on its own. */
     for (size_t j = 0, i = 0; j < nj; j++) {
         while (in[i]->res != jobs[j].res)
