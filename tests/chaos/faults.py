@@ -140,7 +140,8 @@ def clock_jump(build, step_s):
 def steady_load(build, seconds, rate):
     row = Row("steady load %d msg/s for %ds" % (rate, seconds), 1)
     print("== " + row.name, flush=True)
-    gw = Gateway(build, DEPTS)
+    # room for every message of the run: a full store is its own scenario (store-full)
+    gw = Gateway(build, DEPTS, map_size="8GiB")
     try:
         gw.start()
         load = Load(gw, SENDERS, (RECEIVER,))
