@@ -200,6 +200,12 @@ class Load:
         self.unanswered[e.message_id] = None
         self.first_sent[e.message_id] = now
 
+    def forget_acks(self):
+        """Drops every Ack seen, so each message not refused for good is resent until it is
+        answered again (a restarted gateway must give the same Acks)."""
+        self.acks = {}
+        self.unanswered = {m: None for m in self.envs if m not in self.final}
+
     def resend(self, force=False):
         now = time.time()
         n = 0

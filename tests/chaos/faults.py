@@ -75,7 +75,7 @@ def store_full(build):
         gw.start()
         load.confirm = True
         # resend everything, acknowledged ones too: the original Acks must come back
-        load.acks = {}
+        load.forget_acks()
         load.reconnect()
         ok = load.drain(120)
         row.check(ok, "after a larger map_size every message is acknowledged and delivered")
