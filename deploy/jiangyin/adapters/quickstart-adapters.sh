@@ -175,6 +175,15 @@ if [ -n "$case_id" ]; then
     "$today" "$case_id" "$today" | iconv -f UTF-8 -t GBK | drop town-huashi "home-visits-$today.csv"
   for _ in $(seq 100); do settled && break; sleep 0.2; done
 fi
+# and everything the gateway holds for the adapters' departments has reached their local
+# systems (the webhook adapters' callbacks confirm one POST at a time, which takes a
+# while on a slow or sanitizer build)
+ADEPTS=$(for f in "${CONFIGS[@]}"; do dept_of "$f"; done | paste -sd'|')
+delivered() {
+  ! "$CPXCTL" status --data "$RUN/data" 2>/dev/null |
+    grep -E "^dept=($ADEPTS) " | grep -qv ' queued=0 '
+}
+for _ in $(seq 300); do delivered && break; sleep 0.2; done
 
 say "local records in, acknowledged by the gateway"
 for f in "${CONFIGS[@]}"; do
@@ -208,4 +217,4 @@ if [ $have_pg = 1 ]; then
 fi
 
 say "the gateway's view of the adapters' departments"
-"$CPXCTL" status --data "$RUN/data" 2>/dev/null | grep -E "^accepted=|^dept=($(for f in "${CONFIGS[@]}"; do dept_of "$f"; done | paste -sd'|')) " || true
+"$CPXCTL" status --data "$RUN/data" 2>/dev/null | grep -E "^accepted=|^dept=($ADEPTS) " || true
