@@ -42,6 +42,9 @@ cmake --build "$ROOT/build-fuzz" -j"$JOBS"
 shopt -s nullglob
 fuzzers=("$ROOT"/build-fuzz/tests/fuzz_*)
 for f in "${fuzzers[@]}"; do
+  # harness executables only (the build dir also holds generated sources and artifacts)
+  case $(basename "$f") in *.*|*-crash-*|*-leak-*|*-timeout-*|*-oom-*) continue ;; esac
+  [ -f "$f" ] && [ -x "$f" ] || continue
   name=$(basename "$f"); corpus="$ROOT/tests/fuzz/corpus/${name#fuzz_}"
   work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
   [ -d "$corpus" ] && cp -r "$corpus/." "$work/"
