@@ -61,6 +61,13 @@ static int connect_gw(void)
 }
 
 static char gw_dir[64];
+static pthread_t server_thread;
+
+static void stop_gateway(void)
+{
+    cpx_gw_server_stop();
+    pthread_join(server_thread, NULL);
+}
 
 static void remove_dir(void)
 {
@@ -102,10 +109,11 @@ static void start_gateway(void)
     }
     if (!(gw = cpx_gw_server_new(&cfg)))
         abort();
-    pthread_t t;
-    if (pthread_create(&t, NULL, serve, NULL))
+    if (pthread_create(&server_thread, NULL, serve, NULL))
         abort();
-    pthread_detach(t);
+    /* Registered after OpenSSL's own exit handler, so it runs first: the server loop
+     * (which signs heads) stops before libcrypto is torn down at the end of a timed run. */
+    atexit(stop_gateway);
     for (int i = 0; i < 500; i++) {
         int s = connect_gw();
         if (s >= 0) {
