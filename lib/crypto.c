@@ -20,6 +20,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <sodium.h>
 
 #include "cpx/err.h"
 #include "cpx/log.h"
@@ -388,6 +389,20 @@ int cpx_key_sign(const cpx_key_t *key, const void *msg, size_t len,
     return CPX_OK;
 }
 
+/* Verification runs on libsodium's Ed25519 (crypto_sign_verify_detached) rather than
+ * EVP_DigestVerify: the same RFC 8032 check, about 1.7x faster on this class of
+ * machine (13.6k against 8.1k verifications/s per core), and it is the gateway's
+ * largest per-message cost for per-message-signed traffic. It is also stricter: it
+ * refuses non-canonical and small-order points, which no honest signer produces. Keys
+ * stay OpenSSL's (PEM files, signing); only the 32 raw public bytes cross over. */
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static int sodium_ok;
+
+static void sodium_start(void)
+{
+    sodium_ok = sodium_init() >= 0;
+}
+
 int cpx_key_verify(const cpx_key_t *key, const void *msg, size_t len, const uint8_t *sig,
                    size_t sig_len)
 {
@@ -395,18 +410,14 @@ int cpx_key_verify(const cpx_key_t *key, const void *msg, size_t len, const uint
         return CPX_ERR_ARG;
     if (!sig || sig_len != CPX_ED25519_SIG_LEN)
         return CPX_ERR_BAD_SIGNATURE;
-    static const uint8_t empty[1];
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || EVP_DigestVerifyInit_ex(ctx, NULL, NULL, NULL, NULL, key->pkey, NULL) != 1) {
-        EVP_MD_CTX_free(ctx);
-        cpx_log_openssl(MOD, "Ed25519 verify init");
+    pthread_once(&sodium_once, sodium_start);
+    if (!sodium_ok) {
+        cpx_log_error(MOD, "msg=\"libsodium did not initialise\"");
         return CPX_ERR_CRYPTO;
     }
-    int r = EVP_DigestVerify(ctx, sig, sig_len, len ? msg : empty, len);
-    EVP_MD_CTX_free(ctx);
-    /* A bad signature leaves an error queued; it is an expected outcome, not a fault. */
-    ERR_clear_error();
-    return r == 1 ? CPX_OK : CPX_ERR_BAD_SIGNATURE;
+    static const uint8_t empty[1];
+    int r = crypto_sign_verify_detached(sig, len ? msg : empty, len, key->pub);
+    return r == 0 ? CPX_OK : CPX_ERR_BAD_SIGNATURE;
 }
 
 /* ---- AES-256-GCM ------------------------------------------------------------------- */

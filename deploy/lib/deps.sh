@@ -3,7 +3,7 @@
 CPX_PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
           libzmq3-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev lmdb-utils
           libssl-dev openssl libyaml-dev libjansson-dev libcmocka-dev
-          libcsv-dev libmicrohttpd-dev libcurl4-openssl-dev libpq-dev
+          libcsv-dev libmicrohttpd-dev libsodium-dev libcurl4-openssl-dev libpq-dev
           librabbitmq-dev libnats-dev
           protobuf-compiler python3 python3-zmq python3-protobuf python3-cryptography
           postgresql curl faketime chromium fonts-wqy-zenhei)

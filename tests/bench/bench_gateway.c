@@ -485,7 +485,7 @@ int main(int argc, char **argv)
     size_t count = 50000, rss_n = 0, zmq_count = 0;
     double lat_rate = 5000, lat_s = 3;
     int skip_peers = 0;
-    const char *signer = "process";
+    const char *signer = "process", *flows = "batch,single,latency";
     snprintf(g_gw_bin, sizeof g_gw_bin, "%.1024s/../gateway/cpx-gateway", dirname_of(argv[0]));
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--gateway") && i + 1 < argc) snprintf(g_gw_bin, sizeof g_gw_bin, "%s", argv[++i]);
@@ -496,8 +496,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--skip-peers")) skip_peers = 1;
         else if (!strcmp(argv[i], "--signer") && i + 1 < argc) signer = argv[++i];
         else if (!strcmp(argv[i], "--zmq-count") && i + 1 < argc) zmq_count = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--flows") && i + 1 < argc) flows = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers] [--zmq-count N] [--signer process|in-process]\n");
+            fprintf(stderr, "usage: bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers] [--zmq-count N] [--signer process|in-process] [--flows batch,single,latency]\n");
             return 2;
         }
     }
@@ -528,12 +529,15 @@ int main(int argc, char **argv)
 
     frames_t fb = make_frames(count, 100, pk, NULL, 1);
     double gw_batch = 0, gw_single = 0;
-    run_flow(&fb, "gateway, batch-signed (100/batch)", 0, &gw_batch);
+    if (strstr(flows, "batch"))
+        run_flow(&fb, "gateway, batch-signed (100/batch)", 0, &gw_batch);
     size_t n_single = count / 2;
     frames_t fs = make_frames(n_single, 1, pk, NULL, 2);
-    run_flow(&fs, "gateway, per-message signed", 0, &gw_single);
+    if (strstr(flows, "single"))
+        run_flow(&fs, "gateway, per-message signed", 0, &gw_single);
     frames_t fl = make_frames((size_t)(lat_rate * lat_s), 1, pk, NULL, 3);
-    run_flow(&fl, "gateway, per-message signed", lat_rate, NULL);
+    if (strstr(flows, "latency"))
+        run_flow(&fl, "gateway, per-message signed", lat_rate, NULL);
 
     if (!skip_peers) {
         /* The same single-envelope frames through the peers. ZeroMQ is noisy over a

@@ -204,6 +204,22 @@ static void test_ed25519_rfc8032(void **state)
         longer[mlen] = 0;
         assert_int_equal(cpx_key_verify(p, longer, mlen + 1, want, 64), CPX_ERR_BAD_SIGNATURE);
         free(longer);
+        /* The same signature made malleable, S + L (the group order): RFC 8032 5.1.7
+         * requires S < L, so it must be refused although it verifies "mathematically". */
+        {
+            static const uint8_t order[32] = {
+                0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+                0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10};
+            uint8_t mal[64];
+            memcpy(mal, want, 64);
+            unsigned carry = 0;
+            for (size_t i = 0; i < 32; i++) {
+                carry += (unsigned)mal[32 + i] + order[i];
+                mal[32 + i] = (uint8_t)carry;
+                carry >>= 8;
+            }
+            assert_int_equal(cpx_key_verify(p, msg, mlen, mal, 64), CPX_ERR_BAD_SIGNATURE);
+        }
         /* Truncated or overlong signature. */
         assert_int_equal(cpx_key_verify(p, msg, mlen, want, 63), CPX_ERR_BAD_SIGNATURE);
         assert_int_equal(cpx_key_verify(p, msg, mlen, want, 0), CPX_ERR_BAD_SIGNATURE);
