@@ -174,8 +174,13 @@ static void unprepare(cpx_gw_in_t *in)
 {
     free(in->res);
     free(in->rcs);
+    free(in->ep);
+    free(in->enc);
     in->res = NULL;
     in->rcs = NULL;
+    in->ep = NULL;
+    in->enc = NULL;
+    in->n_ep = 0;
 }
 
 
@@ -331,7 +336,8 @@ static int verify(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *e
 }
 
 static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
-                  const cpx_envsign_result_t *res, const char *case_id, const cpx_route_t *route)
+                      const cpx_gw_envprep_t *ep, const cpx_envsign_result_t *res,
+                      const char *case_id, const cpx_route_t *route)
 {
     const char *rcpt[CPX_MAX_RECIPIENTS];
     for (size_t i = 0; i < route->n_recipients; i++)
@@ -398,13 +404,21 @@ static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
         }
     }
 
-    static uint8_t *scratch;
-    if (!scratch && !(scratch = malloc(CPX_MAX_ENVELOPE_BYTES)))
-        return CPX_ERR_NOMEM;
+    const uint8_t *bytes;
     size_t len;
-    if ((rc = cpx_encode_into(env, scratch, CPX_MAX_ENVELOPE_BYTES, &len)) ||
-        (rc = cpx_gw_cases_put_message(self->cases, self->txn, accepted, env->message_id.data,
-                                       env->message_id.len, in->dept, case_id, scratch, len)))
+    if (ep && ep->len) {  /* encoded on the pool (cpx_gw_writer_prepare) */
+        bytes = in->enc + ep->off;
+        len = ep->len;
+    } else {
+        static uint8_t *scratch;
+        if (!scratch && !(scratch = malloc(CPX_MAX_ENVELOPE_BYTES)))
+            return CPX_ERR_NOMEM;
+        if ((rc = cpx_encode_into(env, scratch, CPX_MAX_ENVELOPE_BYTES, &len)))
+            return rc;
+        bytes = scratch;
+    }
+    if ((rc = cpx_gw_cases_put_message(self->cases, self->txn, accepted, env->message_id.data,
+                                       env->message_id.len, in->dept, case_id, bytes, len)))
         return rc;
     if (!push_ack(self, in, env->message_id.data, env->message_id.len, accepted, 0, case_id, 0))
         return CPX_ERR_NOMEM;
@@ -437,7 +451,7 @@ static int needs_vault(const cpx_envelope_t *env)
 }
 
 static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
-                      const preverified_t *pre)
+                      const cpx_gw_envprep_t *ep, const preverified_t *pre)
 {
     /* Failpoint for tests (tests/integration/test_gateway_poison.py): a report whose
      * local_ref equals $CPX_FAILPOINT_CYCLE_REF fails inside the cycle as an internal
@@ -461,7 +475,8 @@ static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
 
     cpx_errors_t errs = {0};
     cpx_validate_opts_t vo = {.now_ms = self->now_ms};
-    rc = cpx_validate_envelope(env, &vo, &errs);
+    /* Validated on the pool: only a failure is run again here, for its field errors. */
+    rc = ep && ep->valid_rc == CPX_OK ? CPX_OK : cpx_validate_envelope(env, &vo, &errs);
     if (rc == CPX_ERR_INVALID)
         return refuse(self, in, env, CPX__V1__ERROR_CODE__INVALID, &errs);
     if (rc)
@@ -524,7 +539,7 @@ static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
     int ci_code;  /* case rules (caseindex.c): a refusal names the rule */
     if ((rc = cpx_gw_ci_apply(self, env, case_id, &route, &ci_code, &errs)))
         return rc == CPX_ERR_INVALID ? refuse(self, in, env, ci_code, &errs) : rc;
-    return accept_env(self, in, env, &res, case_id, &route);
+    return accept_env(self, in, env, ep, &res, case_id, &route);
 }
 
 /* When every envelope of a batch names the authenticated sender and one enrolled key,
@@ -578,7 +593,8 @@ static int submit(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Submit *
 {
     if (sub->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && sub->envelope) {
         preverified_t pv = {in->res, in->rcs ? in->rcs[0] : 0};
-        return submit_one(self, in, sub->envelope, in->res ? &pv : NULL);
+        return submit_one(self, in, sub->envelope, in->n_ep == 1 ? &in->ep[0] : NULL,
+                          in->res ? &pv : NULL);
     }
     if (sub->content_case == CPX__V1__SUBMIT__CONTENT_BATCH && sub->batch) {
         const Cpx__V1__Batch *b = sub->batch;
@@ -590,7 +606,8 @@ static int submit(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Submit *
         int rc = res ? CPX_OK : preverify(self, in, b, &res, &rcs);
         for (size_t i = 0; i < b->n_envelopes && !rc; i++) {
             preverified_t pv = {res ? &res[i] : NULL, rcs ? rcs[i] : 0};
-            rc = submit_one(self, in, b->envelopes[i], res ? &pv : NULL);
+            rc = submit_one(self, in, b->envelopes[i], i < in->n_ep ? &in->ep[i] : NULL,
+                            res ? &pv : NULL);
         }
         if (res != in->res) {
             free(res);
@@ -714,6 +731,98 @@ static int job_key(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *
 /* Jobs beyond one per frame: the case index's own (cpx_gw_ci_prepare_jobs). */
 #define CI_JOBS 17
 
+/* The envelopes a Submit frame carries (none for other frames or a malformed one). */
+static cpx_envelope_t *const *frame_envelopes(const cpx_gw_in_t *x, size_t *ne, int *batch)
+{
+    *ne = 0;
+    *batch = 0;
+    if (x->decode_rc || x->frame->frame_case != CPX__V1__CLIENT_FRAME__FRAME_SUBMIT)
+        return NULL;
+    const Cpx__V1__Submit *sub = x->frame->submit;
+    if (sub->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && sub->envelope) {
+        *ne = 1;
+        return &sub->envelope;
+    }
+    if (sub->content_case == CPX__V1__SUBMIT__CONTENT_BATCH && sub->batch &&
+        sub->batch->n_envelopes >= 1 && sub->batch->n_envelopes <= CPX_MAX_BATCH_ENVELOPES) {
+        *ne = sub->batch->n_envelopes;
+        *batch = 1;
+        return sub->batch->envelopes;
+    }
+    return NULL;
+}
+
+/* Pool job, one per frame: decode, then validate and re-encode each envelope. Touches
+ * only its own frame; an allocation failure leaves ep NULL (the writer then validates
+ * and encodes in turn). */
+typedef struct decode_ctx {
+    cpx_gw_in_t *const *in;
+    int64_t now_ms;
+} decode_ctx_t;
+
+static void decode_job(void *arg, size_t part)
+{
+    const decode_ctx_t *c = arg;
+    cpx_gw_in_t *x = c->in[part];
+    x->decode_rc = cpx_decode_client_frame(x->data, x->len, &x->frame);
+    size_t ne;
+    int batch;
+    cpx_envelope_t *const *envs = frame_envelopes(x, &ne, &batch);
+    if (!ne)
+        return;
+    size_t total = 0;
+    for (size_t k = 0; k < ne; k++)
+        total += envs[k] ? protobuf_c_message_get_packed_size(&envs[k]->base) : 0;
+    x->ep = calloc(ne, sizeof *x->ep);
+    x->enc = malloc(total ? total : 1);
+    if (!x->ep || !x->enc) {
+        free(x->ep);
+        free(x->enc);
+        x->ep = NULL;
+        x->enc = NULL;
+        return;
+    }
+    x->n_ep = ne;
+    cpx_validate_opts_t vo = {.now_ms = c->now_ms};
+    size_t off = 0;
+    for (size_t k = 0; k < ne; k++) {
+        cpx_gw_envprep_t *p = &x->ep[k];
+        p->valid_rc = CPX_ERR_INVALID;
+        if (!envs[k])
+            continue;
+        cpx_errors_t errs;  /* recomputed by the writer when it is not empty */
+        errs.count = 0;
+        errs.truncated = false;
+        p->valid_rc = cpx_validate_envelope(envs[k], &vo, &errs);
+        if (p->valid_rc != CPX_OK)
+            continue;
+        p->off = off;
+        p->len = protobuf_c_message_pack(&envs[k]->base, x->enc + off);
+        off += p->len;
+        if (p->len > CPX_MAX_ENVELOPE_BYTES)
+            p->len = 0;  /* the writer's own encoding refuses it, as for any envelope */
+    }
+}
+
+/* The first pool run: every frame decoded, validated and encoded. */
+static void decode_all(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n, cpx_gw_vjob_t *jobs)
+{
+    decode_ctx_t c = {.in = in, .now_ms = self->now_ms};
+    for (size_t i = 0; i < n; i++) {
+        cpx_gw_in_t *x = in[i];
+        x->prepared = 1;
+        x->frame = NULL;
+        x->res = NULL;
+        x->rcs = NULL;
+        x->ep = NULL;
+        x->enc = NULL;
+        x->n_ep = 0;
+        jobs[i] = (cpx_gw_vjob_t){.fn = decode_job, .arg = &c, .part = i};
+    }
+    cpx_gw_verify_run(self->verify, jobs, n);
+    memset(jobs, 0, n * sizeof *jobs);
+}
+
 int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
 {
     cpx_gw_vjob_t *jobs = n ? calloc(n + CI_JOBS, sizeof *jobs) : NULL;
@@ -721,30 +830,15 @@ int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
         return CPX_ERR_NOMEM;
     size_t nj = 0;
     int rc = CPX_OK;
+    decode_all(self, in, n, jobs);
     cpx_gw_ci_prepare_begin(self);
     for (size_t i = 0; i < n && !rc; i++) {
         cpx_gw_in_t *x = in[i];
-        x->prepared = 1;
-        x->frame = NULL;
-        x->res = NULL;
-        x->rcs = NULL;
-        x->decode_rc = cpx_decode_client_frame(x->data, x->len, &x->frame);
-        if (x->decode_rc || x->frame->frame_case != CPX__V1__CLIENT_FRAME__FRAME_SUBMIT)
+        size_t ne;
+        int batch;
+        cpx_envelope_t *const *envs = frame_envelopes(x, &ne, &batch);
+        if (!envs)
             continue;
-        const Cpx__V1__Submit *sub = x->frame->submit;
-        cpx_envelope_t *const *envs = NULL;
-        size_t ne = 0;
-        int batch = 0;
-        if (sub->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && sub->envelope) {
-            envs = &sub->envelope;
-            ne = 1;
-        } else if (sub->content_case == CPX__V1__SUBMIT__CONTENT_BATCH && sub->batch &&
-                   sub->batch->n_envelopes >= 1 &&
-                   sub->batch->n_envelopes <= CPX_MAX_BATCH_ENVELOPES) {
-            envs = sub->batch->envelopes;
-            ne = sub->batch->n_envelopes;
-            batch = 1;
-        }
         cpx_gw_ci_prepare_add(self, envs, ne);
         if (!ne || !envs[0] || !envs[0]->signature)
             continue;

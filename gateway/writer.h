@@ -30,12 +30,24 @@ typedef struct cpx_gw_in {
     cpx_client_frame_t *frame;      /* owned; freed by cpx_gw_writer_frame */
     cpx_envsign_result_t *res;      /* per envelope when verified ahead, else NULL */
     int *rcs;
+    /* Per envelope, worked out on the pool ahead of the frame's turn (NULL when not):
+     * the outcome of cpx_validate_envelope and the envelope re-encoded (into enc) as the
+     * message store keeps it. */
+    struct cpx_gw_envprep *ep;
+    size_t n_ep;
+    uint8_t *enc;
 } cpx_gw_in_t;
 
-/* Decodes the cycle's frames and verifies their sender signatures on the verification
- * pool (the keys are resolved in self->txn first); with case tracking on, the same pool
- * run computes the minors' keyed hashes and personal-field encodings
- * (cpx_gw_ci_prepare_*). Leaves in[i] for
+typedef struct cpx_gw_envprep {
+    int valid_rc;
+    size_t off, len;                /* in enc; len 0: not encoded ahead */
+} cpx_gw_envprep_t;
+
+/* Decodes the cycle's frames, validates and re-encodes their envelopes, then verifies
+ * their sender signatures, all on the verification pool (the keys are resolved in
+ * self->txn between the two pool runs); with case tracking on, the second pool run also
+ * computes the minors' keyed hashes and personal-field encodings (cpx_gw_ci_prepare_*).
+ * None of that needs the store, so it leaves the server thread, which alone can write. Leaves in[i] for
  * cpx_gw_writer_frame, which frees what this allocated. CPX_OK, or a store error. */
 int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n);
 
