@@ -27,9 +27,16 @@
 #include "cpx/log.h"
 #include "cpx/store.h"
 
-/* Frames read per cycle: bounds the transaction (LMDB keeps its dirty pages in heap
+/* Submit bytes per cycle: bounds the transaction (LMDB keeps its dirty pages in heap
  * memory until commit), i.e. about 8000 envelopes of 1 KiB in one group commit. */
 #define MAX_CYCLE_BYTES (8u << 20)
+/* Frames held between reading and processing. The ROUTER socket fair-queues one message
+ * per peer in turn, so if reading stopped at the cycle's budget, a recipient's small
+ * DeliveryAcks would be read only as fast as a busy sender's large batches are
+ * processed (one each per turn) and deliveries would stall behind the flood. Reading
+ * goes on up to this bound instead; Submit frames past the cycle's budget wait, in
+ * order, for the next cycle, while confirmations and heartbeats are processed now. */
+#define MAX_HELD_BYTES (64u << 20)
 #define MAX_REFUSALS_PER_CYCLE 1024
 #define IDLE_STATUS_FACTOR 10
 
@@ -358,7 +365,7 @@ static int reopen_audit(cpx_gw_t *self)
     return rc;
 }
 
-static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, size_t n_ref,
+static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *ref, size_t n_ref,
                  int status_due)
 {
     MDB_txn *txn;
@@ -384,13 +391,13 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
     cpx_gw_in_t **inp = n_in ? malloc(n_in * sizeof *inp) : NULL;
     rc = n_in && !inp ? CPX_ERR_NOMEM : CPX_OK;
     for (size_t i = 0; i < n_in && !rc; i++)
-        inp[i] = &in[i].in;
+        inp[i] = &in[i]->in;
     if (!rc)
         rc = cpx_gw_writer_prepare(self, inp, n_in);
     for (size_t i = 0; i < n_in && !rc; i++)
-        rc = cpx_gw_writer_frame(self, &in[i].in);
+        rc = cpx_gw_writer_frame(self, &in[i]->in);
     for (size_t i = 0; i < n_in; i++)
-        cpx_gw_writer_release(&in[i].in);
+        cpx_gw_writer_release(&in[i]->in);
     free(inp);
     for (size_t i = 0; i < n_ref && !rc; i++)
         rc = cpx_gw_writer_auth_refused(self, ref[i].key, ref[i].peer);
@@ -455,7 +462,7 @@ static int cycle(cpx_gw_t *self, inbound_t *in, size_t n_in, refusal_t *ref, siz
         out_fail(self, rc, retryable);
         int code = rc == CPX_ERR_FULL ? CPX__V1__ERROR_CODE__STORE_FULL : CPX__V1__ERROR_CODE__INTERNAL;
         for (size_t i = 0; i < n_in; i++)
-            cpx_gw_writer_nack_unanswered(self, &in[i].in, code, deterministic);
+            cpx_gw_writer_nack_unanswered(self, &in[i]->in, code, deterministic);
         self->failed_cycles++;
     } else {
         cpx_audit_committed(self->audit);
@@ -552,24 +559,88 @@ static void heartbeats(cpx_gw_t *self)
     }
 }
 
+/* A Submit frame (ClientFrame field 1): the first byte of a ClientFrame is the tag
+ * of its one field. Anything else is small and cheap to apply. */
+static int is_submit(const inbound_t *x)
+{
+    return x->in.len > 0 && (x->in.data[0] >> 3) == 1;
+}
+
+/* Moves a frame into another slot (zmq_msg_move: a small message's bytes live inside
+ * the zmq_msg_t, so in.data is taken again). */
+static void inbound_move(inbound_t *dst, inbound_t *src)
+{
+    zmq_msg_init(&dst->msg);
+    zmq_msg_move(&dst->msg, &src->msg);
+    dst->in = src->in;
+    dst->in.data = zmq_msg_data(&dst->msg);
+    zmq_msg_close(&src->msg);
+}
+
+/* Reads one client frame into x. 1: read; 0: nothing waiting; -1: dropped (not one
+ * frame, or no authenticated department), read on. */
+static int read_frame(cpx_gw_t *self, inbound_t *x)
+{
+    zmq_msg_t rid;
+    zmq_msg_init(&rid);
+    if (zmq_msg_recv(&rid, self->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&rid);
+        return 0;
+    }
+    zmq_msg_init(&x->msg);
+    int ok = zmq_msg_more(&rid) && zmq_msg_recv(&x->msg, self->router, 0) >= 0;
+    int extra = ok && zmq_msg_more(&x->msg);
+    while (extra) {  /* one frame per message: drop anything after it */
+        zmq_msg_t junk;
+        zmq_msg_init(&junk);
+        extra = zmq_msg_recv(&junk, self->router, 0) >= 0 && zmq_msg_more(&junk);
+        zmq_msg_close(&junk);
+        ok = 0;
+    }
+    const char *user = ok ? zmq_msg_gets(&x->msg, "User-Id") : NULL;
+    if (!user || !*user || strlen(user) > CPX_MAX_DEPT_CODE) {
+        zmq_msg_close(&rid);
+        zmq_msg_close(&x->msg);
+        return -1;
+    }
+    memset(&x->in, 0, sizeof x->in);
+    x->in.rid_len = zmq_msg_size(&rid) < CPX_GW_MAX_RID ? zmq_msg_size(&rid) : CPX_GW_MAX_RID;
+    memcpy(x->in.rid, zmq_msg_data(&rid), x->in.rid_len);
+    zmq_msg_close(&rid);
+    snprintf(x->in.dept, sizeof x->in.dept, "%s", user);
+    x->in.data = zmq_msg_data(&x->msg);
+    x->in.len = zmq_msg_size(&x->msg);
+    cpx_gw_session_t *s = cpx_gw_sessions_get(self->sessions, x->in.dept, 1);
+    if (s)
+        cpx_gw_session_touch(s, x->in.rid, x->in.rid_len, self->now_ms);
+    return 1;
+}
+
 int cpx_gw_server_run(cpx_gw_t *self)
 {
     size_t cap_in = self->cfg.batch_max;
-    inbound_t *in = calloc(cap_in, sizeof *in);
+    /* Frames are read into buf[0]; those that wait for the next cycle move to buf[1],
+     * and the two swap. now[] lists the frames of this cycle in arrival order. */
+    inbound_t *buf[2] = {calloc(cap_in, sizeof(inbound_t)), calloc(cap_in, sizeof(inbound_t))};
+    inbound_t **now = calloc(cap_in, sizeof *now);
     refusal_t *ref = calloc(MAX_REFUSALS_PER_CYCLE, sizeof *ref);
-    if (!in || !ref) {
-        free(in);
+    if (!buf[0] || !buf[1] || !now || !ref) {
+        free(buf[0]);
+        free(buf[1]);
+        free(now);
         free(ref);
         return CPX_ERR_NOMEM;
     }
+    size_t n_held = 0, held_bytes = 0;  /* frames waiting in buf[0][0..n_held) */
     int rc = CPX_OK;
-    while (!stop_requested) {
+    /* On SIGTERM nothing more is read, and the frames already read are still applied. */
+    while (!stop_requested || n_held) {
         self->now_ms = cpx_gw_now_ms();
         int64_t next = cpx_gw_outbox_next_due(self);
         int64_t hb = self->last_hb_ms + self->cfg.heartbeat_ms;
         if (hb < next)
             next = hb;
-        int64_t timeout = next - self->now_ms;
+        int64_t timeout = n_held ? 0 : next - self->now_ms;
         if (timeout > 1000)
             timeout = 1000;
         if (timeout < 0)
@@ -592,56 +663,43 @@ int cpx_gw_server_run(cpx_gw_t *self)
         if (cpx_gw_syncer_done(self->syncer) && (rc = flush_pending(self)))
             break;
 
-        size_t n_in = 0, bytes = 0;
-        while (n_in < cap_in && bytes < MAX_CYCLE_BYTES) {
-            zmq_msg_t rid;
-            zmq_msg_init(&rid);
-            if (zmq_msg_recv(&rid, self->router, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&rid);
+        inbound_t *in = buf[0];
+        size_t n_all = n_held;
+        while (!stop_requested && n_all < cap_in && held_bytes < MAX_HELD_BYTES) {
+            int r = read_frame(self, &in[n_all]);
+            if (r == 0)
                 break;
+            if (r > 0)
+                held_bytes += in[n_all++].in.len;
+        }
+        /* This cycle: every frame but the Submit frames past the byte budget (the first
+         * Submit always goes, however large); those wait in buf[1], in order. */
+        size_t n_in = 0, n_wait = 0, cycle_bytes = 0;
+        for (size_t i = 0; i < n_all; i++) {
+            inbound_t *x = &in[i];
+            int fits = !is_submit(x) || cycle_bytes == 0 ||
+                       cycle_bytes + x->in.len <= MAX_CYCLE_BYTES;
+            if (fits && (!is_submit(x) || n_wait == 0)) {
+                if (is_submit(x))
+                    cycle_bytes += x->in.len;
+                now[n_in++] = x;
+            } else {
+                inbound_move(&buf[1][n_wait++], x);
             }
-            inbound_t *x = &in[n_in];
-            zmq_msg_init(&x->msg);
-            int ok = zmq_msg_more(&rid) && zmq_msg_recv(&x->msg, self->router, 0) >= 0;
-            int extra = ok && zmq_msg_more(&x->msg);
-            while (extra) {  /* one frame per message: drop anything after it */
-                zmq_msg_t junk;
-                zmq_msg_init(&junk);
-                extra = zmq_msg_recv(&junk, self->router, 0) >= 0 && zmq_msg_more(&junk);
-                zmq_msg_close(&junk);
-                ok = 0;
-            }
-            const char *user = ok ? zmq_msg_gets(&x->msg, "User-Id") : NULL;
-            if (!user || !*user || strlen(user) > CPX_MAX_DEPT_CODE) {
-                zmq_msg_close(&rid);
-                zmq_msg_close(&x->msg);
-                continue;
-            }
-            x->in.rid_len = zmq_msg_size(&rid) < CPX_GW_MAX_RID ? zmq_msg_size(&rid) : CPX_GW_MAX_RID;
-            memcpy(x->in.rid, zmq_msg_data(&rid), x->in.rid_len);
-            zmq_msg_close(&rid);
-            snprintf(x->in.dept, sizeof x->in.dept, "%s", user);
-            x->in.data = zmq_msg_data(&x->msg);
-            x->in.len = zmq_msg_size(&x->msg);
-            bytes += x->in.len;
-            cpx_gw_session_t *s = cpx_gw_sessions_get(self->sessions, x->in.dept, 1);
-            if (s)
-                cpx_gw_session_touch(s, x->in.rid, x->in.rid_len, self->now_ms);
-            n_in++;
         }
         size_t n_ref = 0;
         while (n_ref < MAX_REFUSALS_PER_CYCLE) {
-            uint8_t buf[CPX_CURVE_KEY_LEN + 64];
-            int n = zmq_recv(self->refused, buf, sizeof buf - 1, ZMQ_DONTWAIT);
+            uint8_t rbuf[CPX_CURVE_KEY_LEN + 64];
+            int n = zmq_recv(self->refused, rbuf, sizeof rbuf - 1, ZMQ_DONTWAIT);
             if (n < 0)
                 break;
             if (n < (int)CPX_CURVE_KEY_LEN)
                 continue;
-            memcpy(ref[n_ref].key, buf, CPX_CURVE_KEY_LEN);
+            memcpy(ref[n_ref].key, rbuf, CPX_CURVE_KEY_LEN);
             size_t pl = (size_t)n - CPX_CURVE_KEY_LEN;
             if (pl >= sizeof ref[n_ref].peer)
                 pl = sizeof ref[n_ref].peer - 1;
-            memcpy(ref[n_ref].peer, buf + CPX_CURVE_KEY_LEN, pl);
+            memcpy(ref[n_ref].peer, rbuf + CPX_CURVE_KEY_LEN, pl);
             ref[n_ref].peer[pl] = '\0';
             n_ref++;
         }
@@ -660,17 +718,25 @@ int cpx_gw_server_run(cpx_gw_t *self)
         if (status_due)
             self->status_sig = sig;
         if (active || status_due) {
-            rc = cycle(self, in, n_in, ref, n_ref, status_due);
+            rc = cycle(self, now, n_in, ref, n_ref, status_due);
             if (rc == CYCLE_ISOLATE) {
                 rc = CPX_OK;
                 for (size_t i = 0; i < n_in && !rc; i++)
-                    rc = cycle(self, &in[i], 1, i ? NULL : ref, i ? 0 : n_ref, 0);
+                    rc = cycle(self, &now[i], 1, i ? NULL : ref, i ? 0 : n_ref, 0);
             }
             if (status_due)
                 self->last_status_ms = self->now_ms;
         }
         for (size_t i = 0; i < n_in; i++)
-            zmq_msg_close(&in[i].msg);
+            zmq_msg_close(&now[i]->msg);
+        /* The waiting frames become the head of the next read. */
+        inbound_t *t = buf[0];
+        buf[0] = buf[1];
+        buf[1] = t;
+        n_held = n_wait;
+        held_bytes = 0;
+        for (size_t i = 0; i < n_held; i++)
+            held_bytes += buf[0][i].in.len;
         if (rc)
             break;
         trim_map(self);
@@ -680,11 +746,16 @@ int cpx_gw_server_run(cpx_gw_t *self)
         }
         cpx_gw_ops_loop(self);
     }
+    /* Frames read but not processed get no answer: their senders resend them. */
+    for (size_t i = 0; i < n_held; i++)
+        zmq_msg_close(&buf[0][i].msg);
     /* The last cycle's replies once it is durable (or nothing, if its flush failed). */
     int frc = flush_pending(self);
     if (!rc)
         rc = frc;
-    free(in);
+    free(buf[0]);
+    free(buf[1]);
+    free(now);
     free(ref);
     cpx_log_info("server", "msg=stopped tree_size=%llu accepted=%llu",
                  (unsigned long long)self->tree_size, (unsigned long long)self->stat_accepted);

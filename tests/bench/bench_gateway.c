@@ -519,7 +519,7 @@ int main(int argc, char **argv)
              "keys:\n  curve_secret: GATEWAY.curve.key\n  signing_key: GATEWAY.sign.key\n"
              "  store_key: GATEWAY.store.key\n"
              "  signer: %s\n"
-             "heartbeat_ms: 1000\noffline_after_ms: 10000\nin_flight: 4096\nqueue_limit: 3000000\n",
+             "heartbeat_ms: 1000\noffline_after_ms: 10000\nin_flight: 16384\nqueue_limit: 3000000\n",
              signer);
     write_file("gateway.yaml", cfg, 0644);
     start_gateway();
