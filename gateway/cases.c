@@ -10,6 +10,7 @@
 
 #include "cpx/log.h"
 #include "cpx/store.h"
+#include "cpx/str.h"
 
 #define CASE_PREFIX "JY"
 #define CST_OFFSET_MS (8LL * 3600 * 1000)
@@ -489,9 +490,11 @@ static int new_case(cpx_gw_cases_t *self, MDB_txn *txn, const cpx_envelope_t *en
     time_t t = (time_t)((now_ms + CST_OFFSET_MS) / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    snprintf(case_id, CPX_MAX_CASE_ID + 1, CASE_PREFIX "-%04d-%06llu", tm.tm_year + 1900,
-             (unsigned long long)n);
-    snprintf(town, CPX_MAX_DEPT_CODE + 1, "%s", minor_town(env));
+    size_t cl = cpx_strcopy(case_id, CPX_MAX_CASE_ID + 1, CASE_PREFIX "-");
+    cl = cpx_strappend_u64(case_id, CPX_MAX_CASE_ID + 1, cl, (uint64_t)(tm.tm_year + 1900), 4);
+    cl = cpx_strappend(case_id, CPX_MAX_CASE_ID + 1, cl, "-");
+    cpx_strappend_u64(case_id, CPX_MAX_CASE_ID + 1, cl, n, 6);
+    cpx_strcopy(town, CPX_MAX_DEPT_CODE + 1, minor_town(env));
     MDB_val ck = {strlen(case_id), case_id}, cv = {strlen(town), town};
     rc = mdb_put(txn, self->cases, &ck, &cv, 0);
     return rc ? cpx_store_err(rc, "cases: put case") : CPX_OK;
@@ -503,7 +506,7 @@ int cpx_gw_cases_resolve(cpx_gw_cases_t *self, MDB_txn *txn, const cpx_envelope_
     int rc;
     town[0] = '\0';
     if (env->case_id && *env->case_id) {
-        snprintf(case_id, CPX_MAX_CASE_ID + 1, "%s", env->case_id);
+        cpx_strcopy(case_id, CPX_MAX_CASE_ID + 1, env->case_id);
         rc = case_town(self, txn, case_id, town);
         if (rc == CPX_ERR_NOT_FOUND)
             cpx_errors_add(errs, "case_id", "unknown_case",
@@ -514,7 +517,7 @@ int cpx_gw_cases_resolve(cpx_gw_cases_t *self, MDB_txn *txn, const cpx_envelope_
         cpx_gw_msg_t m;
         rc = cpx_gw_cases_head(self, txn, env->in_reply_to.data, env->in_reply_to.len, &m);
         if (!rc) {
-            snprintf(case_id, CPX_MAX_CASE_ID + 1, "%s", m.case_id);
+            cpx_strcopy(case_id, CPX_MAX_CASE_ID + 1, m.case_id);
             if (case_town(self, txn, case_id, town))
                 town[0] = '\0';
         }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cpx/err.h"
+#include "cpx/str.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
 
@@ -318,8 +319,10 @@ int cpx_gw_outbox_confirm(cpx_gw_t *self, cpx_gw_session_t *s, const Cpx__V1__De
             s->depth--;
         self->stat_confirmed++;
         char detail[64];
-        snprintf(detail, sizeof detail, "delivery=%llu attempts=%u", (unsigned long long)e.seq,
-                 e.attempts);
+        size_t dl = cpx_strcopy(detail, sizeof detail, "delivery=");
+        dl = cpx_strappend_u64(detail, sizeof detail, dl, e.seq, 1);
+        dl = cpx_strappend(detail, sizeof detail, dl, " attempts=");
+        cpx_strappend_u64(detail, sizeof detail, dl, e.attempts, 1);
         rc = event_leaf(self, CPX__V1__AUDIT_EVENT__DELIVERY_ACKNOWLEDGED, &e, s->dept, NULL, detail);
     } else if (ack->status == CPX__V1__DELIVERY_STATUS__REFUSED_BY_LOCAL) {
         char reason[CPX_OUTBOX_MAX_REASON];

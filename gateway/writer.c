@@ -10,6 +10,7 @@
 #include "sealed.h"
 #include "verify.h"
 #include "cpx/envsign.h"
+#include "cpx/str.h"
 #include "cpx/err.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
@@ -115,7 +116,7 @@ static cpx_gw_out_t *push_ack(cpx_gw_t *self, const cpx_gw_in_t *in, const uint8
     o->leaf_seq = leaf_seq;
     o->tree_size = tree_size;
     o->duplicate = duplicate;
-    snprintf(o->case_id, sizeof o->case_id, "%s", case_id ? case_id : "");
+    cpx_strcopy(o->case_id, sizeof o->case_id, case_id);
     return o;
 }
 
@@ -371,11 +372,13 @@ static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
     /* The ACCEPTED leaf carries the routing outcome (recipients, matched rules, the
      * unrouted flag): one leaf per accepted message. A ROUTED leaf is written only when
      * routing changes later. */
-    char detail[512] = "", *p = detail;
-    for (size_t i = 0; i < route->n_matched && p < detail + sizeof detail - 80; i++)
-        p += snprintf(p, (size_t)(detail + sizeof detail - p), "%s%s", i ? "," : "rules=",
-                      route->matched[i]);
-    p += cpx_gw_ci_detail(self, env, route, p, (size_t)(detail + sizeof detail - p));
+    char detail[512] = "";
+    size_t dl = 0;
+    for (size_t i = 0; i < route->n_matched && dl < sizeof detail - 80; i++) {
+        dl = cpx_strappend(detail, sizeof detail, dl, i ? "," : "rules=");
+        dl = cpx_strappend(detail, sizeof detail, dl, route->matched[i]);
+    }
+    cpx_gw_ci_detail(self, env, route, detail + dl, sizeof detail - dl);
     if (detail[0])
         leaf.detail = detail;
     if (route->unrouted)
@@ -387,14 +390,14 @@ static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
 
     for (size_t i = 0; i < route->n_recipients; i++) {
         cpx_outbox_entry_t e = {0};
-        snprintf(e.dept, sizeof e.dept, "%s", route->recipients[i].dept);
+        cpx_strcopy(e.dept, sizeof e.dept, route->recipients[i].dept);
         int prio = route->recipients[i].priority > (int)env->priority
                        ? route->recipients[i].priority : (int)env->priority;
         e.cls = cpx_outbox_class(prio);
         memcpy(e.message_id, env->message_id.data, env->message_id.len);
         e.message_id_len = env->message_id.len;
         e.accepted_seq = accepted;
-        snprintf(e.case_id, sizeof e.case_id, "%s", case_id);
+        cpx_strcopy(e.case_id, sizeof e.case_id, case_id);
         if ((rc = cpx_outbox_put(self->ob, self->txn, &e)))
             return rc;
         cpx_gw_session_t *s = cpx_gw_sessions_get(self->sessions, e.dept, 1);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cpx/err.h"
+#include "cpx/str.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
 
@@ -189,9 +190,9 @@ int cpx_outbox_get(cpx_outbox_t *self, MDB_txn *txn, const char *dept, uint8_t c
         if (rc)
             return cpx_store_err(rc, "outbox: get");
         char d[CPX_MAX_DEPT_CODE + 1];
-        snprintf(d, sizeof d, "%s", dept);  /* dept may point into *out (the gateway does) */
+        cpx_strcopy(d, sizeof d, dept);  /* dept may point into *out (the gateway does) */
         memset(out, 0, sizeof *out);
-        snprintf(out->dept, sizeof out->dept, "%s", d);
+        cpx_strcopy(out->dept, sizeof out->dept, d);
         out->cls = c;
         out->seq = seq;
         return eval_decode(v.mv_data, v.mv_size, out, NULL);
@@ -307,7 +308,7 @@ int cpx_outbox_each(cpx_outbox_t *self, MDB_txn *txn, const char *dept, size_t m
         if (k.mv_size != QKEY || memcmp(k.mv_data, kq, DEPT_W))
             break;
         cpx_outbox_entry_t e = {0};
-        snprintf(e.dept, sizeof e.dept, "%s", dept);
+        cpx_strcopy(e.dept, sizeof e.dept, dept);
         e.cls = ((const uint8_t *)k.mv_data)[DEPT_W];
         e.seq = cpx_be64_get((const uint8_t *)k.mv_data + DEPT_W + 1);
         if ((ret = eval_decode(v.mv_data, v.mv_size, &e, NULL)))
