@@ -219,6 +219,16 @@ static int flush_pending(cpx_gw_t *self)
     return CPX_OK;
 }
 
+/* During the next cycle: the last commit's replies go out as soon as its flush has
+ * returned, instead of waiting for this cycle to reach its own commit (that wait was
+ * most of the ack latency of a busy gateway). A failed flush is kept in *err for the
+ * commit point, which then abandons the cycle. */
+static void flush_if_done(cpx_gw_t *self, int *err)
+{
+    if (!*err && cpx_gw_syncer_pending(self->syncer) && cpx_gw_syncer_done(self->syncer))
+        *err = flush_pending(self);
+}
+
 /* After a commit: its replies wait (swapped out of the cycle's list) for the flush
  * begun here. flush_pending ran before the commit, so nothing else is waiting. */
 static void hold_pending(cpx_gw_t *self, uint64_t head_size, uint64_t view)
@@ -392,10 +402,14 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
     rc = n_in && !inp ? CPX_ERR_NOMEM : CPX_OK;
     for (size_t i = 0; i < n_in && !rc; i++)
         inp[i] = &in[i]->in;
+    int sync_rc = CPX_OK;
     if (!rc)
         rc = cpx_gw_writer_prepare(self, inp, n_in);
-    for (size_t i = 0; i < n_in && !rc; i++)
+    for (size_t i = 0; i < n_in && !rc; i++) {
+        flush_if_done(self, &sync_rc);
         rc = cpx_gw_writer_frame(self, &in[i]->in);
+    }
+    flush_if_done(self, &sync_rc);
     for (size_t i = 0; i < n_in; i++)
         cpx_gw_writer_release(&in[i]->in);
     free(inp);
@@ -424,7 +438,8 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
             self->out[i].tree_size = head_size;
     /* The previous cycle's replies go out once its flush returned, before this cycle
      * commits and before anything of it (see the comment above pending_clear). */
-    int sync_rc = flush_pending(self);
+    if (!sync_rc)
+        sync_rc = flush_pending(self);
     if (sync_rc) {
         mdb_txn_abort(txn);
         self->txn = NULL;
