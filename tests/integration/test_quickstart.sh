@@ -11,7 +11,30 @@ run=$(mktemp -d)
 chmod 711 "$run"  # the postgres user passes through to the police database in run/qs/pg
 cleanup() { pkill -f "cpx-gateway --config $run/" 2>/dev/null || true; rm -rf "$run"; }
 trap cleanup EXIT
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# The quickstart listens on PORT and PORT+11..14, +21..24 (+30 is PostgreSQL's, unix
+# socket only). A kernel-chosen ephemeral port left PORT+N inside the ephemeral range,
+# where the machine's own outgoing connections took it now and then ("Address already
+# in use" from an adapter): take a base below that range whose every port binds now.
+port=$(/usr/bin/python3 - <<'PY'
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(200):
+    base = random.randrange(10000, max(10001, lo - 40))
+    socks = []
+    try:
+        for off in [0] + list(range(11, 15)) + list(range(21, 25)):
+            s = socket.socket()
+            s.bind(("127.0.0.1", base + off))
+            socks.append(s)
+    except OSError:
+        continue
+    finally:
+        for s in socks:
+            s.close()
+    print(base)
+    break
+PY
+)
 out=$run/out.txt
 CPX_RUN=$run/qs CPX_PORT=$port CPX_BUILD=$build CPX_PREBUILT=1 CPX_REPORTS=30 CPX_QUICKSTART_EXIT=1 \
   "$src/deploy/quickstart.sh" >"$out" 2>&1 || { cat "$out"; exit 1; }
