@@ -425,6 +425,72 @@ static void test_aead_known_answer(void **state)
     free(aad);
 }
 
+/* ---- the stores' record format: counter nonce, AES-256-GCM ------------------------- */
+
+/* Fixed inputs of the stores' sealed records (computed with an independent AES-GCM,
+ * Python's cryptography): key 00..1f, nonce = prefix f0e1d2c3b4a59687 | BE32(counter),
+ * the message store's AAD for seq 42 sent by TOWN_HUASHI in case JY-2026-000042. A
+ * change here means records already on disk no longer open. */
+static const uint8_t KAT_KEY[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+static const uint8_t KAT_PREFIX[8] = {0xf0, 0xe1, 0xd2, 0xc3, 0xb4, 0xa5, 0x96, 0x87};
+static const char KAT_PT[] = "cpx known-answer envelope\x00\x01\x02\xff"; /* 29 bytes */
+#define KAT_PT_LEN (sizeof KAT_PT - 1)
+static const char KAT_AAD[] = "cpx.v1.store\0"
+                              "\0\0\0\0\0\0\0\x2a"
+                              "\x0bTOWN_HUASHI\x0eJY-2026-000042";
+#define KAT_AAD_LEN (sizeof KAT_AAD - 1)
+static const char KAT_COUNTER1[] =
+    "f0e1d2c3b4a5968700000001"
+    "71d0c5cc2465396f805ab58f3ea010a3e04f36dbb61b021890d705e385"
+    "b3f6900fe24187c706db216135ee6472";
+static const char KAT_COUNTER2[] =
+    "f0e1d2c3b4a5968700000002"
+    "b9201a8e4e2357770e31c44b37154a8a382e007b77a8b9132324f873aa"
+    "8b12df4917a518b670ec0d2ab0d97604";
+
+static void kat_nonce(uint32_t counter, uint8_t nonce[CPX_AEAD_NONCE_LEN])
+{
+    memcpy(nonce, KAT_PREFIX, sizeof KAT_PREFIX);
+    for (int i = 0; i < 4; i++)
+        nonce[8 + i] = (uint8_t)(counter >> (24 - 8 * i));
+}
+
+static void test_aead_counter_nonce_known_answer(void **state)
+{
+    (void)state;
+    assert_int_equal(KAT_PT_LEN, 29);
+    assert_int_equal(KAT_AAD_LEN, 13 + 8 + 2 + 11 + 14);
+    uint8_t nonce[CPX_AEAD_NONCE_LEN], out[KAT_PT_LEN + CPX_AEAD_OVERHEAD], pt[KAT_PT_LEN];
+    kat_nonce(1, nonce);
+    assert_int_equal(cpx_aead_seal_with_nonce_for_test(KAT_KEY, nonce, KAT_AAD, KAT_AAD_LEN,
+                                                       KAT_PT, KAT_PT_LEN, out), CPX_OK);
+    assert_hex(out, sizeof out, KAT_COUNTER1);
+    kat_nonce(2, nonce);
+    assert_int_equal(cpx_aead_seal_with_nonce_for_test(KAT_KEY, nonce, KAT_AAD, KAT_AAD_LEN,
+                                                       KAT_PT, KAT_PT_LEN, out), CPX_OK);
+    assert_hex(out, sizeof out, KAT_COUNTER2);
+    assert_int_equal(cpx_aead_open(KAT_KEY, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt), CPX_OK);
+    assert_memory_equal(pt, KAT_PT, KAT_PT_LEN);
+
+    /* Refused: a flipped tag byte, another record's AAD (seq 43); nothing left in pt. */
+    out[sizeof out - 1] ^= 0x80;
+    memset(pt, 0xee, sizeof pt);
+    assert_int_equal(cpx_aead_open(KAT_KEY, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt),
+                     CPX_ERR_TAMPERED);
+    for (size_t i = 0; i < sizeof pt; i++)
+        assert_int_equal(pt[i], 0);
+    out[sizeof out - 1] ^= 0x80;
+    char aad43[KAT_AAD_LEN];
+    memcpy(aad43, KAT_AAD, KAT_AAD_LEN);
+    aad43[13 + 7] = 0x2b;
+    memset(pt, 0xee, sizeof pt);
+    assert_int_equal(cpx_aead_open(KAT_KEY, aad43, KAT_AAD_LEN, out, sizeof out, pt),
+                     CPX_ERR_TAMPERED);
+    for (size_t i = 0; i < sizeof pt; i++)
+        assert_int_equal(pt[i], 0);
+}
+
 static void test_aead_round_trip(void **state)
 {
     (void)state;
@@ -506,6 +572,7 @@ int main(void)
         cmocka_unit_test(test_pem_round_trip),
         cmocka_unit_test(test_pem_refuses_other_keys),
         cmocka_unit_test(test_aead_known_answer),
+        cmocka_unit_test(test_aead_counter_nonce_known_answer),
         cmocka_unit_test(test_aead_round_trip),
         cmocka_unit_test(test_symkey),
     };
