@@ -1,5 +1,6 @@
-/* test_crypto.c — known answers (RFC 8032, FIPS 180, RFC 4231, McGrew-Viega GCM) and
- * the refusals that must hold: flipped bits, truncation, wrong keys, bad files. */
+/* test_crypto.c — known answers (RFC 8032, FIPS 180, RFC 4231, McGrew-Viega GCM, the
+ * stores' counter-nonce records through the AES-256-GCM sealer) and the refusals that
+ * must hold: flipped bits, truncation, wrong keys, bad files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,8 @@ int cpx_aead_seal_with_nonce_for_test(const uint8_t key[CPX_AEAD_KEY_LEN],
                                       const uint8_t nonce[CPX_AEAD_NONCE_LEN], const void *aad,
                                       size_t aad_len, const void *pt, size_t pt_len,
                                       uint8_t *out);
+void cpx_aead_sealer_set_nonce_for_test(cpx_aead_sealer_t *s, const uint8_t prefix[8],
+                                        uint32_t last);
 
 static size_t unhex_alloc(const char *hex, uint8_t **out)
 {
@@ -449,6 +452,13 @@ static const char KAT_COUNTER2[] =
     "b9201a8e4e2357770e31c44b37154a8a382e007b77a8b9132324f873aa"
     "8b12df4917a518b670ec0d2ab0d97604";
 
+/* A refused open leaves no plaintext behind. */
+static void assert_wiped(const uint8_t *pt, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(pt[i], 0);
+}
+
 static void kat_nonce(uint32_t counter, uint8_t nonce[CPX_AEAD_NONCE_LEN])
 {
     memcpy(nonce, KAT_PREFIX, sizeof KAT_PREFIX);
@@ -478,8 +488,7 @@ static void test_aead_counter_nonce_known_answer(void **state)
     memset(pt, 0xee, sizeof pt);
     assert_int_equal(cpx_aead_open(KAT_KEY, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt),
                      CPX_ERR_TAMPERED);
-    for (size_t i = 0; i < sizeof pt; i++)
-        assert_int_equal(pt[i], 0);
+    assert_wiped(pt, sizeof pt);
     out[sizeof out - 1] ^= 0x80;
     char aad43[KAT_AAD_LEN];
     memcpy(aad43, KAT_AAD, KAT_AAD_LEN);
@@ -487,8 +496,103 @@ static void test_aead_counter_nonce_known_answer(void **state)
     memset(pt, 0xee, sizeof pt);
     assert_int_equal(cpx_aead_open(KAT_KEY, aad43, KAT_AAD_LEN, out, sizeof out, pt),
                      CPX_ERR_TAMPERED);
-    for (size_t i = 0; i < sizeof pt; i++)
-        assert_int_equal(pt[i], 0);
+    assert_wiped(pt, sizeof pt);
+}
+
+/* The sealer writes exactly the known records: prefix | BE32(1), then BE32(2). */
+static void test_aead_sealer_known_answer(void **state)
+{
+    (void)state;
+    uint8_t out[KAT_PT_LEN + CPX_AEAD_OVERHEAD], pt[KAT_PT_LEN];
+    cpx_aead_sealer_t *s = cpx_aead_sealer_new(KAT_KEY);
+    assert_non_null(s);
+    cpx_aead_sealer_set_nonce_for_test(s, KAT_PREFIX, 0);
+    assert_int_equal(cpx_aead_sealer_seal(s, KAT_AAD, KAT_AAD_LEN, KAT_PT, KAT_PT_LEN, out), CPX_OK);
+    assert_hex(out, sizeof out, KAT_COUNTER1);
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt), CPX_OK);
+    assert_memory_equal(pt, KAT_PT, KAT_PT_LEN);
+    assert_int_equal(cpx_aead_sealer_seal(s, KAT_AAD, KAT_AAD_LEN, KAT_PT, KAT_PT_LEN, out), CPX_OK);
+    assert_hex(out, sizeof out, KAT_COUNTER2);
+    assert_int_equal(cpx_aead_open(KAT_KEY, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt), CPX_OK);
+    assert_memory_equal(pt, KAT_PT, KAT_PT_LEN);
+    cpx_aead_sealer_destroy(&s);
+    assert_null(s);
+    cpx_aead_sealer_destroy(&s);  /* twice: a no-op */
+    cpx_aead_sealer_destroy(NULL);
+}
+
+/* A sealer refuses what cpx_aead_open refuses, wipes pt, and stays usable after. */
+static void test_aead_sealer_refusals(void **state)
+{
+    (void)state;
+    uint8_t out[KAT_PT_LEN + CPX_AEAD_OVERHEAD], pt[KAT_PT_LEN];
+    assert_int_equal(cpx_unhex(KAT_COUNTER1, out, sizeof out), CPX_OK);
+    cpx_aead_sealer_t *s = cpx_aead_sealer_new(KAT_KEY);
+    assert_non_null(s);
+    out[sizeof out - 1] ^= 0x80;  /* a flipped tag byte */
+    memset(pt, 0xee, sizeof pt);
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt),
+                     CPX_ERR_TAMPERED);
+    assert_wiped(pt, sizeof pt);
+    out[sizeof out - 1] ^= 0x80;
+    memset(pt, 0xee, sizeof pt);
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN - 1, out, sizeof out, pt),
+                     CPX_ERR_TAMPERED);  /* wrong AAD */
+    assert_wiped(pt, sizeof pt);
+    assert_int_equal(cpx_aead_sealer_open(s, NULL, 0, out, sizeof out, pt), CPX_ERR_TAMPERED);
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN, out, CPX_AEAD_OVERHEAD - 1, pt),
+                     CPX_ERR_TAMPERED);
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN, out, sizeof out, NULL),
+                     CPX_ERR_ARG);
+    assert_int_equal(cpx_aead_sealer_open(s, NULL, 1, out, sizeof out, pt), CPX_ERR_ARG);
+    assert_int_equal(cpx_aead_sealer_seal(s, KAT_AAD, KAT_AAD_LEN, NULL, 1, out), CPX_ERR_ARG);
+    assert_int_equal(cpx_aead_sealer_seal(NULL, KAT_AAD, KAT_AAD_LEN, KAT_PT, 1, out), CPX_ERR_ARG);
+    /* after the refusals the same sealer still opens the good record */
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt), CPX_OK);
+    assert_memory_equal(pt, KAT_PT, KAT_PT_LEN);
+    /* another key refuses it */
+    uint8_t other[32];
+    memcpy(other, KAT_KEY, 32);
+    other[0] ^= 1;
+    cpx_aead_sealer_t *o = cpx_aead_sealer_new(other);
+    assert_non_null(o);
+    assert_int_equal(cpx_aead_sealer_open(o, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt),
+                     CPX_ERR_TAMPERED);
+    cpx_aead_sealer_destroy(&o);
+    cpx_aead_sealer_destroy(&s);
+}
+
+/* Fresh sealers count from 1 under their own random prefix; a wrapped counter draws a
+ * new prefix and counts from 1 again, never reusing prefix | BE32(0) or a past nonce. */
+static void test_aead_sealer_nonces(void **state)
+{
+    (void)state;
+    uint8_t a[1 + CPX_AEAD_OVERHEAD], b[1 + CPX_AEAD_OVERHEAD], pt[1];
+    cpx_aead_sealer_t *s = cpx_aead_sealer_new(KAT_KEY), *t = cpx_aead_sealer_new(KAT_KEY);
+    assert_non_null(s);
+    assert_non_null(t);
+    assert_int_equal(cpx_aead_sealer_seal(s, NULL, 0, "x", 1, a), CPX_OK);
+    assert_int_equal(cpx_aead_sealer_seal(t, NULL, 0, "x", 1, b), CPX_OK);
+    assert_memory_equal(a + 8, ((const uint8_t[4]){0, 0, 0, 1}), 4);
+    assert_memory_equal(b + 8, ((const uint8_t[4]){0, 0, 0, 1}), 4);
+    assert_memory_not_equal(a, b, 8);
+    assert_int_equal(cpx_aead_sealer_open(t, NULL, 0, a, sizeof a, pt), CPX_OK);  /* same key */
+    assert_int_equal(pt[0], 'x');
+
+    cpx_aead_sealer_set_nonce_for_test(s, KAT_PREFIX, UINT32_MAX - 1);
+    assert_int_equal(cpx_aead_sealer_seal(s, NULL, 0, "x", 1, a), CPX_OK);
+    assert_memory_equal(a, KAT_PREFIX, 8);
+    assert_memory_equal(a + 8, ((const uint8_t[4]){0xff, 0xff, 0xff, 0xff}), 4);
+    assert_int_equal(cpx_aead_sealer_seal(s, NULL, 0, "x", 1, b), CPX_OK);
+    assert_memory_not_equal(b, KAT_PREFIX, 8);
+    assert_memory_equal(b + 8, ((const uint8_t[4]){0, 0, 0, 1}), 4);
+    assert_int_equal(cpx_aead_open(KAT_KEY, NULL, 0, b, sizeof b, pt), CPX_OK);
+    /* and cpx_aead_seal's records open with a sealer */
+    assert_int_equal(cpx_aead_seal(KAT_KEY, "r", 1, "y", 1, a), CPX_OK);
+    assert_int_equal(cpx_aead_sealer_open(s, "r", 1, a, sizeof a, pt), CPX_OK);
+    assert_int_equal(pt[0], 'y');
+    cpx_aead_sealer_destroy(&s);
+    cpx_aead_sealer_destroy(&t);
 }
 
 static void test_aead_round_trip(void **state)
@@ -573,6 +677,9 @@ int main(void)
         cmocka_unit_test(test_pem_refuses_other_keys),
         cmocka_unit_test(test_aead_known_answer),
         cmocka_unit_test(test_aead_counter_nonce_known_answer),
+        cmocka_unit_test(test_aead_sealer_known_answer),
+        cmocka_unit_test(test_aead_sealer_refusals),
+        cmocka_unit_test(test_aead_sealer_nonces),
         cmocka_unit_test(test_aead_round_trip),
         cmocka_unit_test(test_symkey),
     };
