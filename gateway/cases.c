@@ -1,8 +1,6 @@
 /* cases.c — message store (encrypted at rest), original Acks and case id assignment. */
 #include "cases.h"
 
-#include <openssl/evp.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +22,8 @@ struct cpx_gw_cases {
     MDB_dbi msg, mid, cases, meta;
     uint8_t key[CPX_AEAD_KEY_LEN];
     /* Keyed once per handle: a fresh cipher context per message would cost more than
-     * the AES-GCM of a ~1 KiB envelope itself. */
-    EVP_CIPHER_CTX *enc, *dec;
-    uint8_t nonce_prefix[8];     /* random per handle ... */
-    uint32_t nonce_count;        /* ... then a counter (SP 800-38D 8.2.1): never repeats */
+     * the AES-GCM of a ~1 KiB envelope itself. Counter nonces: one sealer per handle. */
+    cpx_aead_sealer_t *sealer;
     uint8_t *plain;              /* the last decrypted envelope (CPX_MAX_ENVELOPE_BYTES) */
 };
 
@@ -41,13 +37,8 @@ static void key_id(const uint8_t key[CPX_AEAD_KEY_LEN], uint8_t out[8])
 
 static int keyed(cpx_gw_cases_t *self)
 {
-    EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-    int ok = c && cpx_random(self->nonce_prefix, sizeof self->nonce_prefix) == CPX_OK &&
-             (self->enc = EVP_CIPHER_CTX_new()) && (self->dec = EVP_CIPHER_CTX_new()) &&
-             (self->plain = malloc(CPX_MAX_ENVELOPE_BYTES)) &&
-             EVP_EncryptInit_ex2(self->enc, c, self->key, NULL, NULL) == 1 &&
-             EVP_DecryptInit_ex2(self->dec, c, self->key, NULL, NULL) == 1;
-    EVP_CIPHER_free(c);
+    int ok = (self->sealer = cpx_aead_sealer_new(self->key)) &&
+             (self->plain = malloc(CPX_MAX_ENVELOPE_BYTES));
     return ok ? CPX_OK : CPX_ERR_CRYPTO;
 }
 
@@ -61,48 +52,15 @@ static size_t aad_of(uint8_t *aad, uint64_t seq, const uint8_t *head, size_t hea
     return sizeof STORE_AAD + 8 + head_len;
 }
 
-/* out = nonce(12) | ciphertext | tag(16) (the layout cpx_aead_open reads). */
-static int seal(cpx_gw_cases_t *self, const uint8_t *aad, size_t aad_len, const uint8_t *pt,
-                size_t pt_len, uint8_t *out)
-{
-    if (++self->nonce_count == 0) {
-        int rc = cpx_random(self->nonce_prefix, sizeof self->nonce_prefix);
-        if (rc)
-            return rc;
-        self->nonce_count = 1;
-    }
-    memcpy(out, self->nonce_prefix, 8);
-    cpx_be32_put(out + 8, self->nonce_count);
-    int outl = 0, fin = 0;
-    uint8_t *ct = out + CPX_AEAD_NONCE_LEN;
-    int ok = EVP_EncryptInit_ex2(self->enc, NULL, NULL, out, NULL) == 1 &&
-             EVP_EncryptUpdate(self->enc, NULL, &outl, aad, (int)aad_len) == 1 &&
-             EVP_EncryptUpdate(self->enc, ct, &outl, pt, (int)pt_len) == 1 &&
-             EVP_EncryptFinal_ex(self->enc, ct + outl, &fin) == 1 &&
-             EVP_CIPHER_CTX_ctrl(self->enc, EVP_CTRL_GCM_GET_TAG, CPX_AEAD_TAG_LEN, ct + pt_len) == 1;
-    return ok ? CPX_OK : CPX_ERR_CRYPTO;
-}
-
-/* Opens in (nonce | ct | tag) into pt; CPX_ERR_TAMPERED unless the tag verifies, so a
- * wrong key or a moved record never yields bytes. */
-static int open_ct(cpx_gw_cases_t *self, const uint8_t *aad, size_t aad_len, const uint8_t *in,
-                   size_t in_len, uint8_t *pt)
+/* Opens a record's sealed part (nonce | ct | tag) into the handle's buffer;
+ * CPX_ERR_TAMPERED unless the tag verifies, so a wrong key or a moved record never
+ * yields bytes. */
+static int open_sealed(cpx_gw_cases_t *self, const uint8_t *aad, size_t aad_len,
+                       const uint8_t *in, size_t in_len)
 {
     if (in_len < CPX_AEAD_OVERHEAD || in_len - CPX_AEAD_OVERHEAD > CPX_MAX_ENVELOPE_BYTES)
         return CPX_ERR_TAMPERED;
-    size_t n = in_len - CPX_AEAD_OVERHEAD;
-    int outl = 0, fin = 0;
-    int ok = EVP_DecryptInit_ex2(self->dec, NULL, NULL, in, NULL) == 1 &&
-             EVP_DecryptUpdate(self->dec, NULL, &outl, aad, (int)aad_len) == 1 &&
-             EVP_DecryptUpdate(self->dec, pt, &outl, in + CPX_AEAD_NONCE_LEN, (int)n) == 1 &&
-             EVP_CIPHER_CTX_ctrl(self->dec, EVP_CTRL_GCM_SET_TAG, CPX_AEAD_TAG_LEN,
-                                 (void *)(in + CPX_AEAD_NONCE_LEN + n)) == 1 &&
-             EVP_DecryptFinal_ex(self->dec, pt + outl, &fin) == 1;
-    if (!ok) {
-        cpx_cleanse(pt, n);
-        return CPX_ERR_TAMPERED;
-    }
-    return CPX_OK;
+    return cpx_aead_sealer_open(self->sealer, aad, aad_len, in, in_len, self->plain);
 }
 
 static cpx_gw_cases_t *handle(MDB_env *env, const uint8_t key[CPX_AEAD_KEY_LEN])
@@ -226,8 +184,7 @@ void cpx_gw_cases_destroy(cpx_gw_cases_t **self_p)
     if (!self_p || !*self_p)
         return;
     cpx_gw_cases_t *self = *self_p;
-    EVP_CIPHER_CTX_free(self->enc);
-    EVP_CIPHER_CTX_free(self->dec);
+    cpx_aead_sealer_destroy(&self->sealer);
     if (self->plain) {
         cpx_cleanse(self->plain, CPX_MAX_ENVELOPE_BYTES);
         free(self->plain);
@@ -302,7 +259,7 @@ int cpx_gw_cases_get(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq, cpx_gw_ms
         return rc;
     uint8_t aad[AAD_MAX];
     size_t al = aad_of(aad, seq, out->env - hl, hl);
-    if ((rc = open_ct(self, aad, al, out->env, out->env_len, self->plain))) {
+    if ((rc = open_sealed(self, aad, al, out->env, out->env_len))) {
         cpx_log_error("cases", "msg=\"stored message does not authenticate under the store key\" seq=%llu",
                       (unsigned long long)seq);
         return rc;
@@ -400,7 +357,7 @@ int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
     if (env_len) {
         uint8_t aad[AAD_MAX];
         size_t al = aad_of(aad, seq, v.mv_data, head);
-        if ((rc = seal(self, aad, al, env, env_len, p)))
+        if ((rc = cpx_aead_sealer_seal(self->sealer, aad, al, env, env_len, p)))
             return rc;  /* the caller aborts the cycle: the reserved bytes never commit */
     }
     MDB_val ik = {len, (void *)id}, iv = {8, k};

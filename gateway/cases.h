@@ -6,7 +6,8 @@
  *                      (a blank record: the envelope is in the sealed vault) or
  *                      nonce(12) | AES-256-GCM(envelope bytes as signed) | tag(16)
  *                      under the store key, AAD = "cpx.v1.store" 00 | BE64(seq) | the
- *                      clear head (sender_len .. case_id). Keys only grow
+ *                      clear head (sender_len .. case_id), sealed by a
+ *                      cpx_aead_sealer per handle (counter nonces). Keys only grow
  *                      (MDB_APPEND), so accepting touches the right edge of the tree only;
  *            "gw.mid"  message id -> BE64(seq): the small dedupe index;
  *            "gw.case" case id -> case record: town of the minor (may be empty);

@@ -29,9 +29,7 @@ struct cpx_caseindex {
      * context per record cost more than the hashing and the encryption themselves. */
     EVP_MD *sha256;
     EVP_MD_CTX *hm_in, *hm_out, *hm_tmp;  /* HMAC inner/outer states after the padded key */
-    EVP_CIPHER_CTX *gcm;                  /* AES-256-GCM keyed with the records key */
-    uint8_t nonce_prefix[8];              /* random per open ... */
-    uint32_t nonce_count;                 /* ... and a counter: nonces never repeat */
+    cpx_aead_sealer_t *sealer;            /* the records key: counter nonces per open */
 };
 
 static int hmac_keyed(cpx_caseindex_t *self)
@@ -96,41 +94,6 @@ void cpx_caseindex_worker_destroy(cpx_caseindex_worker_t **w_p)
     *w_p = NULL;
 }
 
-static int gcm_keyed(cpx_caseindex_t *self)
-{
-    EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-    int ok = c && cpx_random(self->nonce_prefix, sizeof self->nonce_prefix) == CPX_OK &&
-             (self->gcm = EVP_CIPHER_CTX_new()) &&
-             EVP_EncryptInit_ex2(self->gcm, c, self->records_key, NULL, NULL) == 1;
-    EVP_CIPHER_free(c);
-    return ok ? CPX_OK : CPX_ERR_CRYPTO;
-}
-
-/* As cpx_aead_seal (nonce || ciphertext || tag, opened by cpx_aead_open). */
-static int seal(cpx_caseindex_t *self, const void *aad, size_t aad_len, const uint8_t *pt,
-                size_t pt_len, uint8_t *out)
-{
-    /* NIST SP 800-38D 8.2.1 deterministic nonces: a 64-bit random field drawn when the
-     * index is opened (and again when the 32-bit counter wraps), then the counter; a
-     * random draw per record cost more than the encryption. */
-    if (++self->nonce_count == 0) {
-        int rc = cpx_random(self->nonce_prefix, sizeof self->nonce_prefix);
-        if (rc)
-            return rc;
-        self->nonce_count = 1;
-    }
-    memcpy(out, self->nonce_prefix, 8);
-    cpx_be32_put(out + 8, self->nonce_count);
-    int outl = 0, fin = 0;
-    uint8_t *ct = out + CPX_AEAD_NONCE_LEN;
-    int ok = EVP_EncryptInit_ex2(self->gcm, NULL, NULL, out, NULL) == 1 &&
-             EVP_EncryptUpdate(self->gcm, NULL, &outl, aad, (int)aad_len) == 1 &&
-             EVP_EncryptUpdate(self->gcm, ct, &outl, pt, (int)pt_len) == 1 &&
-             EVP_EncryptFinal_ex(self->gcm, ct + outl, &fin) == 1 &&
-             EVP_CIPHER_CTX_ctrl(self->gcm, EVP_CTRL_GCM_GET_TAG, CPX_AEAD_TAG_LEN, ct + pt_len) == 1;
-    return ok ? CPX_OK : CPX_ERR_CRYPTO;
-}
-
 cpx_caseindex_t *cpx_caseindex_open(MDB_env *env, const uint8_t index_key[32],
                                     const uint8_t records_key[32])
 {
@@ -156,7 +119,8 @@ cpx_caseindex_t *cpx_caseindex_open(MDB_env *env, const uint8_t index_key[32],
         memcpy(self->records_key, records_key, 32);
         self->has_records_key = 1;
     }
-    if ((index_key && hmac_keyed(self)) || (records_key && gcm_keyed(self))) {
+    if ((index_key && hmac_keyed(self)) ||
+        (records_key && !(self->sealer = cpx_aead_sealer_new(records_key)))) {
         cpx_log_openssl(MOD, "keying HMAC-SHA-256 / AES-256-GCM");
         cpx_caseindex_destroy(&self);
     }
@@ -172,7 +136,7 @@ void cpx_caseindex_destroy(cpx_caseindex_t **self_p)
     EVP_MD_CTX_free(self->hm_out);
     EVP_MD_CTX_free(self->hm_tmp);
     EVP_MD_free(self->sha256);
-    EVP_CIPHER_CTX_free(self->gcm);
+    cpx_aead_sealer_destroy(&self->sealer);
     cpx_minortab_destroy(&self->minors);
     cpx_cleanse(self, sizeof *self);
     free(self);
@@ -533,7 +497,7 @@ int cpx_caseindex_put_pii_encoded(cpx_caseindex_t *self, MDB_txn *txn, const cha
     char aad[64];
     size_t al;
     pii_aad(case_id, aad, &al);
-    int rc = seal(self, aad, al, pt, n, ct);
+    int rc = cpx_aead_sealer_seal(self->sealer, aad, al, pt, n, ct);
     if (rc)
         return rc;
     MDB_val k = {strlen(case_id), (void *)case_id}, v = {n + CPX_AEAD_OVERHEAD, ct};

@@ -422,8 +422,70 @@ int cpx_key_verify(const cpx_key_t *key, const void *msg, size_t len, const uint
 
 /* ---- AES-256-GCM ------------------------------------------------------------------- */
 
+/* Buffers and sizes a seal or an open can take: OpenSSL counts in int. */
+static bool aead_args_ok(const void *aad, size_t aad_len, const void *buf, size_t len)
+{
+    return (aad || !aad_len) && (buf || !len) && aad_len <= (size_t)INT32_MAX &&
+           len <= (size_t)INT32_MAX - CPX_AEAD_OVERHEAD;
+}
+
+/* Encrypts pt into out = nonce || ciphertext || tag, out already holding the nonce.
+ * With key, c is keyed here (a fresh context); without, c is a context keyed before and
+ * only the nonce is set: the key schedule is not redone per record. */
+static int gcm_seal(EVP_CIPHER_CTX *c, const uint8_t *key, const void *aad, size_t aad_len,
+                    const void *pt, size_t pt_len, uint8_t *out)
+{
+    int outl = 0, finl = 0;
+    uint8_t *ct = out + CPX_AEAD_NONCE_LEN;
+    int ok = c && EVP_EncryptInit_ex2(c, key ? gcm_cipher() : NULL, key, out, NULL) == 1 &&
+             (!aad_len || EVP_EncryptUpdate(c, NULL, &outl, aad, (int)aad_len) == 1) &&
+             (!pt_len || EVP_EncryptUpdate(c, ct, &outl, pt, (int)pt_len) == 1) &&
+             EVP_EncryptFinal_ex(c, ct + (pt_len ? outl : 0), &finl) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CPX_AEAD_TAG_LEN, ct + pt_len) == 1;
+    if (!ok) {
+        cpx_log_openssl(MOD, "AES-256-GCM seal");
+        return CPX_ERR_CRYPTO;
+    }
+    return CPX_OK;
+}
+
+/* Decrypts in = nonce || ciphertext || tag into pt, keying c as gcm_seal does. The tag
+ * is checked before CPX_OK; on any failure pt is wiped, so unauthenticated plaintext
+ * never stays behind. */
+static int gcm_open(EVP_CIPHER_CTX *c, const uint8_t *key, const void *aad, size_t aad_len,
+                    const uint8_t *in, size_t in_len, uint8_t *pt)
+{
+    if (in_len < CPX_AEAD_OVERHEAD)
+        return CPX_ERR_TAMPERED;
+    size_t ct_len = in_len - CPX_AEAD_OVERHEAD;
+    if (ct_len && !pt)
+        return CPX_ERR_ARG;
+    const uint8_t *ct = in + CPX_AEAD_NONCE_LEN;
+    uint8_t tag[CPX_AEAD_TAG_LEN];
+    memcpy(tag, ct + ct_len, sizeof tag);
+    int outl = 0, finl = 0;
+    int ok = c && EVP_DecryptInit_ex2(c, key ? gcm_cipher() : NULL, key, in, NULL) == 1 &&
+             (!aad_len || EVP_DecryptUpdate(c, NULL, &outl, aad, (int)aad_len) == 1) &&
+             (!ct_len || EVP_DecryptUpdate(c, pt, &outl, ct, (int)ct_len) == 1) &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CPX_AEAD_TAG_LEN, tag) == 1;
+    if (!ok) {
+        cpx_log_openssl(MOD, "AES-256-GCM open");
+        if (ct_len)
+            cpx_cleanse(pt, ct_len);
+        return CPX_ERR_CRYPTO;
+    }
+    uint8_t dummy[16];
+    if (EVP_DecryptFinal_ex(c, ct_len ? pt + outl : dummy, &finl) != 1) {
+        ERR_clear_error();  /* a failed tag is an expected outcome, not a fault */
+        if (ct_len)
+            cpx_cleanse(pt, ct_len);
+        return CPX_ERR_TAMPERED;
+    }
+    return CPX_OK;
+}
+
 /* The seal core with a caller-chosen nonce. Exported only for known-answer tests:
- * production code must use cpx_aead_seal, which never reuses a nonce. */
+ * production code must use cpx_aead_seal or a sealer, which never reuse a nonce. */
 int cpx_aead_seal_with_nonce_for_test(const uint8_t key[CPX_AEAD_KEY_LEN],
                                       const uint8_t nonce[CPX_AEAD_NONCE_LEN], const void *aad,
                                       size_t aad_len, const void *pt, size_t pt_len,
@@ -433,24 +495,13 @@ int cpx_aead_seal_with_nonce_for_test(const uint8_t key[CPX_AEAD_KEY_LEN],
                                       size_t aad_len, const void *pt, size_t pt_len,
                                       uint8_t *out)
 {
-    if (!key || !nonce || !out || (!aad && aad_len) || (!pt && pt_len) ||
-        pt_len > (size_t)INT32_MAX - CPX_AEAD_OVERHEAD || aad_len > (size_t)INT32_MAX)
+    if (!key || !nonce || !out || !aead_args_ok(aad, aad_len, pt, pt_len))
         return CPX_ERR_ARG;
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    int outl = 0, finl = 0;
     memmove(out, nonce, CPX_AEAD_NONCE_LEN);
-    uint8_t *ct = out + CPX_AEAD_NONCE_LEN;
-    int ok = c && EVP_EncryptInit_ex2(c, gcm_cipher(), key, out, NULL) == 1 &&
-             (!aad_len || EVP_EncryptUpdate(c, NULL, &outl, aad, (int)aad_len) == 1) &&
-             (!pt_len || EVP_EncryptUpdate(c, ct, &outl, pt, (int)pt_len) == 1) &&
-             EVP_EncryptFinal_ex(c, ct + (pt_len ? outl : 0), &finl) == 1 &&
-             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CPX_AEAD_TAG_LEN, ct + pt_len) == 1;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int rc = gcm_seal(c, key, aad, aad_len, pt, pt_len, out);
     EVP_CIPHER_CTX_free(c);
-    if (!ok) {
-        cpx_log_openssl(MOD, "AES-256-GCM seal");
-        return CPX_ERR_CRYPTO;
-    }
-    return CPX_OK;
+    return rc;
 }
 
 int cpx_aead_seal(const uint8_t key[CPX_AEAD_KEY_LEN], const void *aad, size_t aad_len,
@@ -466,41 +517,98 @@ int cpx_aead_seal(const uint8_t key[CPX_AEAD_KEY_LEN], const void *aad, size_t a
 int cpx_aead_open(const uint8_t key[CPX_AEAD_KEY_LEN], const void *aad, size_t aad_len,
                   const uint8_t *in, size_t in_len, uint8_t *pt)
 {
-    if (!key || !in || (!aad && aad_len) || aad_len > (size_t)INT32_MAX ||
-        in_len > (size_t)INT32_MAX)
+    if (!key || !in || !aead_args_ok(aad, aad_len, NULL, 0) || in_len > (size_t)INT32_MAX)
         return CPX_ERR_ARG;
     if (in_len < CPX_AEAD_OVERHEAD)
         return CPX_ERR_TAMPERED;
-    size_t ct_len = in_len - CPX_AEAD_OVERHEAD;
-    if (ct_len && !pt)
-        return CPX_ERR_ARG;
-    const uint8_t *ct = in + CPX_AEAD_NONCE_LEN;
-    uint8_t tag[CPX_AEAD_TAG_LEN];
-    memcpy(tag, ct + ct_len, sizeof tag);
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    int outl = 0, finl = 0;
-    int ok = c && EVP_DecryptInit_ex2(c, gcm_cipher(), key, in, NULL) == 1 &&
-             (!aad_len || EVP_DecryptUpdate(c, NULL, &outl, aad, (int)aad_len) == 1) &&
-             (!ct_len || EVP_DecryptUpdate(c, pt, &outl, ct, (int)ct_len) == 1) &&
-             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CPX_AEAD_TAG_LEN, tag) == 1;
-    if (!ok) {
-        EVP_CIPHER_CTX_free(c);
-        cpx_log_openssl(MOD, "AES-256-GCM open");
-        if (ct_len)
-            cpx_cleanse(pt, ct_len);
-        return CPX_ERR_CRYPTO;
-    }
-    uint8_t dummy[16];
-    int fin = EVP_DecryptFinal_ex(c, ct_len ? pt + outl : dummy, &finl);
+    int rc = gcm_open(c, key, aad, aad_len, in, in_len, pt);
     EVP_CIPHER_CTX_free(c);
-    if (fin != 1) {
-        ERR_clear_error();
-        /* Never leave unauthenticated plaintext behind. */
-        if (ct_len)
-            cpx_cleanse(pt, ct_len);
-        return CPX_ERR_TAMPERED;
+    return rc;
+}
+
+/* ---- AES-256-GCM sealer: counter nonces under one keyed context ----------------------- */
+
+#define SEALER_PREFIX_LEN 8
+
+struct cpx_aead_sealer {
+    EVP_CIPHER_CTX *enc, *dec;               /* keyed once; each record sets only its nonce */
+    uint8_t prefix[SEALER_PREFIX_LEN];       /* random per sealer ... */
+    uint32_t count;                          /* ... then the last counter used: never repeats */
+};
+
+cpx_aead_sealer_t *cpx_aead_sealer_new(const uint8_t key[CPX_AEAD_KEY_LEN])
+{
+    if (!key)
+        return NULL;
+    cpx_aead_sealer_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    int ok = cpx_random(s->prefix, sizeof s->prefix) == CPX_OK &&
+             (s->enc = EVP_CIPHER_CTX_new()) && (s->dec = EVP_CIPHER_CTX_new()) &&
+             EVP_EncryptInit_ex2(s->enc, gcm_cipher(), key, NULL, NULL) == 1 &&
+             EVP_DecryptInit_ex2(s->dec, gcm_cipher(), key, NULL, NULL) == 1;
+    if (!ok) {
+        cpx_log_openssl(MOD, "keying an AES-256-GCM sealer");
+        cpx_aead_sealer_destroy(&s);
     }
+    return s;
+}
+
+void cpx_aead_sealer_destroy(cpx_aead_sealer_t **s_p)
+{
+    if (!s_p || !*s_p)
+        return;
+    EVP_CIPHER_CTX_free((*s_p)->enc);  /* frees cleanse the key schedules */
+    EVP_CIPHER_CTX_free((*s_p)->dec);
+    cpx_cleanse(*s_p, sizeof **s_p);
+    free(*s_p);
+    *s_p = NULL;
+}
+
+/* Sets the nonce state so that the next seal uses prefix | BE32(last + 1) (last =
+ * UINT32_MAX: the next seal draws a new prefix). Exported only for known-answer tests. */
+void cpx_aead_sealer_set_nonce_for_test(cpx_aead_sealer_t *s,
+                                        const uint8_t prefix[SEALER_PREFIX_LEN], uint32_t last);
+void cpx_aead_sealer_set_nonce_for_test(cpx_aead_sealer_t *s,
+                                        const uint8_t prefix[SEALER_PREFIX_LEN], uint32_t last)
+{
+    memcpy(s->prefix, prefix, sizeof s->prefix);
+    s->count = last;
+}
+
+/* The next nonce: prefix | BE32(count), a new random prefix when the counter wraps. */
+static int next_nonce(cpx_aead_sealer_t *s, uint8_t nonce[CPX_AEAD_NONCE_LEN])
+{
+    if (++s->count == 0) {
+        int rc = cpx_random(s->prefix, sizeof s->prefix);
+        if (rc) {
+            s->count = UINT32_MAX;  /* draw again next time: never counter 1 on the old prefix */
+            return rc;
+        }
+        s->count = 1;
+    }
+    memcpy(nonce, s->prefix, SEALER_PREFIX_LEN);
+    for (int i = 0; i < 4; i++)
+        nonce[SEALER_PREFIX_LEN + i] = (uint8_t)(s->count >> (24 - 8 * i));
     return CPX_OK;
+}
+
+int cpx_aead_sealer_seal(cpx_aead_sealer_t *s, const void *aad, size_t aad_len, const void *pt,
+                         size_t pt_len, uint8_t *out)
+{
+    if (!s || !out || !aead_args_ok(aad, aad_len, pt, pt_len))
+        return CPX_ERR_ARG;
+    int rc = next_nonce(s, out);
+    return rc ? rc : gcm_seal(s->enc, NULL, aad, aad_len, pt, pt_len, out);
+}
+
+int cpx_aead_sealer_open(cpx_aead_sealer_t *s, const void *aad, size_t aad_len,
+                         const uint8_t *in, size_t in_len, uint8_t *pt)
+{
+    if (!s || !in || !aead_args_ok(aad, aad_len, NULL, 0) || in_len > (size_t)INT32_MAX)
+        return CPX_ERR_ARG;
+    return gcm_open(s->dec, NULL, aad, aad_len, in, in_len, pt);
 }
 
 /* ---- symmetric key files ----------------------------------------------------------- */

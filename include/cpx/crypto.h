@@ -102,6 +102,46 @@ int cpx_aead_seal(const uint8_t key[CPX_AEAD_KEY_LEN], const void *aad, size_t a
 int cpx_aead_open(const uint8_t key[CPX_AEAD_KEY_LEN], const void *aad, size_t aad_len,
                   const uint8_t *in, size_t in_len, uint8_t *pt);
 
+/* ---- AES-256-GCM sealer: counter nonces, one keyed context ----------------------- */
+
+/* For a store that seals many records under one key (the gateway's message store, the
+ * case index's personal fields): the key schedule is done once, not per record, and no
+ * random draw is made per record.
+ *
+ * Nonce (NIST SP 800-38D 8.2.1, deterministic construction): 8 bytes drawn at random
+ * when the sealer is made | BE32 counter, 1 for the first record sealed and one more for
+ * each next one; when the counter wraps a new 8-byte field is drawn and counting starts
+ * again at 1. So a sealer never repeats a nonce, and sealers under one key (one per
+ * thread, per process, per run) repeat one only if their random fields collide.
+ * Output: out = nonce(12) || ciphertext(pt_len) || tag(16), the layout of
+ * cpx_aead_seal: cpx_aead_open opens a sealer's records and cpx_aead_sealer_open opens
+ * cpx_aead_seal's. The caller's stored bytes are exactly this; nothing else is framed.
+ * AAD: bound by the tag, never stored; aad may be NULL with aad_len 0.
+ *
+ * Caveats: a sealer is state (cipher contexts, the counter): one per thread. The key is
+ * held only inside the cipher contexts, which are cleansed on destroy. */
+typedef struct cpx_aead_sealer cpx_aead_sealer_t;
+
+/* A sealer under key (copied into its cipher contexts). Caller owns the result; free with
+ * cpx_aead_sealer_destroy. NULL on failure (logged). */
+cpx_aead_sealer_t *cpx_aead_sealer_new(const uint8_t key[CPX_AEAD_KEY_LEN]);
+/* Frees the sealer, cleansing its key; accepts NULL and *s_p == NULL; sets *s_p = NULL. */
+void cpx_aead_sealer_destroy(cpx_aead_sealer_t **s_p);
+/* Seals pt into out, which must hold pt_len + CPX_AEAD_OVERHEAD bytes, under the next
+ * nonce. CPX_OK; CPX_ERR_ARG for a NULL buffer with a non-zero length or a length beyond
+ * what OpenSSL takes (about INT32_MAX); CPX_ERR_CRYPTO when the random source or
+ * OpenSSL fails (out is then no record; a failed nonce draw is retried by the next seal,
+ * never skipped). */
+int cpx_aead_sealer_seal(cpx_aead_sealer_t *s, const void *aad, size_t aad_len, const void *pt,
+                         size_t pt_len, uint8_t *out);
+/* Opens in (in_len bytes in the layout above) into pt, which must hold
+ * in_len - CPX_AEAD_OVERHEAD bytes, with the sealer's key: as cpx_aead_open, without
+ * keying a context per call. CPX_OK; CPX_ERR_TAMPERED when in_len < CPX_AEAD_OVERHEAD or
+ * the tag fails (wrong key, wrong aad, altered bytes), pt then wiped; CPX_ERR_ARG for bad
+ * arguments; CPX_ERR_CRYPTO when OpenSSL fails (pt wiped). */
+int cpx_aead_sealer_open(cpx_aead_sealer_t *s, const void *aad, size_t aad_len,
+                         const uint8_t *in, size_t in_len, uint8_t *pt);
+
 /* Reads a 32-byte symmetric key file (raw bytes, or 64 hex characters); refuses a file
  * readable by group or others. Generates one (mode 0600) with cpx_symkey_create. */
 int cpx_symkey_load(const char *path, uint8_t out[32]);

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 import zmq
 from cryptography.hazmat.primitives import serialization
@@ -454,6 +455,61 @@ class Gateway:
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+
+
+# ---- the shared end of a gateway test -----------------------------------------------------
+
+def stop_and_verify(gw, check, data=None):
+    """Stops the gateway and checks that it stopped cleanly (SIGTERM: exit 0), then that
+    its audit log (data, by default the gateway's data_dir) verifies with `cpxctl audit
+    verify` under the gateway's signing key: whatever a test did, the log it leaves must
+    verify. check(cond, what) is the test's own recorder."""
+    rc = gw.stop()
+    check(rc == 0, "clean stop (SIGTERM: exit 0, got %s)" % rc)
+    v = gw.ctl("audit", "verify", "--data", data or os.path.join(gw.dir, "data"), "--gateway-key",
+               os.path.join(gw.keys, "GATEWAY.sign.pub"), check=False)
+    check(v.returncode == 0, "cpxctl audit verify: %s" % (v.stdout.strip() or v.stderr.strip())[:300])
+
+
+class GatewayTest:
+    """The frame of a gateway test, around its body:
+
+        with cpxclient.GatewayTest(gw, failures):
+            ... check(...) ...
+            cpxclient.stop_and_verify(gw, check)
+        return cpxclient.verdict(failures)
+
+    An exception in the body becomes a failure in failures (the test's list), printed
+    with its traceback and the tail of the gateway's log, and the test goes on to its
+    verdict; on leaving, the gateway is killed if still running and its temp dir removed,
+    whatever happened. KeyboardInterrupt and SystemExit are not caught."""
+
+    def __init__(self, gw, failures):
+        self.gw = gw
+        self.failures = failures
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, etype, e, tb):
+        try:
+            if etype is not None and issubclass(etype, Exception):
+                self.failures.append("exception: %r" % e)
+                print("FAIL exception", repr(e))
+                traceback.print_exception(etype, e, tb)
+                print(self.gw.logtext())
+        finally:
+            self.gw.cleanup()
+        return etype is not None and issubclass(etype, Exception)
+
+
+def verdict(failures):
+    """Prints the outcome; the exit status for sys.exit: 1 when anything failed."""
+    if failures:
+        print("%d failure(s)" % len(failures))
+        return 1
+    print("all passed")
+    return 0
 
 def free_port():
     s = socket.socket()

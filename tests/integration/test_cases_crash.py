@@ -52,7 +52,7 @@ def full_log(gw):
 def main(build):
     os.environ["CPX_FAILPOINT_CYCLE_REF"] = "poison"
     gw = cpxclient.Gateway(build, depts=("POLICE", "CIVIL_AFFAIRS"))
-    try:
+    with cpxclient.GatewayTest(gw, failures):
         S = gw.S
         with open(os.path.join(gw.dir, "casepolicy.yaml"), "w") as f:
             f.write("version: 1\nkeys:\n  index: keys/CASES.index.key\n  records: keys/CASES.records.key\n")
@@ -114,24 +114,11 @@ def main(build):
         cases = set(c for v in by_minor.values() for c in v)
         check(len(cases) == MINORS, "one case per minor: %d cases for %d minors" % (len(cases), MINORS))
         police.close()
-        check(gw.stop() == 0, "clean stop")
+        cpxclient.stop_and_verify(gw, check)
         st = gw.ctl("case", "stats", "--json", "--data", os.path.join(gw.dir, "data"), check=False)
         js = json.loads(st.stdout or "{}")
         check(js.get("cases") == MINORS, "cpxctl case stats: %s cases" % js.get("cases"))
-        v = gw.ctl("audit", "verify", "--data", os.path.join(gw.dir, "data"), "--gateway-key",
-                   os.path.join(gw.keys, "GATEWAY.sign.pub"), check=False)
-        check(v.returncode == 0, "cpxctl audit verify: %s" % (v.stdout.strip() or v.stderr.strip())[:300])
-    except Exception as e:  # noqa: BLE001
-        failures.append("exception: %r" % e)
-        print("FAIL exception", repr(e))
-        print(gw.logtext()[-4000:])
-    finally:
-        gw.cleanup()
-    if failures:
-        print("%d failure(s)" % len(failures))
-        return 1
-    print("all passed")
-    return 0
+    return cpxclient.verdict(failures)
 
 
 if __name__ == "__main__":

@@ -546,7 +546,7 @@ def scenario_d(w, gw):
 def main(build):
     src = cpxclient.SRC
     gw = cpxclient.Gateway(build, depts=DEPTS)
-    try:
+    with cpxclient.GatewayTest(gw, failures):
         # shortened deadlines: police acknowledge in 2 s instead of 5 min
         with open(os.path.join(src, "deploy", "jiangyin", "routes.yaml")) as f:
             routes = f.read().replace("ack_within: 5m", "ack_within: 2s")
@@ -590,24 +590,10 @@ def main(build):
         scenario_d(w, gw)
         for c in w.cl.values():
             c.close()
-        check(gw.stop() == 0, "clean stop")
-        v = gw.ctl("audit", "verify", "--data", os.path.join(gw.dir, "data"), "--gateway-key",
-                   os.path.join(gw.keys, "GATEWAY.sign.pub"), check=False)
-        check(v.returncode == 0, "audit verify (gateway-signed notices and escalations included)")
+        cpxclient.stop_and_verify(gw, check)  # gateway-signed notices and escalations included
         kf = os.path.join(gw.dir, "keys", "CASES.index.key")
         check(os.path.exists(kf) and (os.stat(kf).st_mode & 0o077) == 0, "index key created apart, mode 0600")
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        failures.append("exception: %r" % e)
-        print(gw.logtext())
-    finally:
-        gw.cleanup()
-    if failures:
-        print("%d failure(s)" % len(failures))
-        return 1
-    print("all passed")
-    return 0
+    return cpxclient.verdict(failures)
 
 
 if __name__ == "__main__":

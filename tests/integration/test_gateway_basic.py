@@ -25,7 +25,7 @@ def tree_size(gw):
 
 def main(build):
     gw = cpxclient.Gateway(build, depts=("POLICE", "CIVIL_AFFAIRS", "EDUCATION"))
-    try:
+    with cpxclient.GatewayTest(gw, failures):
         gw.start()
         S = gw.S
         F = S["F"]
@@ -240,24 +240,13 @@ def main(build):
         hb = edu.wait("heartbeat", 2000)
         check(hb is not None and hb.heartbeat.sent_ms > 0, "gateway sends heartbeats")
 
-        # 15. clean stop: SIGTERM -> exit 0
+        # 15. clean stop: SIGTERM -> exit 0, and the log verifies
         for c in (police, edu, civ):
             c.close()
-        rc = gw.stop()
-        check(rc == 0, "SIGTERM: exit 0 (got %s)" % rc)
+        cpxclient.stop_and_verify(gw, check)
         st = gw.status()
         check("dead_letters=1" in st, "status after stop shows the dead letter")
-    except Exception as e:  # noqa: BLE001
-        failures.append("exception: %r" % e)
-        print("FAIL exception", repr(e))
-        print(gw.logtext())
-    finally:
-        gw.cleanup()
-    if failures:
-        print("%d failure(s)" % len(failures))
-        return 1
-    print("all passed")
-    return 0
+    return cpxclient.verdict(failures)
 
 
 if __name__ == "__main__":

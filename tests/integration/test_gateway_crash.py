@@ -37,7 +37,7 @@ def collect(cl, acks, until_n, timeout):
 
 def main(build):
     gw = cpxclient.Gateway(build, depts=("POLICE", "CIVIL_AFFAIRS"))
-    try:
+    with cpxclient.GatewayTest(gw, failures):
         S = gw.S
         gw.start()
         police = gw.client("POLICE")
@@ -99,25 +99,11 @@ def main(build):
         check(got == set(e.message_id for e in envs), "every message delivered to CIVIL_AFFAIRS (%d)" % len(got))
         time.sleep(1.5)
         civ.close()
-        rc = gw.stop()
-        check(rc == 0, "clean stop")
+        cpxclient.stop_and_verify(gw, check)
         st = gw.status()
         check(re.search(r"queue dept=CIVIL_AFFAIRS", st) is None and "dead_letters=0" in st,
               "outbox empty after confirmations, no dead letters")
-        v = gw.ctl("audit", "verify", "--data", os.path.join(gw.dir, "data"), "--gateway-key",
-                   os.path.join(gw.keys, "GATEWAY.sign.pub"), check=False)
-        check(v.returncode == 0, "cpxctl audit verify: %s" % (v.stdout.strip() or v.stderr.strip())[:300])
-    except Exception as e:  # noqa: BLE001
-        failures.append("exception: %r" % e)
-        print("FAIL exception", repr(e))
-        print(gw.logtext())
-    finally:
-        gw.cleanup()
-    if failures:
-        print("%d failure(s)" % len(failures))
-        return 1
-    print("all passed")
-    return 0
+    return cpxclient.verdict(failures)
 
 
 if __name__ == "__main__":

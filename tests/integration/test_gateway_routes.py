@@ -35,7 +35,7 @@ def deliveries(cl, want_ids, timeout=5):
 def main(build):
     routes = os.path.join(cpxclient.SRC, "deploy", "jiangyin", "routes.yaml")
     gw = cpxclient.Gateway(build, depts=("POLICE", "CIVIL_AFFAIRS", "EDUCATION", "HEALTH"), routes=routes)
-    try:
+    with cpxclient.GatewayTest(gw, failures):
         gw.start()
         S = gw.S
         C, B = S["C"], S["B"]
@@ -93,23 +93,10 @@ def main(build):
               r.nack.errors[0].path == "case_id", "unknown case id refused (UNKNOWN_REFERENCE)")
         for c in (edu, police, civ, health):
             c.close()
-        check(gw.stop() == 0, "clean stop")
-        v = gw.ctl("audit", "verify", "--data", os.path.join(gw.dir, "data"), "--gateway-key",
-                   os.path.join(gw.keys, "GATEWAY.sign.pub"), check=False)
-        check(v.returncode == 0, "audit verify")
+        cpxclient.stop_and_verify(gw, check)
         tl = gw.ctl("audit", "timeline", case, "--data", os.path.join(gw.dir, "data"), check=False).stdout
         check(tl.count("ACCEPTED") >= 3, "the case timeline shows report, referral and disposition")
-    except Exception as e:  # noqa: BLE001
-        failures.append("exception: %r" % e)
-        print("FAIL exception", repr(e))
-        print(gw.logtext())
-    finally:
-        gw.cleanup()
-    if failures:
-        print("%d failure(s)" % len(failures))
-        return 1
-    print("all passed")
-    return 0
+    return cpxclient.verdict(failures)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
  * and a forced prefix collision), personal fields at rest (nothing in clear, wrong key / wrong record / flipped bit
  * refused), deadlines in due order with clear and move, benefits and parents, and
  * the view profiles (withheld fields verify; bad profile files refused with a
- * position). */
+ * position), and the personal-fields record format against known bytes. */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +24,12 @@
 #include "cpx/store.h"
 #include "cpx/synth.h"
 #include "cpx/views.h"
+
+/* Test hook exported by lib/crypto.c (not part of the public API). */
+int cpx_aead_seal_with_nonce_for_test(const uint8_t key[CPX_AEAD_KEY_LEN],
+                                      const uint8_t nonce[CPX_AEAD_NONCE_LEN], const void *aad,
+                                      size_t aad_len, const void *pt, size_t pt_len,
+                                      uint8_t *out);
 
 static char tmpdir[64];
 static MDB_env *env;
@@ -299,6 +305,102 @@ static void test_pii_at_rest(void **state)
     cpx_caseindex_destroy(&a);
     cpx_caseindex_destroy(&wrong);
     cpx_caseindex_destroy(&none);
+}
+
+/* The personal-fields record format, pinned: nonce = 8 random bytes per open | BE32
+ * counter from 1, then AES-256-GCM under the records key with AAD "cpx.ci.pii" 00 |
+ * case id. A record of known bytes (computed with an independent AES-GCM, Python's
+ * cryptography: key 00..1f, prefix f0e1d2c3b4a59687, counter 1) must open, so stores
+ * written earlier stay readable; records written now must have that layout. */
+static const uint8_t PII_KEY[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+static const char PII_KAT_CASE[] = "JY-2026-000042";
+static const char PII_KAT_AAD[] = "cpx.ci.pii\0JY-2026-000042";
+/* MinorIdentity{name: "KatName", town: "TOWN_HUASHI"} */
+static const char PII_KAT_PT[] = "\x1a\x07KatName\x42\x0bTOWN_HUASHI";
+#define PII_KAT_PT_LEN (sizeof PII_KAT_PT - 1)
+static const char PII_KAT_RECORD[] = "f0e1d2c3b4a596870000000108a7f68d3b4537758b35dfb502803b8e"
+                                     "887f19fe9b3e14ada44940ec1a7779f473a90d2c6de9";
+
+static void put_raw_pii(MDB_txn *txn, const char *case_id, const uint8_t *rec, size_t len)
+{
+    MDB_dbi pii;
+    assert_int_equal(mdb_dbi_open(txn, "ci.pii", 0, &pii), 0);
+    MDB_val k = {strlen(case_id), (void *)case_id}, v = {len, (void *)rec};
+    assert_int_equal(mdb_put(txn, pii, &k, &v, 0), 0);
+}
+
+static void get_raw_pii(MDB_txn *txn, const char *case_id, uint8_t *rec, size_t *len)
+{
+    MDB_dbi pii;
+    assert_int_equal(mdb_dbi_open(txn, "ci.pii", 0, &pii), 0);
+    MDB_val k = {strlen(case_id), (void *)case_id}, v;
+    assert_int_equal(mdb_get(txn, pii, &k, &v), 0);
+    assert_true(v.mv_size <= *len);
+    memcpy(rec, v.mv_data, v.mv_size);
+    *len = v.mv_size;
+}
+
+static void test_pii_record_format(void **state)
+{
+    (void)state;
+    const size_t ptn = PII_KAT_PT_LEN, aadn = sizeof PII_KAT_AAD - 1;
+    uint8_t rec[PII_KAT_PT_LEN + CPX_AEAD_OVERHEAD];
+    assert_int_equal(cpx_unhex(PII_KAT_RECORD, rec, sizeof rec), CPX_OK);
+    /* handles first: opening one begins a transaction of its own */
+    cpx_caseindex_t *a = open_idx(K1, PII_KEY), *b = open_idx(K1, PII_KEY),
+                    *c = open_idx(K1, PII_KEY);
+    MDB_txn *txn;
+    Cpx__V1__MinorIdentity *out = NULL;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+
+    /* the known record opens */
+    put_raw_pii(txn, PII_KAT_CASE, rec, sizeof rec);
+    assert_int_equal(cpx_caseindex_get_pii(a, txn, PII_KAT_CASE, &out), CPX_OK);
+    assert_string_equal(out->name, "KatName");
+    assert_string_equal(out->town, "TOWN_HUASHI");
+    cpx_msg_free(out);
+    out = NULL;
+    /* refused: a flipped tag byte; the record under another case id (wrong AAD) */
+    rec[sizeof rec - 1] ^= 0x01;
+    put_raw_pii(txn, PII_KAT_CASE, rec, sizeof rec);
+    assert_int_equal(cpx_caseindex_get_pii(a, txn, PII_KAT_CASE, &out), CPX_ERR_TAMPERED);
+    assert_null(out);
+    rec[sizeof rec - 1] ^= 0x01;
+    put_raw_pii(txn, "JY-2026-000043", rec, sizeof rec);
+    assert_int_equal(cpx_caseindex_get_pii(a, txn, "JY-2026-000043", &out), CPX_ERR_TAMPERED);
+    assert_null(out);
+
+    /* written now: prefix | BE32(1), then BE32(2) on the same handle, and exactly the
+     * AES-256-GCM of that nonce, the documented AAD and the plaintext */
+    uint8_t got[2][PII_KAT_PT_LEN + CPX_AEAD_OVERHEAD], want[PII_KAT_PT_LEN + CPX_AEAD_OVERHEAD];
+    const char *ids[2] = {"JY-2026-000044", "JY-2026-000045"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(cpx_caseindex_put_pii_encoded(b, txn, ids[i], (const uint8_t *)PII_KAT_PT,
+                                                       ptn), CPX_OK);
+        size_t n = sizeof got[i];
+        get_raw_pii(txn, ids[i], got[i], &n);
+        assert_int_equal(n, sizeof got[i]);
+        const uint8_t counter[4] = {0, 0, 0, (uint8_t)(i + 1)};
+        assert_memory_equal(got[i] + 8, counter, 4);
+        char aad[32];
+        int al = snprintf(aad, sizeof aad, "cpx.ci.pii%c%s", 0, ids[i]);
+        assert_int_equal(al, (int)aadn);
+        assert_int_equal(cpx_aead_seal_with_nonce_for_test(PII_KEY, got[i], aad, (size_t)al,
+                                                           PII_KAT_PT, ptn, want), CPX_OK);
+        assert_memory_equal(got[i], want, sizeof want);
+    }
+    assert_memory_equal(got[0], got[1], 8);  /* one prefix per open */
+    assert_int_equal(cpx_caseindex_put_pii_encoded(c, txn, ids[0], (const uint8_t *)PII_KAT_PT,
+                                                   ptn), CPX_OK);
+    size_t n = sizeof want;
+    get_raw_pii(txn, ids[0], want, &n);
+    assert_memory_equal(want + 8, ((const uint8_t[4]){0, 0, 0, 1}), 4);  /* another open counts afresh */
+    assert_memory_not_equal(want, got[0], 8);                   /* under a new prefix */
+    mdb_txn_abort(txn);
+    cpx_caseindex_destroy(&a);
+    cpx_caseindex_destroy(&b);
+    cpx_caseindex_destroy(&c);
 }
 
 typedef struct seen {
@@ -729,6 +831,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_minor_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_case_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pii_at_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pii_record_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadlines_and_records, setup, teardown),
         cmocka_unit_test(test_views),
     };

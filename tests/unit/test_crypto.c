@@ -1,5 +1,6 @@
-/* test_crypto.c — known answers (RFC 8032, FIPS 180, RFC 4231, McGrew-Viega GCM) and
- * the refusals that must hold: flipped bits, truncation, wrong keys, bad files. */
+/* test_crypto.c — known answers (RFC 8032, FIPS 180, RFC 4231, McGrew-Viega GCM, the
+ * stores' counter-nonce records through the AES-256-GCM sealer) and the refusals that
+ * must hold: flipped bits, truncation, wrong keys, bad files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,8 @@ int cpx_aead_seal_with_nonce_for_test(const uint8_t key[CPX_AEAD_KEY_LEN],
                                       const uint8_t nonce[CPX_AEAD_NONCE_LEN], const void *aad,
                                       size_t aad_len, const void *pt, size_t pt_len,
                                       uint8_t *out);
+void cpx_aead_sealer_set_nonce_for_test(cpx_aead_sealer_t *s, const uint8_t prefix[8],
+                                        uint32_t last);
 
 static size_t unhex_alloc(const char *hex, uint8_t **out)
 {
@@ -441,6 +444,173 @@ static void test_aead_known_answer(void **state)
     free(aad);
 }
 
+/* ---- the stores' record format: counter nonce, AES-256-GCM ------------------------- */
+
+/* Fixed inputs of the stores' sealed records (computed with an independent AES-GCM,
+ * Python's cryptography): key 00..1f, nonce = prefix f0e1d2c3b4a59687 | BE32(counter),
+ * the message store's AAD for seq 42 sent by TOWN_HUASHI in case JY-2026-000042. A
+ * change here means records already on disk no longer open. */
+static const uint8_t KAT_KEY[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+static const uint8_t KAT_PREFIX[8] = {0xf0, 0xe1, 0xd2, 0xc3, 0xb4, 0xa5, 0x96, 0x87};
+static const char KAT_PT[] = "cpx known-answer envelope\x00\x01\x02\xff"; /* 29 bytes */
+#define KAT_PT_LEN (sizeof KAT_PT - 1)
+static const char KAT_AAD[] = "cpx.v1.store\0"
+                              "\0\0\0\0\0\0\0\x2a"
+                              "\x0bTOWN_HUASHI\x0eJY-2026-000042";
+#define KAT_AAD_LEN (sizeof KAT_AAD - 1)
+static const char KAT_COUNTER1[] =
+    "f0e1d2c3b4a5968700000001"
+    "71d0c5cc2465396f805ab58f3ea010a3e04f36dbb61b021890d705e385"
+    "b3f6900fe24187c706db216135ee6472";
+static const char KAT_COUNTER2[] =
+    "f0e1d2c3b4a5968700000002"
+    "b9201a8e4e2357770e31c44b37154a8a382e007b77a8b9132324f873aa"
+    "8b12df4917a518b670ec0d2ab0d97604";
+
+/* A refused open leaves no plaintext behind. */
+static void assert_wiped(const uint8_t *pt, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(pt[i], 0);
+}
+
+static void kat_nonce(uint32_t counter, uint8_t nonce[CPX_AEAD_NONCE_LEN])
+{
+    memcpy(nonce, KAT_PREFIX, sizeof KAT_PREFIX);
+    for (int i = 0; i < 4; i++)
+        nonce[8 + i] = (uint8_t)(counter >> (24 - 8 * i));
+}
+
+static void test_aead_counter_nonce_known_answer(void **state)
+{
+    (void)state;
+    assert_int_equal(KAT_PT_LEN, 29);
+    assert_int_equal(KAT_AAD_LEN, 13 + 8 + 2 + 11 + 14);
+    uint8_t nonce[CPX_AEAD_NONCE_LEN], out[KAT_PT_LEN + CPX_AEAD_OVERHEAD], pt[KAT_PT_LEN];
+    kat_nonce(1, nonce);
+    assert_int_equal(cpx_aead_seal_with_nonce_for_test(KAT_KEY, nonce, KAT_AAD, KAT_AAD_LEN,
+                                                       KAT_PT, KAT_PT_LEN, out), CPX_OK);
+    assert_hex(out, sizeof out, KAT_COUNTER1);
+    kat_nonce(2, nonce);
+    assert_int_equal(cpx_aead_seal_with_nonce_for_test(KAT_KEY, nonce, KAT_AAD, KAT_AAD_LEN,
+                                                       KAT_PT, KAT_PT_LEN, out), CPX_OK);
+    assert_hex(out, sizeof out, KAT_COUNTER2);
+    assert_int_equal(cpx_aead_open(KAT_KEY, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt), CPX_OK);
+    assert_memory_equal(pt, KAT_PT, KAT_PT_LEN);
+
+    /* Refused: a flipped tag byte, another record's AAD (seq 43); nothing left in pt. */
+    out[sizeof out - 1] ^= 0x80;
+    memset(pt, 0xee, sizeof pt);
+    assert_int_equal(cpx_aead_open(KAT_KEY, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt),
+                     CPX_ERR_TAMPERED);
+    assert_wiped(pt, sizeof pt);
+    out[sizeof out - 1] ^= 0x80;
+    char aad43[KAT_AAD_LEN];
+    memcpy(aad43, KAT_AAD, KAT_AAD_LEN);
+    aad43[13 + 7] = 0x2b;
+    memset(pt, 0xee, sizeof pt);
+    assert_int_equal(cpx_aead_open(KAT_KEY, aad43, KAT_AAD_LEN, out, sizeof out, pt),
+                     CPX_ERR_TAMPERED);
+    assert_wiped(pt, sizeof pt);
+}
+
+/* The sealer writes exactly the known records: prefix | BE32(1), then BE32(2). */
+static void test_aead_sealer_known_answer(void **state)
+{
+    (void)state;
+    uint8_t out[KAT_PT_LEN + CPX_AEAD_OVERHEAD], pt[KAT_PT_LEN];
+    cpx_aead_sealer_t *s = cpx_aead_sealer_new(KAT_KEY);
+    assert_non_null(s);
+    cpx_aead_sealer_set_nonce_for_test(s, KAT_PREFIX, 0);
+    assert_int_equal(cpx_aead_sealer_seal(s, KAT_AAD, KAT_AAD_LEN, KAT_PT, KAT_PT_LEN, out), CPX_OK);
+    assert_hex(out, sizeof out, KAT_COUNTER1);
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt), CPX_OK);
+    assert_memory_equal(pt, KAT_PT, KAT_PT_LEN);
+    assert_int_equal(cpx_aead_sealer_seal(s, KAT_AAD, KAT_AAD_LEN, KAT_PT, KAT_PT_LEN, out), CPX_OK);
+    assert_hex(out, sizeof out, KAT_COUNTER2);
+    assert_int_equal(cpx_aead_open(KAT_KEY, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt), CPX_OK);
+    assert_memory_equal(pt, KAT_PT, KAT_PT_LEN);
+    cpx_aead_sealer_destroy(&s);
+    assert_null(s);
+    cpx_aead_sealer_destroy(&s);  /* twice: a no-op */
+    cpx_aead_sealer_destroy(NULL);
+}
+
+/* A sealer refuses what cpx_aead_open refuses, wipes pt, and stays usable after. */
+static void test_aead_sealer_refusals(void **state)
+{
+    (void)state;
+    uint8_t out[KAT_PT_LEN + CPX_AEAD_OVERHEAD], pt[KAT_PT_LEN];
+    assert_int_equal(cpx_unhex(KAT_COUNTER1, out, sizeof out), CPX_OK);
+    cpx_aead_sealer_t *s = cpx_aead_sealer_new(KAT_KEY);
+    assert_non_null(s);
+    out[sizeof out - 1] ^= 0x80;  /* a flipped tag byte */
+    memset(pt, 0xee, sizeof pt);
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt),
+                     CPX_ERR_TAMPERED);
+    assert_wiped(pt, sizeof pt);
+    out[sizeof out - 1] ^= 0x80;
+    memset(pt, 0xee, sizeof pt);
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN - 1, out, sizeof out, pt),
+                     CPX_ERR_TAMPERED);  /* wrong AAD */
+    assert_wiped(pt, sizeof pt);
+    assert_int_equal(cpx_aead_sealer_open(s, NULL, 0, out, sizeof out, pt), CPX_ERR_TAMPERED);
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN, out, CPX_AEAD_OVERHEAD - 1, pt),
+                     CPX_ERR_TAMPERED);
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN, out, sizeof out, NULL),
+                     CPX_ERR_ARG);
+    assert_int_equal(cpx_aead_sealer_open(s, NULL, 1, out, sizeof out, pt), CPX_ERR_ARG);
+    assert_int_equal(cpx_aead_sealer_seal(s, KAT_AAD, KAT_AAD_LEN, NULL, 1, out), CPX_ERR_ARG);
+    assert_int_equal(cpx_aead_sealer_seal(NULL, KAT_AAD, KAT_AAD_LEN, KAT_PT, 1, out), CPX_ERR_ARG);
+    /* after the refusals the same sealer still opens the good record */
+    assert_int_equal(cpx_aead_sealer_open(s, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt), CPX_OK);
+    assert_memory_equal(pt, KAT_PT, KAT_PT_LEN);
+    /* another key refuses it */
+    uint8_t other[32];
+    memcpy(other, KAT_KEY, 32);
+    other[0] ^= 1;
+    cpx_aead_sealer_t *o = cpx_aead_sealer_new(other);
+    assert_non_null(o);
+    assert_int_equal(cpx_aead_sealer_open(o, KAT_AAD, KAT_AAD_LEN, out, sizeof out, pt),
+                     CPX_ERR_TAMPERED);
+    cpx_aead_sealer_destroy(&o);
+    cpx_aead_sealer_destroy(&s);
+}
+
+/* Fresh sealers count from 1 under their own random prefix; a wrapped counter draws a
+ * new prefix and counts from 1 again, never reusing prefix | BE32(0) or a past nonce. */
+static void test_aead_sealer_nonces(void **state)
+{
+    (void)state;
+    uint8_t a[1 + CPX_AEAD_OVERHEAD], b[1 + CPX_AEAD_OVERHEAD], pt[1];
+    cpx_aead_sealer_t *s = cpx_aead_sealer_new(KAT_KEY), *t = cpx_aead_sealer_new(KAT_KEY);
+    assert_non_null(s);
+    assert_non_null(t);
+    assert_int_equal(cpx_aead_sealer_seal(s, NULL, 0, "x", 1, a), CPX_OK);
+    assert_int_equal(cpx_aead_sealer_seal(t, NULL, 0, "x", 1, b), CPX_OK);
+    assert_memory_equal(a + 8, ((const uint8_t[4]){0, 0, 0, 1}), 4);
+    assert_memory_equal(b + 8, ((const uint8_t[4]){0, 0, 0, 1}), 4);
+    assert_memory_not_equal(a, b, 8);
+    assert_int_equal(cpx_aead_sealer_open(t, NULL, 0, a, sizeof a, pt), CPX_OK);  /* same key */
+    assert_int_equal(pt[0], 'x');
+
+    cpx_aead_sealer_set_nonce_for_test(s, KAT_PREFIX, UINT32_MAX - 1);
+    assert_int_equal(cpx_aead_sealer_seal(s, NULL, 0, "x", 1, a), CPX_OK);
+    assert_memory_equal(a, KAT_PREFIX, 8);
+    assert_memory_equal(a + 8, ((const uint8_t[4]){0xff, 0xff, 0xff, 0xff}), 4);
+    assert_int_equal(cpx_aead_sealer_seal(s, NULL, 0, "x", 1, b), CPX_OK);
+    assert_memory_not_equal(b, KAT_PREFIX, 8);
+    assert_memory_equal(b + 8, ((const uint8_t[4]){0, 0, 0, 1}), 4);
+    assert_int_equal(cpx_aead_open(KAT_KEY, NULL, 0, b, sizeof b, pt), CPX_OK);
+    /* and cpx_aead_seal's records open with a sealer */
+    assert_int_equal(cpx_aead_seal(KAT_KEY, "r", 1, "y", 1, a), CPX_OK);
+    assert_int_equal(cpx_aead_sealer_open(s, "r", 1, a, sizeof a, pt), CPX_OK);
+    assert_int_equal(pt[0], 'y');
+    cpx_aead_sealer_destroy(&s);
+    cpx_aead_sealer_destroy(&t);
+}
+
 static void test_aead_round_trip(void **state)
 {
     (void)state;
@@ -522,6 +692,10 @@ int main(void)
         cmocka_unit_test(test_pem_round_trip),
         cmocka_unit_test(test_pem_refuses_other_keys),
         cmocka_unit_test(test_aead_known_answer),
+        cmocka_unit_test(test_aead_counter_nonce_known_answer),
+        cmocka_unit_test(test_aead_sealer_known_answer),
+        cmocka_unit_test(test_aead_sealer_refusals),
+        cmocka_unit_test(test_aead_sealer_nonces),
         cmocka_unit_test(test_aead_round_trip),
         cmocka_unit_test(test_symkey),
     };
