@@ -622,6 +622,16 @@ static int submit(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Submit *
                    "a Submit carries one envelope or one batch");
 }
 
+/* A frame decoded ahead lives in its arena; one decoded in turn is a plain message. */
+static void free_frame(cpx_gw_in_t *in, cpx_client_frame_t *f)
+{
+    if (in->arena)
+        cpx_arena_free(&in->arena);
+    else
+        cpx_msg_free(f);
+    in->frame = NULL;
+}
+
 int cpx_gw_writer_frame(cpx_gw_t *self, cpx_gw_in_t *in)
 {
     cpx_client_frame_t *f = in->frame;
@@ -648,8 +658,7 @@ int cpx_gw_writer_frame(cpx_gw_t *self, cpx_gw_in_t *in)
         rc = refuse1(self, in, NULL, CPX__V1__ERROR_CODE__DECODE_FAILED, "", "frame",
                      "empty ClientFrame");
     }
-    cpx_msg_free(f);
-    in->frame = NULL;
+    free_frame(in, f);
     in->prepared = 0;
     unprepare(in);
     return rc;
@@ -696,8 +705,7 @@ int cpx_gw_writer_nack_unanswered(cpx_gw_t *self, const cpx_gw_in_t *in, int cod
 
 void cpx_gw_writer_release(cpx_gw_in_t *in)
 {
-    cpx_msg_free(in->frame);
-    in->frame = NULL;
+    free_frame(in, in->frame);
     in->prepared = 0;
     unprepare(in);
 }
@@ -767,7 +775,9 @@ static void decode_job(void *arg, size_t part)
 {
     const decode_ctx_t *c = arg;
     cpx_gw_in_t *x = c->in[part];
-    x->decode_rc = cpx_decode_client_frame(x->data, x->len, &x->frame);
+    x->decode_rc = cpx_decode_in_arena(&cpx__v1__client_frame__descriptor, x->data, x->len,
+                                       CPX_MAX_FRAME_BYTES, &x->arena,
+                                       (ProtobufCMessage **)&x->frame);
     size_t ne;
     int batch;
     cpx_envelope_t *const *envs = frame_envelopes(x, &ne, &batch);
@@ -815,6 +825,7 @@ static void decode_all(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n, cpx_gw_
         cpx_gw_in_t *x = in[i];
         x->prepared = 1;
         x->frame = NULL;
+        x->arena = NULL;
         x->res = NULL;
         x->rcs = NULL;
         x->ep = NULL;

@@ -28,6 +28,7 @@ typedef struct cpx_gw_in {
     int prepared;                   /* frame/decode_rc are set */
     int decode_rc;
     cpx_client_frame_t *frame;      /* owned; freed by cpx_gw_writer_frame */
+    cpx_arena_t *arena;             /* frame's memory when decoded ahead (else NULL) */
     cpx_envsign_result_t *res;      /* per envelope when verified ahead, else NULL */
     int *rcs;
     /* Per envelope, worked out on the pool ahead of the frame's turn (NULL when not):

@@ -47,6 +47,106 @@ int cpx_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_
     return CPX_OK;
 }
 
+/* ---- arena decode ------------------------------------------------------------------ */
+
+/* Blocks are chained; the first is sized from the input (an unpacked message takes
+ * roughly its wire size plus its structs), later ones double. The budget is the same
+ * CPX_MAX_DECODE_MEMORY as cpx_decode's, counted in block bytes. */
+typedef struct block {
+    struct block *next;
+    size_t size, used;
+    _Alignas(16) unsigned char data[];
+} block_t;
+
+struct cpx_arena {
+    block_t *head;
+    size_t total;
+};
+
+#define ARENA_ALIGN 16u
+
+static block_t *arena_block(cpx_arena_t *a, size_t min)
+{
+    size_t size = a->head ? a->head->size * 2 : 0, room = CPX_MAX_DECODE_MEMORY - a->total;
+    if (size < min)
+        size = min;
+    if (size > room)
+        size = room;  /* the last block takes what the budget has left */
+    if (size < min)
+        return NULL;
+    block_t *b = malloc(sizeof *b + size);
+    if (!b)
+        return NULL;
+    b->next = a->head;
+    b->size = size;
+    b->used = 0;
+    a->head = b;
+    a->total += size;
+    return b;
+}
+
+static void *arena_alloc(void *data, size_t size)
+{
+    cpx_arena_t *a = data;
+    size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (!size)
+        size = ARENA_ALIGN;
+    block_t *b = a->head;
+    if (!b || b->size - b->used < size) {
+        if (size > CPX_MAX_DECODE_MEMORY || !(b = arena_block(a, size)))
+            return NULL;
+    }
+    void *p = b->data + b->used;
+    b->used += size;
+    return p;
+}
+
+static void arena_nofree(void *data, void *ptr)
+{
+    (void)data;
+    (void)ptr;  /* the whole arena goes at once */
+}
+
+void cpx_arena_free(cpx_arena_t **arena)
+{
+    if (!arena || !*arena)
+        return;
+    block_t *b = (*arena)->head;
+    free(*arena);
+    while (b) {
+        block_t *n = b->next;
+        free(b);
+        b = n;
+    }
+    *arena = NULL;
+}
+
+int cpx_decode_in_arena(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                        size_t max_len, cpx_arena_t **arena_out, ProtobufCMessage **out)
+{
+    if (!desc || !out || !arena_out || (!buf && len))
+        return CPX_ERR_ARG;
+    *out = NULL;
+    *arena_out = NULL;
+    if (len > max_len)
+        return CPX_ERR_TOO_LARGE;
+    cpx_arena_t *a = calloc(1, sizeof *a);
+    if (!a || !arena_block(a, len * 2 + 4096)) {
+        cpx_arena_free(&a);
+        return CPX_ERR_NOMEM;
+    }
+    ProtobufCAllocator alloc = {.alloc = arena_alloc, .free = arena_nofree, .allocator_data = a};
+    static const uint8_t empty[1];
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, &alloc, len, buf ? buf : empty);
+    if (!m) {
+        cpx_arena_free(&a);
+        return CPX_ERR_DECODE;
+    }
+    *arena_out = a;
+    *out = m;
+    return CPX_OK;
+}
+
 int cpx_decode_client_frame(const uint8_t *buf, size_t len, cpx_client_frame_t **out)
 {
     return cpx_decode(&cpx__v1__client_frame__descriptor, buf, len, CPX_MAX_FRAME_BYTES,

@@ -34,6 +34,18 @@ typedef Cpx__V1__SignedTreeHead cpx_sth_t;
 int cpx_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
                size_t max_len, ProtobufCMessage **out);
 
+/* The same decode into an arena: every allocation of the message is carved from a few
+ * large blocks that *arena_out owns, so the message is freed in one call
+ * (cpx_arena_free) instead of one free per field, and decoding does not call malloc per
+ * field either. For the gateway's hot path, where a 100-envelope batch is thousands of
+ * small allocations. Same limits and results as cpx_decode; on failure nothing is left
+ * to free (*arena_out and *out are NULL). Never pass such a message to cpx_msg_free. */
+typedef struct cpx_arena cpx_arena_t;
+int cpx_decode_in_arena(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                        size_t max_len, cpx_arena_t **arena_out, ProtobufCMessage **out);
+/* Frees the arena and every message decoded into it; accepts NULL and *arena == NULL. */
+void cpx_arena_free(cpx_arena_t **arena);
+
 /* Typed shorthands: limits CPX_MAX_FRAME_BYTES for frames, CPX_MAX_ENVELOPE_BYTES for
  * envelopes, CPX_MAX_LEAF_BYTES for audit leaves. */
 int cpx_decode_client_frame(const uint8_t *buf, size_t len, cpx_client_frame_t **out);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "cpx/codec.h"
+#include "cpx/err.h"
+#include "cpx/limits.h"
 #include "cpx/validate.h"
 
 static void roundtrip(const ProtobufCMessage *m, const ProtobufCMessageDescriptor *d)
@@ -42,6 +44,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         roundtrip(&cf->base, &cpx__v1__client_frame__descriptor);
         cpx_msg_free(cf);
     }
+    /* The gateway decodes client frames into an arena: same verdict, same message. */
+    cpx_arena_t *arena = NULL;
+    ProtobufCMessage *am = NULL;
+    int arc = cpx_decode_in_arena(&cpx__v1__client_frame__descriptor, data, size,
+                                  CPX_MAX_FRAME_BYTES, &arena, &am);
+    cpx_client_frame_t *plain = NULL;
+    int prc = cpx_decode_client_frame(data, size, &plain);
+    if (arc != prc && !(arc == CPX_ERR_DECODE && prc == CPX_OK))
+        abort();  /* only the arena's coarser memory budget may refuse a little earlier */
+    if (arc == CPX_OK) {
+        size_t a = protobuf_c_message_get_packed_size(am);
+        size_t b = protobuf_c_message_get_packed_size(&plain->base);
+        uint8_t *x = malloc(a ? a : 1), *y = malloc(b ? b : 1);
+        if (x && y && (a != b || protobuf_c_message_pack(am, x) != a ||
+                       protobuf_c_message_pack(&plain->base, y) != b || memcmp(x, y, a)))
+            abort();
+        free(x);
+        free(y);
+    }
+    cpx_arena_free(&arena);
+    cpx_msg_free(plain);
     cpx_server_frame_t *sf = NULL;
     if (cpx_decode_server_frame(data, size, &sf) == CPX_OK) {
         if (sf->frame_case == CPX__V1__SERVER_FRAME__FRAME_DELIVER && sf->deliver &&

@@ -89,6 +89,75 @@ static void test_memory_budget(void **state)
     free(buf);
 }
 
+/* The arena decode gives the same message as the plain one (re-encoded byte for byte),
+ * across block boundaries, and refuses exactly what cpx_decode refuses. */
+static void test_arena_decode(void **state)
+{
+    (void)state;
+    /* a batch of 300 referrals: far more allocations than the first block holds */
+    Cpx__V1__Envelope envs[300], *ptrs[300];
+    Cpx__V1__Referral refs[300];
+    uint8_t ids[300][16];
+    for (size_t i = 0; i < 300; i++) {
+        Cpx__V1__Envelope e = CPX__V1__ENVELOPE__INIT;
+        Cpx__V1__Referral r = CPX__V1__REFERRAL__INIT;
+        envs[i] = e;
+        refs[i] = r;
+        memset(ids[i], (int)i, 16);
+        envs[i].message_id = (ProtobufCBinaryData){16, ids[i]};
+        envs[i].sender = "CIVIL_AFFAIRS";
+        envs[i].body_case = CPX__V1__ENVELOPE__BODY_REFERRAL;
+        envs[i].referral = &refs[i];
+        refs[i].to = i % 2 ? "WOMENS_FED" : "EDUCATION";
+        ptrs[i] = &envs[i];
+    }
+    Cpx__V1__Batch b = CPX__V1__BATCH__INIT;
+    b.n_envelopes = 300;
+    b.envelopes = ptrs;
+    uint8_t *buf, *again;
+    size_t len, len2;
+    assert_int_equal(cpx_encode(&b, &buf, &len), CPX_OK);
+    cpx_arena_t *arena = NULL;
+    ProtobufCMessage *m = NULL;
+    assert_int_equal(cpx_decode_in_arena(&cpx__v1__batch__descriptor, buf, len, CPX_MAX_FRAME_BYTES,
+                                         &arena, &m), CPX_OK);
+    assert_non_null(arena);
+    Cpx__V1__Batch *out = (Cpx__V1__Batch *)m;
+    assert_int_equal(out->n_envelopes, 300);
+    assert_string_equal(out->envelopes[299]->referral->to, "WOMENS_FED");
+    assert_memory_equal(out->envelopes[17]->message_id.data, ids[17], 16);
+    assert_int_equal((uintptr_t)out->envelopes[5] % 16, 0);  /* aligned for any field */
+    assert_int_equal(cpx_encode(m, &again, &len2), CPX_OK);
+    assert_int_equal(len2, len);
+    assert_memory_equal(again, buf, len);
+    cpx_arena_free(&arena);
+    assert_null(arena);
+    cpx_arena_free(&arena);  /* a second free is harmless */
+    cpx_arena_free(NULL);
+    free(again);
+    free(buf);
+
+    /* refusals: oversize before unpack, garbage, and the memory budget */
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(cpx_decode_in_arena(&cpx__v1__envelope__descriptor, junk, sizeof junk,
+                                         CPX_MAX_ENVELOPE_BYTES, &arena, &m), CPX_ERR_DECODE);
+    assert_null(arena);
+    assert_null(m);
+    assert_int_equal(cpx_decode_in_arena(&cpx__v1__envelope__descriptor, junk, sizeof junk, 4,
+                                         &arena, &m), CPX_ERR_TOO_LARGE);
+    size_t n = CPX_MAX_FRAME_BYTES / 2;
+    uint8_t *empties = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) {
+        empties[2 * i] = 0x0a;
+        empties[2 * i + 1] = 0x00;
+    }
+    assert_int_equal(cpx_decode_in_arena(&cpx__v1__batch__descriptor, empties, n * 2,
+                                         CPX_MAX_FRAME_BYTES, &arena, &m), CPX_ERR_DECODE);
+    assert_null(arena);
+    assert_null(m);
+    free(empties);
+}
+
 static void test_encode_into_bounds(void **state)
 {
     (void)state;
@@ -123,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_refuses_oversize_before_unpack),
         cmocka_unit_test(test_refuses_garbage),
         cmocka_unit_test(test_memory_budget),
+        cmocka_unit_test(test_arena_decode),
         cmocka_unit_test(test_encode_into_bounds),
         cmocka_unit_test(test_strerror_and_errors),
     };
