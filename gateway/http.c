@@ -1180,6 +1180,16 @@ void cpx_gw_http_destroy(cpx_gw_http_t **self_p)
     *self_p = NULL;
 }
 
+unsigned cpx_gw_http_connections(const cpx_gw_http_t *self)
+{
+    if (!self || !self->daemon)
+        return 0;
+    /* libmicrohttpd counts a connection until its cleanup has joined the thread and
+     * destroyed the response, which is after the client has seen the close */
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return di ? di->num_connections : 0;
+}
+
 /* ---- server-thread hooks ---------------------------------------------------------- */
 
 void *cpx_gw_http_socket(const cpx_gw_http_t *self)

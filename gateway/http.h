@@ -41,6 +41,16 @@ int cpx_gw_http_start(struct cpx_gw *gw);
  * the LMDB environment closes. */
 void cpx_gw_http_destroy(cpx_gw_http_t **self_p);
 
+/* Connections the endpoint still holds: accepted and not yet released, where released
+ * means the connection's thread has been joined and its response and buffers freed.
+ * 0 without an endpoint. Any thread may call it. A closed connection stays counted
+ * until libmicrohttpd's listener thread next wakes (it releases closed connections when
+ * it accepts the next one), so a client that wants to know the gateway is done with a
+ * connection it has read to the end opens one more and waits until that is the only
+ * one left (the HTTP fuzz harness does, so its per-input leak check never sees a
+ * connection in flight). */
+unsigned cpx_gw_http_connections(const cpx_gw_http_t *self);
+
 /* Socket the server loop polls for dashboard views (NULL without an endpoint). */
 void *cpx_gw_http_socket(const cpx_gw_http_t *self);
 /* 1 when views wait to be audited. */

@@ -3,10 +3,13 @@
  * method and body refusals): a real gateway runs inside the harness (its server loop
  * on a thread, store and keys in a temp dir, keys made by the build's cpxctl), and
  * each input is sent as raw bytes over a real loopback TCP connection to its
- * libmicrohttpd listener, then the answer is read until the gateway closes. Dashboard
- * views are written to the audit log by the server loop as in production. Nothing may
- * crash, leak, read out of bounds or hang. Seeds: the requests an office browser, a
- * Prometheus scraper and a load balancer send (with the token below), and refusals. */
+ * libmicrohttpd listener, then the answer is read until the gateway closes and has
+ * released the connection (its thread joined, its response freed), so libFuzzer's
+ * per-input leak check never runs while a request is in flight and needs no
+ * suppressions. Dashboard views are written to the audit log by the server loop as in
+ * production. Nothing may crash, leak, read out of bounds or hang. Seeds: the requests
+ * an office browser, a Prometheus scraper and a load balancer send (with the token
+ * below), and refusals. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -21,6 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "http.h"
 #include "server.h"
 #include "cpx/log.h"
 
@@ -58,6 +62,74 @@ static int connect_gw(void)
     if (s >= 0)
         close(s);
     return -1;
+}
+
+/* Each request is a new connection and the gateway closes first, so its side keeps the
+ * pair of ports in TIME_WAIT for a minute: at ~900 connections a second loopback runs out
+ * of ephemeral ports after a few minutes and connect() fails until some expire. Wait for
+ * that (up to 10 s) rather than report the harness's own limit as a crash. The socket
+ * gets 5-s send and receive timeouts. */
+static int connect_retry(void)
+{
+    int s = -1;
+    for (int i = 0; i < 1000 && (s = connect_gw()) < 0; i++)
+        usleep(10000);
+    if (s < 0)
+        abort();
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return s;
+}
+
+/* Reads until the gateway closes; aborts when it does not answer within 5 s.
+ * libFuzzer's SIGALRM (its -timeout watchdog, every few seconds) interrupts the read now
+ * and then, and a socket with a timeout is never restarted (signal(7)): EINTR is retried,
+ * or the input would end while the gateway is still answering it. */
+static void read_to_close(int s)
+{
+    char buf[8192];
+    ssize_t r;
+    while ((r = recv(s, buf, sizeof buf, 0)) > 0 || (r < 0 && errno == EINTR))
+        ;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        fprintf(stderr, "fuzz_gw_http: no answer within 5 s\n");
+        abort();
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Returns once the gateway has released every connection but one empty one of its own:
+ * each released connection's thread joined (its exit frees the thread's hash context),
+ * its response destroyed and its buffers freed. So libFuzzer's per-input leak check,
+ * which runs right after the input, never sees a request still in flight.
+ *
+ * Seeing the close is not enough: libmicrohttpd sends it before its thread ends, and its
+ * listener thread releases closed connections only when it next wakes, i.e. when it
+ * accepts the next connection. So open an empty connection (close our side, read the
+ * gateway's close: it has been accepted) and ask whether it is the only one left; a
+ * thread that had not quite ended when the listener woke is caught by the next round.
+ * Aborts after 5 s: a connection the gateway never lets go is a bug. */
+static void wait_released(void)
+{
+    int64_t deadline = now_ms() + 5000;
+    do {
+        int s = connect_retry();
+        shutdown(s, SHUT_WR);
+        read_to_close(s);
+        close(s);
+        if (cpx_gw_http_connections(gw->http) <= 1)
+            return;
+        usleep(200);
+    } while (now_ms() < deadline);
+    fprintf(stderr, "fuzz_gw_http: the gateway still holds a closed connection after 5 s\n");
+    abort();
 }
 
 static char gw_dir[64];
@@ -118,6 +190,7 @@ static void start_gateway(void)
         int s = connect_gw();
         if (s >= 0) {
             close(s);
+            wait_released();
             return;
         }
         usleep(10000);
@@ -126,48 +199,24 @@ static void start_gateway(void)
     abort();
 }
 
-/* LeakSanitizer: each libmicrohttpd connection thread keeps its SHA-256 context in
- * thread-specific data that the key's destructor frees when the thread exits; libFuzzer's
- * per-input leak check can look just before that exit. Only that allocation is excused. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:cpx_sha256\n";
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!gw)
         start_gateway();
-    /* Each request is a new connection and the gateway closes first, so its side keeps
-     * the pair of ports in TIME_WAIT for a minute: at ~900 requests a second loopback runs
-     * out of ephemeral ports after a few minutes and connect() fails until some expire.
-     * Wait for that (up to 10 s) rather than report the harness's own limit as a crash. */
-    int s = -1;
-    for (int i = 0; i < 1000 && (s = connect_gw()) < 0; i++)
-        usleep(10000);
-    if (s < 0)
-        abort();
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int s = connect_retry();
+    /* EINTR: see read_to_close */
     size_t off = 0;
     while (off < size) {
         ssize_t w = send(s, data + off, size - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             break; /* the gateway closed early: fine, it refused the request */
         off += (size_t)w;
     }
     shutdown(s, SHUT_WR);
-    char buf[8192];
-    ssize_t r;
-    while ((r = recv(s, buf, sizeof buf, 0)) > 0)
-        ;
-    int timed_out = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    read_to_close(s);
     close(s);
-    if (timed_out) {
-        fprintf(stderr, "fuzz_gw_http: no answer within 5 s\n");
-        abort();
-    }
+    wait_released();
     return 0;
 }

@@ -270,6 +270,30 @@ static void test_clean_log_verifies(void **state)
     drop_copy(&c);
 }
 
+/* A new log (no leaf, no head yet): what the gateway's verifier thread replays when it
+ * starts on a fresh store. Nothing to check and nothing wrong. */
+static void test_empty_log(void **state)
+{
+    (void)state;
+    char dir[160];
+    snprintf(dir, sizeof dir, "%s/empty", root_dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    MDB_env *env;
+    assert_int_equal(cpx_store_open(dir, 16 << 20, 0, &env), CPX_OK);
+    cpx_audit_t *a = cpx_audit_open(env);
+    assert_non_null(a);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cpx_averify_opts_t o = {.gateway_pub = gw, .sender_signatures = 1};
+    cpx_averify_report_t rep;
+    assert_int_equal(cpx_averify_store(a, txn, &o, &rep), CPX_OK);
+    assert_int_equal(rep.problem, CPX_AV_NONE);
+    assert_true(rep.leaves == 0 && rep.heads == 0 && rep.tree_size == 0);
+    mdb_txn_abort(txn);
+    cpx_audit_destroy(&a);
+    mdb_env_close(env);
+}
+
 static void test_flipped_byte(void **state)
 {
     (void)state;
@@ -597,6 +621,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clean_log_verifies),
+        cmocka_unit_test(test_empty_log),
         cmocka_unit_test(test_flipped_byte),
         cmocka_unit_test(test_rewritten_leaf_and_nodes),
         cmocka_unit_test(test_deleted_leaf),
