@@ -96,6 +96,9 @@ class Gateway(cpxclient.Gateway):
         return int(m.group(1)) if m else -1
 
     def rss_kb(self):
+        """VmRSS of the running gateway; -1 when it is not running (killed or stopped)."""
+        if self.proc is None:
+            return -1
         try:
             with open("/proc/%d/status" % self.proc.pid) as f:
                 for line in f:
