@@ -186,9 +186,9 @@ def _steady_load_c(build, exe, seconds, rate, drain_s):
         row.sent, row.acked, row.delivered = r["sent"], r["acked"], r["delivered"]
         row.lost, row.dup = r["lost"], r["duplicates"]
         row.note("offered %d msg/s, achieved %.0f msg/s (%d batches of 10, %d singles; window %d, "
-                 "most unanswered per sender %d, %d resends)" % (rate, r["achieved_rate"], r["batches"],
-                                                                 r["singles"], r["window"], r["max_outstanding"],
-                                                                 r["resent"]))
+                 "most unanswered per sender %d, %d resends, %d redeliveries under the same delivery id)"
+                 % (rate, r["achieved_rate"], r["batches"], r["singles"], r["window"], r["max_outstanding"],
+                    r["resent"], r["redelivered"]))
         row.check(r["achieved_rate"] >= 0.95 * rate, "the offered rate was kept (achieved >= 95%% of %d)" % rate)
         row.check(r["drained"] and r["acked"] + r["nacked"] == r["sent"],
                   "every message acknowledged and delivered (drain %.1f s)" % r["drain_seconds"])
