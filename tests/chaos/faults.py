@@ -151,13 +151,28 @@ def steady_load(build, seconds, rate, drain_s=120):
     return _steady_load_py(build, seconds, rate)
 
 
-def _rss_checks(row, rss):
-    """RSS of the gateway sampled each second while the load was offered."""
-    rss = [r for r in rss if r > 0] or [0]
-    n = max(1, len(rss) // 3)
-    first, last = max(rss[:n]), max(rss[-n:])
-    row.note("gateway RSS first third max %d KiB, last third max %d KiB" % (first, last))
-    row.check(last <= first * 1.5 + 32 * 1024, "RSS bounded (last third <= 1.5x first third + 32 MiB)")
+def _mem_sample(gw):
+    return gw.mem_kb("VmRSS"), gw.mem_kb("RssAnon"), gw.mem_kb("RssFile")
+
+
+def _rss_checks(row, samples):
+    """Gateway memory sampled each second while the load was offered: (VmRSS, RssAnon,
+    RssFile) in KiB. The bound is on RssAnon, the gateway's own memory, where a leak or an
+    unbounded queue would show. RssFile is reported, not bounded: it is the LMDB map's
+    pages the process has touched, file-backed and reclaimable, and grows with the store
+    (at 5000 msg/s the store grows by ~14 MiB/s, and that part of RSS by tens of MiB a
+    minute while the heap stays flat)."""
+    samples = [x for x in samples if x[0] > 0] or [(0, 0, 0)]
+    n = max(1, len(samples) // 3)
+
+    def peak(part, i):
+        return max(x[i] for x in part)
+    head, tail = samples[:n], samples[-n:]
+    row.note("gateway RSS first third max %d KiB, last third max %d KiB (anonymous %d -> %d KiB, "
+             "file-backed LMDB map %d -> %d KiB)" % (peak(head, 0), peak(tail, 0), peak(head, 1), peak(tail, 1),
+                                                    peak(head, 2), peak(tail, 2)))
+    row.check(peak(tail, 1) <= peak(head, 1) * 1.5 + 32 * 1024,
+              "anonymous RSS bounded (last third <= 1.5x first third + 32 MiB)")
 
 
 def _steady_load_c(build, exe, seconds, rate, drain_s):
@@ -177,7 +192,7 @@ def _steady_load_c(build, exe, seconds, rate, drain_s):
         t0 = time.time()
         while proc.poll() is None:
             if time.time() - t0 <= seconds:
-                rss.append(gw.rss_kb())
+                rss.append(_mem_sample(gw))
             time.sleep(1)
         out, err = proc.communicate()
         if not row.check(proc.returncode == 0, "chaos_loadgen ran (exit %d) %s" % (proc.returncode, err.strip()[-300:])):
@@ -245,7 +260,7 @@ def _steady_load_py(build, seconds, rate):
                 else:
                     load.submit(d, n=1)
             if now - last_sample > 1:
-                rss.append(gw.rss_kb())
+                rss.append(_mem_sample(gw))
                 last_sample = now
             load.pump(0.02)
         achieved = len(load.envs) / (time.time() - t0)
