@@ -96,10 +96,19 @@ class Gateway(cpxclient.Gateway):
         return int(m.group(1)) if m else -1
 
     def rss_kb(self):
+        """VmRSS of the running gateway; -1 when it is not running (killed or stopped)."""
+        return self.mem_kb("VmRSS")
+
+    def mem_kb(self, field):
+        """A /proc/PID/status memory field in KiB: VmRSS, or its parts RssAnon (the
+        gateway's own heap and stacks) and RssFile (mostly pages of the LMDB map, file
+        backed, which the kernel may drop at will); -1 when the gateway is not running."""
+        if self.proc is None:
+            return -1
         try:
             with open("/proc/%d/status" % self.proc.pid) as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field + ":"):
                         return int(line.split()[1])
         except OSError:
             pass
