@@ -820,6 +820,8 @@ static void decode_job(void *arg, size_t part)
 /* The first pool run: every frame decoded, validated and encoded. */
 static void decode_all(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n, cpx_gw_vjob_t *jobs)
 {
+    if (!n)
+        return;  /* a cycle with no frames (deadlines, deliveries): jobs is NULL */
     decode_ctx_t c = {.in = in, .now_ms = self->now_ms};
     for (size_t i = 0; i < n; i++) {
         cpx_gw_in_t *x = in[i];
