@@ -54,7 +54,7 @@ def recipient(gw, state):
 def main(build):
     gw = cpxclient.Gateway(build, depts=("POLICE", "CIVIL_AFFAIRS"),
                            extra_cfg="in_flight: %d\n" % WINDOW)
-    try:
+    with cpxclient.GatewayTest(gw, failures):
         gw.start()
         S = gw.S
         police = gw.client("POLICE")
@@ -106,20 +106,8 @@ def main(build):
         th.join(10)
         check(state["ids"] == want, "every message delivered (%d of %d)" % (len(state["ids"]), len(want)))
         police.close()
-        rc = gw.stop()
-        check(rc == 0, "gateway stopped cleanly (exit %s)" % rc)
-        v = gw.ctl("audit", "verify", "--data", os.path.join(gw.dir, "data"), check=False)
-        check(v.returncode == 0, "audit verify passes")
-    except Exception as ex:  # noqa: BLE001
-        failures.append("exception: %r" % ex)
-        print("gateway log:\n" + gw.logtext())
-    finally:
-        gw.cleanup()
-    if failures:
-        print("FAILED: %d" % len(failures))
-        return 1
-    print("all passed")
-    return 0
+        cpxclient.stop_and_verify(gw, check)
+    return cpxclient.verdict(failures)
 
 
 if __name__ == "__main__":
