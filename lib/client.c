@@ -141,29 +141,53 @@ int cpx_client_send(cpx_client_t *self, const cpx_client_frame_t *frame)
     return CPX_OK;
 }
 
+/* The Submit frame around envs: the parts live in the caller's frame (no allocation).
+ * batch: a Batch even of one envelope (cpx_client_submit_batch's contract). */
+typedef struct submit_parts {
+    cpx_client_frame_t frame;
+    Cpx__V1__Submit sub;
+    Cpx__V1__Batch batch;
+} submit_parts_t;
+
+static void submit_frame(submit_parts_t *p, cpx_envelope_t *const *envs, size_t n, int batch)
+{
+    *p = (submit_parts_t){CPX__V1__CLIENT_FRAME__INIT, CPX__V1__SUBMIT__INIT, CPX__V1__BATCH__INIT};
+    if (batch) {
+        p->batch.n_envelopes = n;
+        p->batch.envelopes = (cpx_envelope_t **)envs;
+        p->sub.content_case = CPX__V1__SUBMIT__CONTENT_BATCH;
+        p->sub.batch = &p->batch;
+    } else {
+        p->sub.content_case = CPX__V1__SUBMIT__CONTENT_ENVELOPE;
+        p->sub.envelope = envs[0];
+    }
+    p->frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_SUBMIT;
+    p->frame.submit = &p->sub;
+}
+
 int cpx_client_submit(cpx_client_t *self, const cpx_envelope_t *env)
 {
-    Cpx__V1__Submit sub = CPX__V1__SUBMIT__INIT;
-    sub.content_case = CPX__V1__SUBMIT__CONTENT_ENVELOPE;
-    sub.envelope = (cpx_envelope_t *)env;
-    cpx_client_frame_t frame = CPX__V1__CLIENT_FRAME__INIT;
-    frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_SUBMIT;
-    frame.submit = &sub;
-    return cpx_client_send(self, &frame);
+    submit_parts_t p;
+    cpx_envelope_t *e = (cpx_envelope_t *)env;
+    submit_frame(&p, &e, 1, 0);
+    return cpx_client_send(self, &p.frame);
 }
 
 int cpx_client_submit_batch(cpx_client_t *self, cpx_envelope_t *const *envs, size_t n)
 {
-    Cpx__V1__Batch batch = CPX__V1__BATCH__INIT;
-    batch.n_envelopes = n;
-    batch.envelopes = (cpx_envelope_t **)envs;
-    Cpx__V1__Submit sub = CPX__V1__SUBMIT__INIT;
-    sub.content_case = CPX__V1__SUBMIT__CONTENT_BATCH;
-    sub.batch = &batch;
-    cpx_client_frame_t frame = CPX__V1__CLIENT_FRAME__INIT;
-    frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_SUBMIT;
-    frame.submit = &sub;
-    return cpx_client_send(self, &frame);
+    submit_parts_t p;
+    submit_frame(&p, envs, n, 1);
+    return cpx_client_send(self, &p.frame);
+}
+
+int cpx_client_encode_submit(cpx_envelope_t *const *envs, size_t n, int as_batch, uint8_t **out,
+                             size_t *len)
+{
+    if (!envs || !n || !envs[0] || !out || !len || (!as_batch && n != 1))
+        return CPX_ERR_ARG;
+    submit_parts_t p;
+    submit_frame(&p, envs, n, as_batch);
+    return cpx_encode(&p.frame, out, len);
 }
 
 int cpx_client_confirm(cpx_client_t *self, uint64_t delivery_id, const uint8_t *message_id,

@@ -438,16 +438,7 @@ static frames_t make_frames(size_t n, size_t batch, const cpx_key_t *key)
         }
         if (cpx_envsign_sign_batch(envs, k, key))
             die("sign");
-        cpx_client_frame_t cf = CPX__V1__CLIENT_FRAME__INIT;
-        Cpx__V1__Submit sub = CPX__V1__SUBMIT__INIT;
-        Cpx__V1__Batch b = CPX__V1__BATCH__INIT;
-        cf.frame_case = CPX__V1__CLIENT_FRAME__FRAME_SUBMIT;
-        cf.submit = &sub;
-        sub.content_case = CPX__V1__SUBMIT__CONTENT_BATCH;
-        sub.batch = &b;
-        b.n_envelopes = k;
-        b.envelopes = envs;
-        if (cpx_encode(&cf, &f.data[fi], &f.len[fi]))
+        if (cpx_client_encode_submit(envs, k, 1, &f.data[fi], &f.len[fi]))
             die("encode");
         f.env_in_frame[fi] = k;
         for (size_t i = 0; i < k; i++)

@@ -339,21 +339,7 @@ static cpx_envelope_t *make_report(run_t *r, const char *sender)
 
 static void encode_submit(cpx_envelope_t **envs, size_t n, uint8_t **out, size_t *len)
 {
-    cpx_client_frame_t cf = CPX__V1__CLIENT_FRAME__INIT;
-    Cpx__V1__Submit sub = CPX__V1__SUBMIT__INIT;
-    Cpx__V1__Batch b = CPX__V1__BATCH__INIT;
-    cf.frame_case = CPX__V1__CLIENT_FRAME__FRAME_SUBMIT;
-    cf.submit = &sub;
-    if (n == 1) {
-        sub.content_case = CPX__V1__SUBMIT__CONTENT_ENVELOPE;
-        sub.envelope = envs[0];
-    } else {
-        sub.content_case = CPX__V1__SUBMIT__CONTENT_BATCH;
-        sub.batch = &b;
-        b.n_envelopes = n;
-        b.envelopes = envs;
-    }
-    if (cpx_encode(&cf, out, len))
+    if (cpx_client_encode_submit(envs, n, n > 1, out, len))
         fail(1, "encode");
 }
 
