@@ -26,6 +26,7 @@
 #include "cpx/err.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
+#include "cpx/str.h"
 
 /* Submit bytes per cycle: bounds the transaction (LMDB keeps its dirty pages in heap
  * memory until commit), i.e. about 8000 envelopes of 1 KiB in one group commit. */
@@ -622,7 +623,7 @@ static int read_frame(cpx_gw_t *self, inbound_t *x)
     x->in.rid_len = zmq_msg_size(&rid) < CPX_GW_MAX_RID ? zmq_msg_size(&rid) : CPX_GW_MAX_RID;
     memcpy(x->in.rid, zmq_msg_data(&rid), x->in.rid_len);
     zmq_msg_close(&rid);
-    snprintf(x->in.dept, sizeof x->in.dept, "%s", user);
+    cpx_strcopy(x->in.dept, sizeof x->in.dept, user);
     x->in.data = zmq_msg_data(&x->msg);
     x->in.len = zmq_msg_size(&x->msg);
     cpx_gw_session_t *s = cpx_gw_sessions_get(self->sessions, x->in.dept, 1);
@@ -688,19 +689,20 @@ int cpx_gw_server_run(cpx_gw_t *self)
                 held_bytes += in[n_all++].in.len;
         }
         /* This cycle: every frame but the Submit frames past the byte budget (the first
-         * Submit always goes, however large); those wait in buf[1], in order. */
-        size_t n_in = 0, n_wait = 0, cycle_bytes = 0;
+         * Submit always goes, however large); those, and every Submit after the first
+         * that waits, wait in buf[1], in order. */
+        size_t n_in = 0, n_wait = 0, cycle_bytes = 0, wait_bytes = 0;
         for (size_t i = 0; i < n_all; i++) {
             inbound_t *x = &in[i];
-            int fits = !is_submit(x) || cycle_bytes == 0 ||
-                       cycle_bytes + x->in.len <= MAX_CYCLE_BYTES;
-            if (fits && (!is_submit(x) || n_wait == 0)) {
-                if (is_submit(x))
-                    cycle_bytes += x->in.len;
-                now[n_in++] = x;
-            } else {
+            int over = cycle_bytes && cycle_bytes + x->in.len > MAX_CYCLE_BYTES;
+            if (is_submit(x) && (n_wait || over)) {
+                wait_bytes += x->in.len;
                 inbound_move(&buf[1][n_wait++], x);
+                continue;
             }
+            if (is_submit(x))
+                cycle_bytes += x->in.len;
+            now[n_in++] = x;
         }
         size_t n_ref = 0;
         while (n_ref < MAX_REFUSALS_PER_CYCLE) {
@@ -749,9 +751,7 @@ int cpx_gw_server_run(cpx_gw_t *self)
         buf[0] = buf[1];
         buf[1] = t;
         n_held = n_wait;
-        held_bytes = 0;
-        for (size_t i = 0; i < n_held; i++)
-            held_bytes += buf[0][i].in.len;
+        held_bytes = wait_bytes;
         if (rc)
             break;
         trim_map(self);

@@ -48,8 +48,9 @@ typedef struct cpx_gw_envprep {
  * their sender signatures, all on the verification pool (the keys are resolved in
  * self->txn between the two pool runs); with case tracking on, the second pool run also
  * computes the minors' keyed hashes and personal-field encodings (cpx_gw_ci_prepare_*).
- * None of that needs the store, so it leaves the server thread, which alone can write. Leaves in[i] for
- * cpx_gw_writer_frame, which frees what this allocated. CPX_OK, or a store error. */
+ * None of that needs the store, so it leaves the server thread, which alone can write.
+ * Leaves in[i] for cpx_gw_writer_frame, which frees what this allocated. CPX_OK, or a
+ * store error. */
 int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n);
 
 /* Processes one frame in self->txn and frees what cpx_gw_writer_prepare left in it.

@@ -677,6 +677,33 @@ cpx_envelope_t *cpx_synth_discovery(cpx_synth_t *s, int64_t created_ms)
     return e;
 }
 
+cpx_envelope_t *cpx_synth_ordinary_report(cpx_synth_t *s, int64_t created_ms, const char *sender)
+{
+    cpx_envelope_t *e = cpx_synth_discovery(s, created_ms);
+    char *snd = e && sender ? strdup(sender) : NULL;
+    if (!e || (sender && !snd)) {
+        cpx_msg_free(e);
+        return NULL;
+    }
+    if (snd) {
+        free(e->sender);
+        e->sender = snd;
+    }
+    Cpx__V1__DiscoveryReport *dr = e->discovery_report;
+    size_t w = 0;
+    for (size_t c = 0; c < dr->n_circumstances; c++)
+        if (dr->circumstances[c] != CPX__V1__CIRCUMSTANCE__JUVENILE_OFFENCE)
+            dr->circumstances[w++] = dr->circumstances[c];
+    dr->n_circumstances = w;
+    for (size_t r = 0; r < e->n_recipients; r++)
+        free(e->recipients[r]);
+    free(e->recipients);
+    e->recipients = NULL;
+    e->n_recipients = 0;
+    e->sensitivity = CPX__V1__SENSITIVITY__NORMAL;
+    return e;
+}
+
 /* ---- other bodies ---------------------------------------------------------------------- */
 
 static const int tasks[] = {

@@ -34,6 +34,12 @@ uint64_t cpx_synth_u64(cpx_synth_t *self);
 /* Each generator returns a new envelope the caller owns (cpx_msg_free), or NULL when
  * memory runs out. created_ms is the envelope's creation time (UTC ms, after 2015). */
 cpx_envelope_t *cpx_synth_discovery(cpx_synth_t *self, int64_t created_ms);
+/* A discovery report from sender (NULL: the generator's own choice) that the gateway
+ * routes as ordinary traffic: no explicit recipients, NORMAL sensitivity, and no
+ * juvenile-offence circumstance (that would make it a sealed matter). What load and
+ * benchmark programs offer a gateway. */
+cpx_envelope_t *cpx_synth_ordinary_report(cpx_synth_t *self, int64_t created_ms,
+                                          const char *sender);
 /* An Assessment by CIVIL_AFFAIRS (or a town office); case_id may be NULL. */
 cpx_envelope_t *cpx_synth_assessment(cpx_synth_t *self, int64_t created_ms, const char *case_id);
 /* A Referral from CIVIL_AFFAIRS to `to` (NULL: a random owner of the task) of task

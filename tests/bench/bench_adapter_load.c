@@ -20,14 +20,9 @@
 #include "cpx/adapter.h"
 #include "cpx/envsign.h"
 
-#define MAX_COLS 256
+#include "clock.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#define MAX_COLS 256
 
 static void die(const char *why)
 {

@@ -42,24 +42,13 @@
 #include "cpx/synth.h"
 #include "cpx/views.h"
 
+#include "clock.h"
+#include "dealer.h"
+
 static int g_rounds = 3;
 static char g_dir[512], g_gw_bin[1100], g_endpoint[256], g_src[1024];
 #define CPX_SOURCE_DIR g_src
 static pid_t g_gw_pid;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void die(const char *what)
 {
@@ -455,22 +444,8 @@ static void *open_sock(const char *dept)
     static void *ctx;
     if (!ctx)
         ctx = zmq_ctx_new();
-    char p[1024], pub[41], sec[41], spub[41];
-    snprintf(p, sizeof p, "%s/%s.curve.pub", g_dir, dept);
-    cpx_client_read_z85(p, pub);
-    snprintf(p, sizeof p, "%s/%s.curve.key", g_dir, dept);
-    cpx_client_read_z85(p, sec);
-    snprintf(p, sizeof p, "%s/GATEWAY.curve.pub", g_dir);
-    cpx_client_read_z85(p, spub);
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    int hwm = 0, linger = 0;
-    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, spub, 40);
-    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
-    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
-    if (zmq_connect(s, g_endpoint))
+    void *s = bench_dealer(ctx, g_dir, dept, g_endpoint);
+    if (!s)
         die("connect");
     return s;
 }

@@ -32,6 +32,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "clock.h"
+#include "dealer.h"
 #include "peers_impl.h"
 #include "cpx/audit.h"
 #include "cpx/client.h"
@@ -54,20 +56,6 @@ static const char *dirname_of(const char *p)
     return d;
 }
 static pid_t g_gw_pid;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void die(const char *what)
 {
@@ -208,12 +196,6 @@ typedef struct frames {
     uint8_t (*ids)[16];
 } frames_t;
 
-static void set_str(char **field, const char *v)
-{
-    free(*field);
-    *field = strdup(v);
-}
-
 /* n reports from POLICE (recipients: to, or none), signed per batch of `batch` (1 = per message). */
 static frames_t make_frames(size_t n, size_t batch, const cpx_key_t *key, const char *to, uint64_t seed)
 {
@@ -232,31 +214,16 @@ static frames_t make_frames(size_t n, size_t batch, const cpx_key_t *key, const 
     for (size_t fi = 0; fi < f.n_frames; fi++) {
         size_t k = n - done < batch ? n - done : batch;
         for (size_t i = 0; i < k; i++) {
-            cpx_envelope_t *e = cpx_synth_discovery(syn, wall_ms() - 1000);
-            if (!e)
-                die("synth");
-            set_str(&e->sender, "POLICE");
             /* ordinary traffic only: a juvenile-offence report from POLICE is a sealed
              * matter, which this benchmark's gateway (no sealing policy) refuses */
-            if (e->body_case == CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT) {
-                Cpx__V1__DiscoveryReport *dr = e->discovery_report;
-                size_t w = 0;
-                for (size_t c = 0; c < dr->n_circumstances; c++)
-                    if (dr->circumstances[c] != CPX__V1__CIRCUMSTANCE__JUVENILE_OFFENCE)
-                        dr->circumstances[w++] = dr->circumstances[c];
-                dr->n_circumstances = w;
-            }
-            for (size_t r = 0; r < e->n_recipients; r++)
-                free(e->recipients[r]);
-            free(e->recipients);
-            e->recipients = NULL;
-            e->n_recipients = 0;
+            cpx_envelope_t *e = cpx_synth_ordinary_report(syn, wall_ms() - 1000, "POLICE");
+            if (!e)
+                die("synth");
             if (to) {
                 e->recipients = calloc(1, sizeof *e->recipients);
                 e->recipients[0] = strdup(to);
                 e->n_recipients = 1;
             }
-            e->sensitivity = CPX__V1__SENSITIVITY__NORMAL;
             memcpy(f.ids[done + i], e->message_id.data, 16);
             envs[i] = e;
         }
@@ -279,22 +246,8 @@ static void *open_sock(const char *dept)
     static void *ctx;
     if (!ctx)
         ctx = zmq_ctx_new();
-    char p[1024], pub[41], sec[41], spub[41];
-    snprintf(p, sizeof p, "%s/%s.curve.pub", g_dir, dept);
-    cpx_client_read_z85(p, pub);
-    snprintf(p, sizeof p, "%s/%s.curve.key", g_dir, dept);
-    cpx_client_read_z85(p, sec);
-    snprintf(p, sizeof p, "%s/GATEWAY.curve.pub", g_dir);
-    cpx_client_read_z85(p, spub);
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    int hwm = 0, linger = 0;
-    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, spub, 40);
-    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
-    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
-    if (zmq_connect(s, g_endpoint))
+    void *s = bench_dealer(ctx, g_dir, dept, g_endpoint);
+    if (!s)
         die("connect");
     return s;
 }

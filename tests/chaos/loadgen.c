@@ -44,6 +44,9 @@
 #include "cpx/envsign.h"
 #include "cpx/synth.h"
 
+#include "clock.h"
+#include "dealer.h"
+
 #define MAX_SENDERS 16
 #define BATCH_N 10
 #define BATCH_SHARE 0.3
@@ -60,20 +63,6 @@ typedef struct opts {
     size_t window;
     uint64_t seed;
 } opts_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void fail(int code, const char *what)
 {
@@ -227,25 +216,9 @@ typedef struct dept {
 
 static void *open_dealer(void *ctx, const opts_t *o, const char *name)
 {
-    char p[1024], pub[41], sec[41], spub[41];
-    snprintf(p, sizeof p, "%s/%s.curve.pub", o->keys, name);
-    int rc = cpx_client_read_z85(p, pub);
-    snprintf(p, sizeof p, "%s/%s.curve.key", o->keys, name);
-    rc |= cpx_client_read_z85(p, sec);
-    snprintf(p, sizeof p, "%s/GATEWAY.curve.pub", o->keys);
-    rc |= cpx_client_read_z85(p, spub);
-    if (rc)
-        fail(3, "cannot read the CURVE keys (see the log line above)");
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    int hwm = 0, linger = 0;
-    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, spub, 40);
-    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
-    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
-    if (zmq_connect(s, o->endpoint))
-        fail(3, "zmq_connect failed (bad endpoint?)");
+    void *s = bench_dealer(ctx, o->keys, name, o->endpoint);
+    if (!s)
+        fail(3, "cannot connect: CURVE keys unreadable (see the log line above) or a bad endpoint");
     return s;
 }
 
@@ -306,34 +279,13 @@ static void heartbeat(dept_t *d, double now)
     d->last_hb = now;
 }
 
-static void free_strv(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
 /* A generator report from `sender` to nobody in particular (the gateway's fallback sends
  * it to the lead agency) and not a sealed matter. */
 static cpx_envelope_t *make_report(run_t *r, const char *sender)
 {
-    cpx_envelope_t *e = cpx_synth_discovery(r->syn, wall_ms() - 1000);
+    cpx_envelope_t *e = cpx_synth_ordinary_report(r->syn, wall_ms() - 1000, sender);
     if (!e)
-        fail(1, "cpx_synth_discovery");
-    free(e->sender);
-    e->sender = strdup(sender);
-    if (e->body_case == CPX__V1__ENVELOPE__BODY_DISCOVERY_REPORT) {
-        Cpx__V1__DiscoveryReport *dr = e->discovery_report;
-        size_t w = 0;
-        for (size_t c = 0; c < dr->n_circumstances; c++)
-            if (dr->circumstances[c] != CPX__V1__CIRCUMSTANCE__JUVENILE_OFFENCE)
-                dr->circumstances[w++] = dr->circumstances[c];
-        dr->n_circumstances = w;
-    }
-    free_strv(e->recipients, e->n_recipients);
-    e->recipients = NULL;
-    e->n_recipients = 0;
-    e->sensitivity = CPX__V1__SENSITIVITY__NORMAL;
+        fail(1, "cpx_synth_ordinary_report");
     return e;
 }
 

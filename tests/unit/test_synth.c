@@ -65,6 +65,39 @@ static void test_discovery_10000_valid(void **state)
     assert_true(avg > 700 && avg < 1400);
 }
 
+/* What load programs offer the gateway: from the sender asked for, routed by the
+ * gateway (no recipients), never a sealed matter, and still valid. */
+static void test_ordinary_report(void **state)
+{
+    (void)state;
+    cpx_synth_t *s = cpx_synth_new(7);
+    size_t had_recipients = 0, had_offence = 0;
+    for (int i = 0; i < 2000; i++) {
+        cpx_envelope_t *plain = cpx_synth_discovery(s, NOW - 1000);
+        had_recipients += plain->n_recipients > 0;
+        for (size_t c = 0; c < plain->discovery_report->n_circumstances; c++)
+            had_offence += plain->discovery_report->circumstances[c] ==
+                           CPX__V1__CIRCUMSTANCE__JUVENILE_OFFENCE;
+        cpx_msg_free(plain);
+        cpx_envelope_t *e = cpx_synth_ordinary_report(s, NOW - 1000, "HEALTH");
+        assert_non_null(e);
+        assert_string_equal(e->sender, "HEALTH");
+        assert_int_equal(e->n_recipients, 0);
+        assert_int_equal(e->sensitivity, CPX__V1__SENSITIVITY__NORMAL);
+        const Cpx__V1__DiscoveryReport *r = e->discovery_report;
+        for (size_t c = 0; c < r->n_circumstances; c++)
+            assert_int_not_equal(r->circumstances[c], CPX__V1__CIRCUMSTANCE__JUVENILE_OFFENCE);
+        expect_valid(e, CPX_VALIDATE_UNSIGNED);
+        cpx_msg_free(e);
+    }
+    cpx_envelope_t *e = cpx_synth_ordinary_report(s, NOW - 1000, NULL);
+    assert_non_null(e);
+    assert_true(e->sender && *e->sender);  /* the generator's own sender */
+    cpx_msg_free(e);
+    cpx_synth_destroy(&s);
+    assert_true(had_recipients > 0 && had_offence > 0);  /* so what is cleared is tested */
+}
+
 static void test_deterministic(void **state)
 {
     (void)state;
@@ -133,6 +166,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_discovery_10000_valid),
+        cmocka_unit_test(test_ordinary_report),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_other_bodies_valid),
     };
