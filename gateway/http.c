@@ -84,7 +84,8 @@ typedef struct agg {
 } agg_t;
 
 typedef struct verify_state {
-    int state;                      /* 0 never, 1 running, 2 passed, 3 FAILED, 4 error */
+    int state;                      /* 0 never, 1 first replay running, 2 passed, 3 FAILED,
+                                     * 4 error: the last finished replay's outcome */
     int64_t time_ms;
     uint64_t tree_size, heads, sig_checked;
     double secs;
@@ -790,7 +791,11 @@ static void *verifier_main(void *arg)
             pthread_cond_timedwait(&h->vcond, &h->vlock, &ts);
             continue;
         }
-        h->verify.state = 1;
+        /* "running" only until the first replay ends: a later re-run keeps showing the
+         * last finished result (the dashboard and cpx_audit_verify_ok flickered to
+         * "running" / -1 for every periodic replay) */
+        if (h->verify.state == 0)
+            h->verify.state = 1;
         pthread_mutex_unlock(&h->vlock);
 
         verify_state_t v = {0};
