@@ -154,6 +154,7 @@ static int send_one(cpx_gw_t *self, cpx_gw_session_t *s, cpx_outbox_entry_t *e)
         self->n_out--;
         return rc;
     }
+    o->group = s->deliveries_per_frame;  /* grouped into Deliveries frames when > 1 */
     rc = cpx_outbox_update(self->ob, self->txn, e);
     if (!rc)
         self->stat_delivered++;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "ahead.h"
 #include "gwkeycheck.h"
 #include "http.h"
 #include "metrics.h"
@@ -132,6 +133,149 @@ static void send_out(cpx_gw_t *self, cpx_gw_out_t *o, uint64_t tree_size)
         send_frame(self, o->rid, o->rid_len, o->buf, o->len);
 }
 
+/* ---- grouped replies ------------------------------------------------------------ */
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Room for a frame of `need` bytes (plus its tag and length) in self->group_buf. */
+static int group_reserve(cpx_gw_t *self, size_t need)
+{
+    need += 16;
+    if (need <= self->group_cap)
+        return 1;
+    size_t cap = self->group_cap ? self->group_cap : 65536;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *b = realloc(self->group_buf, cap);
+    if (!b)
+        return 0;
+    self->group_buf = b;
+    self->group_cap = cap;
+    return 1;
+}
+
+/* Sends group_buf[16 .. 16 + body) as ServerFrame field `field` (an Acks or a
+ * Deliveries message): its tag and length go just before the body. */
+static void send_group(cpx_gw_t *self, const uint8_t *rid, size_t rid_len, unsigned field,
+                       size_t body)
+{
+    uint8_t head[16];
+    size_t hl = 0;
+    head[hl++] = (uint8_t)(field << 3 | 2);
+    hl += put_varint(head + hl, body);
+    uint8_t *start = self->group_buf + 16 - hl;
+    memcpy(start, head, hl);
+    send_frame(self, rid, rid_len, start, hl + body);
+}
+
+/* The Acks of grouped Submit out[i].group, from i on (a Submit's answers are pushed
+ * together; the first Ack of another Submit ends them), as Acks frames of at most
+ * CPX_MAX_GROUPED. Each Ack is encoded as ServerFrame{ack}, whose bytes (field 1,
+ * length-delimited) are exactly those of one element of Acks.acks (also field 1). The
+ * Acks sent are marked done (OUT_RAW, no bytes); Nacks among them go in their turn. */
+static void send_ack_group(cpx_gw_t *self, cpx_gw_out_t *out, size_t n, size_t i,
+                           uint64_t tree_size)
+{
+    const uint32_t g = out[i].group;
+    const uint8_t *rid = out[i].rid;
+    size_t rid_len = out[i].rid_len, body = 0, count = 0;
+    for (size_t j = i; j < n; j++) {
+        cpx_gw_out_t *o = &out[j];
+        if (o->kind != OUT_ACK)
+            continue;
+        if (o->group != g)
+            break;
+        Cpx__V1__Ack ack = CPX__V1__ACK__INIT;
+        ack.message_id = (ProtobufCBinaryData){o->message_id_len, o->message_id};
+        ack.leaf_seq = o->leaf_seq;
+        ack.tree_size = o->tree_size ? o->tree_size : tree_size;
+        ack.case_id = o->case_id;
+        ack.duplicate = o->duplicate;
+        cpx_server_frame_t f = CPX__V1__SERVER_FRAME__INIT;
+        f.frame_case = CPX__V1__SERVER_FRAME__FRAME_ACK;
+        f.ack = &ack;
+        size_t len;
+        if (count == CPX_MAX_GROUPED) {
+            send_group(self, rid, rid_len, CPX__V1__SERVER_FRAME__FRAME_ACKS, body);
+            body = count = 0;
+        }
+        if (!group_reserve(self, body + 256) ||
+            cpx_encode_into(&f, self->group_buf + 16 + body, 256, &len))
+            continue;  /* dropped, as any reply that cannot be sent: the client resends */
+        body += len;
+        count++;
+        o->kind = OUT_RAW;
+    }
+    if (count)
+        send_group(self, rid, rid_len, CPX__V1__SERVER_FRAME__FRAME_ACKS, body);
+}
+
+/* A ServerFrame{deliver} as encoded for one delivery: tag byte 0x1a, then the length
+ * of the rest. Its bytes with the tag turned into 0x0a are one element of
+ * Deliveries.deliveries. */
+static int is_deliver_frame(const cpx_gw_out_t *o)
+{
+    if (o->kind != OUT_DELIVER || !o->buf || o->len < 2 || o->buf[0] != ((3 << 3) | 2))
+        return 0;
+    uint64_t v = 0;
+    size_t k = 1;
+    for (unsigned shift = 0; k < o->len && shift < 35; shift += 7) {
+        uint8_t b = o->buf[k++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return v == o->len - k;
+    }
+    return 0;
+}
+
+/* Consecutive deliveries to one connection that reads Deliveries frames, from i on:
+ * one frame of at most out[i].group deliveries and CPX_MAX_FRAME_BYTES. Returns the
+ * index after the last one sent. */
+static size_t send_deliver_group(cpx_gw_t *self, cpx_gw_out_t *out, size_t n, size_t i)
+{
+    const cpx_gw_out_t *first = &out[i];
+    size_t j = i, body = 0;
+    while (j < n && j - i < first->group && is_deliver_frame(&out[j]) &&
+           out[j].rid_len == first->rid_len && !memcmp(out[j].rid, first->rid, first->rid_len) &&
+           body + out[j].len <= CPX_MAX_FRAME_BYTES - 16 && group_reserve(self, body + out[j].len)) {
+        memcpy(self->group_buf + 16 + body, out[j].buf, out[j].len);
+        self->group_buf[16 + body] = (1 << 3) | 2;
+        body += out[j].len;
+        j++;
+    }
+    if (j - i < 2) {  /* alone (or not in the usual form): a Deliver frame as it is */
+        send_out(self, &out[i], 0);
+        return i + 1;
+    }
+    send_group(self, first->rid, first->rid_len, CPX__V1__SERVER_FRAME__FRAME_DELIVERIES, body);
+    return j;
+}
+
+/* A cycle's replies, in order; grouped where the client asked for it. */
+static void send_outs(cpx_gw_t *self, cpx_gw_out_t *out, size_t n, uint64_t tree_size)
+{
+    for (size_t i = 0; i < n;) {
+        if (out[i].kind == OUT_ACK && out[i].group) {
+            send_ack_group(self, out, n, i, tree_size);
+            i++;
+        } else if (out[i].kind == OUT_DELIVER && out[i].group > 1) {
+            i = send_deliver_group(self, out, n, i);
+        } else {
+            send_out(self, &out[i], tree_size);
+            i++;
+        }
+    }
+}
+
 static void out_clear(cpx_gw_t *self)
 {
     for (size_t i = 0; i < self->n_out; i++)
@@ -213,8 +357,7 @@ static int flush_pending(cpx_gw_t *self)
         pending_clear(self);
         return CPX_ERR_STORE;
     }
-    for (size_t i = 0; i < self->n_out_pending; i++)
-        send_out(self, &self->out_pending[i], self->pending_head);
+    send_outs(self, self->out_pending, self->n_out_pending, self->pending_head);
     cpx_gw_ops_durable(self, self->pending_view);
     pending_clear(self);
     return CPX_OK;
@@ -491,8 +634,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
         hold_pending(self, head_size, view);  /* sent once durable: flush_pending */
         return CPX_OK;
     }
-    for (size_t i = 0; i < self->n_out; i++)
-        send_out(self, &self->out[i], head_size);
+    send_outs(self, self->out, self->n_out, head_size);
     out_clear(self);
     /* Keep serving through failures; only a long unbroken run of them (the store or
      * the log in a state no cycle can fix) stops the gateway for its supervisor. */
@@ -639,11 +781,13 @@ int cpx_gw_server_run(cpx_gw_t *self)
      * and the two swap. now[] lists the frames of this cycle in arrival order. */
     inbound_t *buf[2] = {calloc(cap_in, sizeof(inbound_t)), calloc(cap_in, sizeof(inbound_t))};
     inbound_t **now = calloc(cap_in, sizeof *now);
+    cpx_gw_in_t **ahead_list = calloc(cap_in, sizeof *ahead_list);
     refusal_t *ref = calloc(MAX_REFUSALS_PER_CYCLE, sizeof *ref);
-    if (!buf[0] || !buf[1] || !now || !ref) {
+    if (!buf[0] || !buf[1] || !now || !ahead_list || !ref) {
         free(buf[0]);
         free(buf[1]);
         free(now);
+        free(ahead_list);
         free(ref);
         return CPX_ERR_NOMEM;
     }
@@ -688,6 +832,8 @@ int cpx_gw_server_run(cpx_gw_t *self)
             if (r > 0)
                 held_bytes += in[n_all++].in.len;
         }
+        /* The frames held from the last cycle may still be in the prepare-ahead stage. */
+        cpx_gw_ahead_wait(self->ahead);
         /* This cycle: every frame but the Submit frames past the byte budget (the first
          * Submit always goes, however large); those, and every Submit after the first
          * that waits, wait in buf[1], in order. */
@@ -703,6 +849,13 @@ int cpx_gw_server_run(cpx_gw_t *self)
             if (is_submit(x))
                 cycle_bytes += x->in.len;
             now[n_in++] = x;
+        }
+        /* Those that wait are prepared while this cycle writes (ahead.h); `now` is only
+         * borrowed for the list of pointers. */
+        if (n_wait) {
+            for (size_t i = 0; i < n_wait; i++)
+                ahead_list[i] = &buf[1][i].in;
+            cpx_gw_ahead_start(self->ahead, ahead_list, n_wait, self->now_ms);
         }
         size_t n_ref = 0;
         while (n_ref < MAX_REFUSALS_PER_CYCLE) {
@@ -762,8 +915,11 @@ int cpx_gw_server_run(cpx_gw_t *self)
         cpx_gw_ops_loop(self);
     }
     /* Frames read but not processed get no answer: their senders resend them. */
-    for (size_t i = 0; i < n_held; i++)
+    cpx_gw_ahead_wait(self->ahead);
+    for (size_t i = 0; i < n_held; i++) {
+        cpx_gw_writer_release(&buf[0][i].in);
         zmq_msg_close(&buf[0][i].msg);
+    }
     /* The last cycle's replies once it is durable (or nothing, if its flush failed). */
     int frc = flush_pending(self);
     if (!rc)
@@ -771,6 +927,7 @@ int cpx_gw_server_run(cpx_gw_t *self)
     free(buf[0]);
     free(buf[1]);
     free(now);
+    free(ahead_list);
     free(ref);
     cpx_log_info("server", "msg=stopped tree_size=%llu accepted=%llu",
                  (unsigned long long)self->tree_size, (unsigned long long)self->stat_accepted);
@@ -874,7 +1031,8 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
         !(self->syncer = cpx_gw_syncer_new(self->env)))
         goto fail;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (!(self->verify = cpx_gw_verify_new(cores > 1 ? (unsigned)(cores < 8 ? cores : 8) : 1)))
+    if (!(self->verify = cpx_gw_verify_new(cores > 1 ? (unsigned)(cores < 8 ? cores : 8) : 1)) ||
+        !(self->ahead = cpx_gw_ahead_new(self->env, self->reg)))
         goto fail;
     self->seen_cap = 1;
     while (self->seen_cap < 2 * ((size_t)cfg->batch_max * 4 + CPX_MAX_BATCH_ENVELOPES))
@@ -924,11 +1082,13 @@ void cpx_gw_server_destroy(cpx_gw_t **self_p)
     cpx_gw_syncer_destroy(&self->syncer);  /* waits for a flush in flight */
     pending_clear(self);
     free(self->out_pending);
+    free(self->group_buf);
     out_clear(self);
     free(self->out);
     free(self->seen_idx);
     cpx_gw_sessions_destroy(&self->sessions);
     cpx_gw_metrics_destroy(&self->metrics);
+    cpx_gw_ahead_destroy(&self->ahead);
     cpx_gw_verify_destroy(&self->verify);
     cpx_router_destroy(&self->rules);
     cpx_key_destroy(&self->sign_key);

@@ -45,6 +45,10 @@ typedef struct cpx_gw_out {
     uint64_t tree_size;             /* OUT_ACK: 0 = the head signed by this cycle */
     char case_id[CPX_MAX_CASE_ID + 1];
     int duplicate;
+    /* OUT_ACK: nonzero when the Submit asked for grouped acks; the Acks of one group
+     * leave in one Acks frame. OUT_DELIVER: how many deliveries the connection takes in
+     * one Deliveries frame (0 or 1: a Deliver frame each). */
+    uint32_t group;
 } cpx_gw_out_t;
 
 typedef struct cpx_gw_keycache {
@@ -74,6 +78,7 @@ typedef struct cpx_gw {
     struct cpx_gw_metrics *metrics; /* write-path counters (metrics.c) */
     struct cpx_gw_http *http;       /* /metrics, /healthz, dashboard (http.c); NULL = off */
     struct cpx_gw_verify *verify;   /* sender-signature verification pool (verify.h) */
+    struct cpx_gw_ahead *ahead;     /* frames of the next cycle prepared early (ahead.h) */
     cpx_gw_keycache_t keycache[CPX_GW_KEYCACHE];
     size_t n_keycache;
 
@@ -83,6 +88,9 @@ typedef struct cpx_gw {
     MDB_txn *txn;                   /* the cycle's write transaction */
     int appended;                   /* leaves appended in this cycle */
     uint64_t cycles_since_head;
+    uint32_t ack_groups;            /* grouped-acks Submits numbered in this cycle */
+    uint8_t *group_buf;             /* one Acks or Deliveries frame being assembled */
+    size_t group_cap;
 
     cpx_gw_out_t *out;              /* replies and deliveries of the cycle */
     size_t n_out, cap_out;

@@ -100,6 +100,8 @@ int cpx_gw_session_touch(cpx_gw_session_t *s, const uint8_t *rid, size_t rid_len
     }
     memcpy(s->rid, rid, rid_len);
     s->rid_len = rid_len;
+    if (!same)
+        s->deliveries_per_frame = 0;  /* until this connection's heartbeat says otherwise */
     s->state = CPX_GW_ONLINE;
     s->scan_more = 1;
     return 1;

@@ -53,6 +53,9 @@ typedef struct cpx_gw_session {
     int32_t *next_seq, *next_case;  /* cap_flight links */
     size_t n_buckets;
     int scan_more;                  /* outbox may hold sendable entries */
+    /* Deliveries per frame the current connection reads (its heartbeats say; 0 after
+     * a new connection until one does): above 1, Deliveries frames. */
+    uint32_t deliveries_per_frame;
 } cpx_gw_session_t;
 
 typedef struct cpx_gw_sessions cpx_gw_sessions_t;

@@ -116,6 +116,7 @@ static cpx_gw_out_t *push_ack(cpx_gw_t *self, const cpx_gw_in_t *in, const uint8
     o->leaf_seq = leaf_seq;
     o->tree_size = tree_size;
     o->duplicate = duplicate;
+    o->group = in->ack_group;
     cpx_strcopy(o->case_id, sizeof o->case_id, case_id);
     return o;
 }
@@ -295,6 +296,7 @@ static int duplicate(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t
 typedef struct preverified {
     const cpx_envsign_result_t *res;
     int rc;
+    const uint8_t *pub;             /* verified ahead under this key (else NULL) */
 } preverified_t;
 
 static int verify(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *env,
@@ -317,6 +319,8 @@ static int verify(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *e
     cpx_key_t *key = signing_key(self, pub);
     if (!key)
         return CPX_ERR_CRYPTO;
+    if (pre && pre->pub && memcmp(pre->pub, pub, CPX_ED25519_PUB_LEN))
+        pre = NULL;  /* enrolled anew since it was verified ahead: verify again */
     if (pre) {
         *res = *pre->res;
         rc = pre->rc;
@@ -595,7 +599,7 @@ static int preverify(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Batch
 static int submit(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Submit *sub)
 {
     if (sub->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && sub->envelope) {
-        preverified_t pv = {in->res, in->rcs ? in->rcs[0] : 0};
+        preverified_t pv = {in->res, in->rcs ? in->rcs[0] : 0, in->ahead ? in->ahead_pub : NULL};
         return submit_one(self, in, sub->envelope, in->n_ep == 1 ? &in->ep[0] : NULL,
                           in->res ? &pv : NULL);
     }
@@ -608,7 +612,8 @@ static int submit(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Submit *
         int *rcs = in->rcs;
         int rc = res ? CPX_OK : preverify(self, in, b, &res, &rcs);
         for (size_t i = 0; i < b->n_envelopes && !rc; i++) {
-            preverified_t pv = {res ? &res[i] : NULL, rcs ? rcs[i] : 0};
+            preverified_t pv = {res ? &res[i] : NULL, rcs ? rcs[i] : 0,
+                                res == in->res && in->ahead ? in->ahead_pub : NULL};
             rc = submit_one(self, in, b->envelopes[i], i < in->n_ep ? &in->ep[i] : NULL,
                             res ? &pv : NULL);
         }
@@ -620,6 +625,21 @@ static int submit(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Submit *
     }
     return refuse1(self, in, NULL, CPX__V1__ERROR_CODE__DECODE_FAILED, "submit", "content",
                    "a Submit carries one envelope or one batch");
+}
+
+/* Confirmations grouped in one frame: each as if it came alone. More than
+ * CPX_MAX_GROUPED is refused whole (nothing is confirmed; the client sends them again
+ * in smaller groups, and unconfirmed deliveries are resent meanwhile anyway). */
+static int delivery_acks(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__DeliveryAcks *da)
+{
+    if (da->n_acks > CPX_MAX_GROUPED)
+        return refuse1(self, in, NULL, CPX__V1__ERROR_CODE__TOO_LARGE, "delivery_acks.acks",
+                       "count", "a DeliveryAcks frame holds at most 1000 confirmations");
+    cpx_gw_session_t *s = cpx_gw_sessions_get(self->sessions, in->dept, 1);
+    int rc = CPX_OK;
+    for (size_t i = 0; s && i < da->n_acks && !rc; i++)
+        rc = cpx_gw_outbox_confirm(self, s, da->acks[i]);
+    return rc;
 }
 
 /* A frame decoded ahead lives in its arena; one decoded in turn is a plain message. */
@@ -645,14 +665,27 @@ int cpx_gw_writer_frame(cpx_gw_t *self, cpx_gw_in_t *in)
     cpx_gw_session_t *s;
     switch (f->frame_case) {
     case CPX__V1__CLIENT_FRAME__FRAME_SUBMIT:
+        in->ack_group = 0;
+        if (f->submit->grouped_acks && !(in->ack_group = ++self->ack_groups))
+            in->ack_group = ++self->ack_groups;  /* 0 means "not grouped" */
         rc = submit(self, in, f->submit);
         break;
     case CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACK:
         s = cpx_gw_sessions_get(self->sessions, in->dept, 1);
         rc = s ? cpx_gw_outbox_confirm(self, s, f->delivery_ack) : CPX_OK;
         break;
+    case CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACKS:
+        rc = delivery_acks(self, in, f->delivery_acks);
+        break;
     case CPX__V1__CLIENT_FRAME__FRAME_HEARTBEAT:
-        rc = CPX_OK;  /* the server already noted that the peer spoke */
+        /* The server already noted that the peer spoke; the heartbeat also says how
+         * many deliveries this connection reads in one frame. */
+        s = cpx_gw_sessions_get(self->sessions, in->dept, 0);
+        if (s && s->rid_len == in->rid_len && !memcmp(s->rid, in->rid, in->rid_len))
+            s->deliveries_per_frame = f->heartbeat->deliveries_per_frame < CPX_MAX_GROUPED
+                                          ? f->heartbeat->deliveries_per_frame
+                                          : CPX_MAX_GROUPED;
+        rc = CPX_OK;
         break;
     default:
         rc = refuse1(self, in, NULL, CPX__V1__ERROR_CODE__DECODE_FAILED, "", "frame",
@@ -660,6 +693,7 @@ int cpx_gw_writer_frame(cpx_gw_t *self, cpx_gw_in_t *in)
     }
     free_frame(in, f);
     in->prepared = 0;
+    in->ahead = 0;
     unprepare(in);
     return rc;
 }
@@ -707,6 +741,7 @@ void cpx_gw_writer_release(cpx_gw_in_t *in)
 {
     free_frame(in, in->frame);
     in->prepared = 0;
+    in->ahead = 0;
     unprepare(in);
 }
 
@@ -771,10 +806,8 @@ typedef struct decode_ctx {
     int64_t now_ms;
 } decode_ctx_t;
 
-static void decode_job(void *arg, size_t part)
+static void prepare_frame(cpx_gw_in_t *x, int64_t now_ms)
 {
-    const decode_ctx_t *c = arg;
-    cpx_gw_in_t *x = c->in[part];
     x->decode_rc = cpx_decode_in_arena(&cpx__v1__client_frame__descriptor, x->data, x->len,
                                        CPX_MAX_FRAME_BYTES, &x->arena,
                                        (ProtobufCMessage **)&x->frame);
@@ -796,7 +829,7 @@ static void decode_job(void *arg, size_t part)
         return;
     }
     x->n_ep = ne;
-    cpx_validate_opts_t vo = {.now_ms = c->now_ms};
+    cpx_validate_opts_t vo = {.now_ms = now_ms};
     size_t off = 0;
     for (size_t k = 0; k < ne; k++) {
         cpx_gw_envprep_t *p = &x->ep[k];
@@ -817,26 +850,81 @@ static void decode_job(void *arg, size_t part)
     }
 }
 
-/* The first pool run: every frame decoded, validated and encoded. */
+static void decode_job(void *arg, size_t part)
+{
+    const decode_ctx_t *c = arg;
+    prepare_frame(c->in[part], c->now_ms);
+}
+
+static void prepare_reset(cpx_gw_in_t *x)
+{
+    x->prepared = 1;
+    x->ahead = 0;
+    x->frame = NULL;
+    x->arena = NULL;
+    x->res = NULL;
+    x->rcs = NULL;
+    x->ep = NULL;
+    x->enc = NULL;
+    x->n_ep = 0;
+}
+
+/* The first pool run: every frame not prepared ahead decoded, validated and encoded. */
 static void decode_all(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n, cpx_gw_vjob_t *jobs)
 {
-    if (!n)
-        return;  /* a cycle with no frames (deadlines, deliveries): jobs is NULL */
     decode_ctx_t c = {.in = in, .now_ms = self->now_ms};
+    size_t nj = 0;
     for (size_t i = 0; i < n; i++) {
         cpx_gw_in_t *x = in[i];
-        x->prepared = 1;
-        x->frame = NULL;
-        x->arena = NULL;
+        if (x->ahead)
+            continue;
+        prepare_reset(x);
+        jobs[nj++] = (cpx_gw_vjob_t){.fn = decode_job, .arg = &c, .part = i};
+    }
+    if (!nj)
+        return;  /* a cycle with no frames (deadlines, deliveries), or all done ahead */
+    cpx_gw_verify_run(self->verify, jobs, nj);
+    memset(jobs, 0, nj * sizeof *jobs);
+}
+
+void cpx_gw_writer_ahead(cpx_gw_in_t *x, int64_t now_ms, cpx_registry_t *reg, MDB_txn *rtxn)
+{
+    prepare_reset(x);
+    prepare_frame(x, now_ms);
+    x->ahead = 1;
+    size_t ne;
+    int batch;
+    cpx_envelope_t *const *envs = frame_envelopes(x, &ne, &batch);
+    if (!ne || !envs[0] || !envs[0]->signature ||
+        envs[0]->signature->key_id.len != CPX_KEY_ID_LEN)
+        return;
+    const uint8_t *kid = envs[0]->signature->key_id.data;
+    for (size_t k = 0; k < ne; k++) {
+        const cpx_envelope_t *e = envs[k];
+        if (!e || !e->sender || strcmp(e->sender, x->dept) || !e->signature ||
+            e->signature->key_id.len != CPX_KEY_ID_LEN ||
+            memcmp(e->signature->key_id.data, kid, CPX_KEY_ID_LEN))
+            return;  /* the writer sorts these out, each with its reason */
+    }
+    if (!reg || cpx_registry_signing_key(reg, rtxn, x->dept, kid, x->ahead_pub) != CPX_OK)
+        return;
+    cpx_key_t *key = cpx_key_from_raw_public(x->ahead_pub);
+    x->res = calloc(ne, sizeof *x->res);
+    x->rcs = calloc(ne, sizeof *x->rcs);
+    int rc = key && x->res && x->rcs ? CPX_OK : CPX_ERR_NOMEM;
+    if (!rc && batch) {
+        rc = cpx_envsign_verify_batch(envs, ne, key, x->res, x->rcs);
+        rc = rc == CPX_ERR_ARG || rc == CPX_ERR_NOMEM ? rc : CPX_OK;
+    } else if (!rc) {
+        x->rcs[0] = cpx_envsign_verify(envs[0], key, &x->res[0]);
+    }
+    cpx_key_destroy(&key);
+    if (rc) {  /* verified in the frame's turn instead */
+        free(x->res);
+        free(x->rcs);
         x->res = NULL;
         x->rcs = NULL;
-        x->ep = NULL;
-        x->enc = NULL;
-        x->n_ep = 0;
-        jobs[i] = (cpx_gw_vjob_t){.fn = decode_job, .arg = &c, .part = i};
     }
-    cpx_gw_verify_run(self->verify, jobs, n);
-    memset(jobs, 0, n * sizeof *jobs);
 }
 
 int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
@@ -856,8 +944,8 @@ int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
         if (!envs)
             continue;
         cpx_gw_ci_prepare_add(self, envs, ne);
-        if (!ne || !envs[0] || !envs[0]->signature)
-            continue;
+        if (x->res || !ne || !envs[0] || !envs[0]->signature)
+            continue;  /* verified ahead, or nothing to verify */
         const uint8_t *kid = envs[0]->signature->key_id.data;
         const cpx_key_t *key = NULL;
         for (size_t k = 0; k < ne && !rc; k++) {

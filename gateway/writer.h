@@ -37,6 +37,13 @@ typedef struct cpx_gw_in {
     struct cpx_gw_envprep *ep;
     size_t n_ep;
     uint8_t *enc;
+    uint32_t ack_group;             /* grouped_acks Submit: its Acks' group, else 0 */
+    /* Prepared while the previous cycle ran (cpx_gw_writer_ahead): decoded, validated,
+     * encoded, and verified (res set) under ahead_pub as the last commit enrolled it;
+     * the writer uses that outcome only if the key it resolves in its own transaction is
+     * the same. */
+    int ahead;
+    uint8_t ahead_pub[CPX_ED25519_PUB_LEN];
 } cpx_gw_in_t;
 
 typedef struct cpx_gw_envprep {
@@ -52,6 +59,13 @@ typedef struct cpx_gw_envprep {
  * Leaves in[i] for cpx_gw_writer_frame, which frees what this allocated. CPX_OK, or a
  * store error. */
 int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n);
+
+/* The same work for one frame, on the calling thread, before the frame's cycle: decode,
+ * validate, encode, and verify when its envelopes name one key of the authenticated
+ * sender that is enrolled in rtxn (a read transaction of this thread). Touches only x and
+ * the store through rtxn, so it may run on another thread while a cycle writes; the
+ * frame's own cycle then skips what is done. */
+void cpx_gw_writer_ahead(cpx_gw_in_t *x, int64_t now_ms, cpx_registry_t *reg, MDB_txn *rtxn);
 
 /* Processes one frame in self->txn and frees what cpx_gw_writer_prepare left in it.
  * Returns CPX_OK, or a store error (CPX_ERR_FULL,

@@ -149,10 +149,11 @@ typedef struct submit_parts {
     Cpx__V1__Batch batch;
 } submit_parts_t;
 
-static void submit_frame(submit_parts_t *p, cpx_envelope_t *const *envs, size_t n, int batch)
+static void submit_frame(submit_parts_t *p, cpx_envelope_t *const *envs, size_t n, unsigned flags)
 {
     *p = (submit_parts_t){CPX__V1__CLIENT_FRAME__INIT, CPX__V1__SUBMIT__INIT, CPX__V1__BATCH__INIT};
-    if (batch) {
+    p->sub.grouped_acks = (flags & CPX_SUBMIT_GROUPED_ACKS) != 0;
+    if (flags & CPX_SUBMIT_BATCH) {
         p->batch.n_envelopes = n;
         p->batch.envelopes = (cpx_envelope_t **)envs;
         p->sub.content_case = CPX__V1__SUBMIT__CONTENT_BATCH;
@@ -169,24 +170,25 @@ int cpx_client_submit(cpx_client_t *self, const cpx_envelope_t *env)
 {
     submit_parts_t p;
     cpx_envelope_t *e = (cpx_envelope_t *)env;
-    submit_frame(&p, &e, 1, 0);
+    submit_frame(&p, &e, 1, 0u);
     return cpx_client_send(self, &p.frame);
 }
 
 int cpx_client_submit_batch(cpx_client_t *self, cpx_envelope_t *const *envs, size_t n)
 {
     submit_parts_t p;
-    submit_frame(&p, envs, n, 1);
+    submit_frame(&p, envs, n, CPX_SUBMIT_BATCH);
     return cpx_client_send(self, &p.frame);
 }
 
-int cpx_client_encode_submit(cpx_envelope_t *const *envs, size_t n, int as_batch, uint8_t **out,
+int cpx_client_encode_submit(cpx_envelope_t *const *envs, size_t n, unsigned flags, uint8_t **out,
                              size_t *len)
 {
-    if (!envs || !n || !envs[0] || !out || !len || (!as_batch && n != 1))
+    if (!envs || !n || !envs[0] || !out || !len || (!(flags & CPX_SUBMIT_BATCH) && n != 1) ||
+        (flags & ~(CPX_SUBMIT_BATCH | CPX_SUBMIT_GROUPED_ACKS)))
         return CPX_ERR_ARG;
     submit_parts_t p;
-    submit_frame(&p, envs, n, as_batch);
+    submit_frame(&p, envs, n, flags);
     return cpx_encode(&p.frame, out, len);
 }
 

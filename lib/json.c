@@ -526,6 +526,8 @@ static uint32_t array_limit(const ProtobufCFieldDescriptor *fd)
 {
     if (!strcmp(fd->name, "envelopes"))
         return CPX_MAX_BATCH_ENVELOPES;
+    if (fd->type == PROTOBUF_C_TYPE_MESSAGE && (!strcmp(fd->name, "acks") || !strcmp(fd->name, "deliveries")))
+        return CPX_MAX_GROUPED;  /* the grouped frames */
     return CPX_MAX_REPEATED;
 }
 

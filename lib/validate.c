@@ -1764,6 +1764,17 @@ int cpx_validate_submit(const Cpx__V1__Submit *submit, const cpx_validate_opts_t
     return result(errs, before, tb);
 }
 
+static void check_delivery_ack(vctx *c, const Cpx__V1__DeliveryAck *a)
+{
+    if (a->delivery_id == 0)
+        verr(c, "delivery_id", "required", "the delivery id being acknowledged is required");
+    need_id16(c, "message_id", &a->message_id, true);
+    need_enum(c, "status", 0, a->status, "the delivery status is required");
+    if (a->status == CPX__V1__DELIVERY_STATUS__REFUSED_BY_LOCAL && !has(a->reason))
+        verr(c, "reason", "required", "say why the local system refused the delivery");
+    walk(c, &a->base);
+}
+
 int cpx_validate_client_frame(const cpx_client_frame_t *f, const cpx_validate_opts_t *opts,
                               cpx_errors_t *errs)
 {
@@ -1781,16 +1792,24 @@ int cpx_validate_client_frame(const cpx_client_frame_t *f, const cpx_validate_op
             check_submit(&c, f->submit);
         pop(&c, mark);
         break;
-    case CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACK: {
-        const Cpx__V1__DeliveryAck *a = f->delivery_ack;
+    case CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACK:
         mark = push(&c, "delivery_ack");
-        if (a->delivery_id == 0)
-            verr(&c, "delivery_id", "required", "the delivery id being acknowledged is required");
-        need_id16(&c, "message_id", &a->message_id, true);
-        need_enum(&c, "status", 0, a->status, "the delivery status is required");
-        if (a->status == CPX__V1__DELIVERY_STATUS__REFUSED_BY_LOCAL && !has(a->reason))
-            verr(&c, "reason", "required", "say why the local system refused the delivery");
-        walk(&c, &a->base);
+        check_delivery_ack(&c, f->delivery_ack);
+        pop(&c, mark);
+        break;
+    case CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACKS: {
+        const Cpx__V1__DeliveryAcks *d = f->delivery_acks;
+        mark = push(&c, "delivery_acks");
+        if (d->n_acks == 0)
+            verr(&c, "acks", "required", "a DeliveryAcks frame holds at least one confirmation");
+        else if (d->n_acks > CPX_MAX_GROUPED)
+            verr(&c, "acks", "too_many", "a DeliveryAcks frame holds at most %u confirmations, got %zu",
+                 CPX_MAX_GROUPED, d->n_acks);
+        for (size_t i = 0; i < d->n_acks && i < CPX_MAX_GROUPED; i++) {
+            size_t m2 = push_idx(&c, "acks", i);
+            check_delivery_ack(&c, d->acks[i]);
+            pop(&c, m2);
+        }
         pop(&c, mark);
         break;
     }

@@ -59,10 +59,14 @@ int cpx_client_send(cpx_client_t *self, const cpx_client_frame_t *frame);
 int cpx_client_submit(cpx_client_t *self, const cpx_envelope_t *env);
 int cpx_client_submit_batch(cpx_client_t *self, cpx_envelope_t *const *envs, size_t n);
 /* The same Submit frame, encoded into a new malloc'd buffer (*out, free()), for callers
- * that keep frames to resend or replay them: a Batch of the n envelopes when as_batch
- * (batch-signed envelopes travel in one, even a batch of one), else the single envelope
- * envs[0] (n must be 1). CPX_OK, CPX_ERR_ARG, or CPX_ERR_NOMEM. */
-int cpx_client_encode_submit(cpx_envelope_t *const *envs, size_t n, int as_batch, uint8_t **out,
+ * that keep frames to resend or replay them: a Batch of the n envelopes with
+ * CPX_SUBMIT_BATCH (batch-signed envelopes travel in one, even a batch of one), else
+ * the single envelope envs[0] (n must be 1); with CPX_SUBMIT_GROUPED_ACKS the gateway
+ * answers it with Acks frames instead of an Ack frame per envelope.
+ * CPX_OK, CPX_ERR_ARG, or CPX_ERR_NOMEM. */
+#define CPX_SUBMIT_BATCH 1u
+#define CPX_SUBMIT_GROUPED_ACKS 2u
+int cpx_client_encode_submit(cpx_envelope_t *const *envs, size_t n, unsigned flags, uint8_t **out,
                              size_t *len);
 /* Confirms a delivery: TAKEN, or REFUSED_BY_LOCAL with a reason. */
 int cpx_client_confirm(cpx_client_t *self, uint64_t delivery_id, const uint8_t *message_id,

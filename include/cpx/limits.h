@@ -11,6 +11,7 @@
 #define CPX_MAX_ENVELOPE_BYTES     (256u << 10) /* one envelope */
 #define CPX_MAX_DECODE_MEMORY      (8u << 20)   /* heap one decode may take */
 #define CPX_MAX_BATCH_ENVELOPES    1000u
+#define CPX_MAX_GROUPED            1000u        /* Acks, Deliveries, DeliveryAcks per frame */
 #define CPX_MAX_RECIPIENTS         32u
 #define CPX_MAX_CATEGORIES         5u
 #define CPX_MAX_REPEATED           64u          /* any other repeated field */

@@ -427,7 +427,7 @@ static frames_t make_frames(size_t n, size_t batch, const cpx_key_t *key)
         }
         if (cpx_envsign_sign_batch(envs, k, key))
             die("sign");
-        if (cpx_client_encode_submit(envs, k, 1, &f.data[fi], &f.len[fi]))
+        if (cpx_client_encode_submit(envs, k, CPX_SUBMIT_BATCH, &f.data[fi], &f.len[fi]))
             die("encode");
         f.env_in_frame[fi] = k;
         for (size_t i = 0; i < k; i++)

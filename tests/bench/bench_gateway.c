@@ -229,7 +229,9 @@ static frames_t make_frames(size_t n, size_t batch, const cpx_key_t *key, const 
         }
         if (batch == 1 ? cpx_envsign_sign(envs[0], key) : cpx_envsign_sign_batch(envs, k, key))
             die("sign");
-        if (cpx_client_encode_submit(envs, k, batch != 1, &f.data[fi], &f.len[fi]))
+        /* A batch is answered with one Acks frame (grouped_acks), as a bulk sender would ask. */
+        if (cpx_client_encode_submit(envs, k, batch != 1 ? CPX_SUBMIT_BATCH | CPX_SUBMIT_GROUPED_ACKS : 0u,
+                                     &f.data[fi], &f.len[fi]))
             die("encode");
         f.env_in_frame[fi] = k;
         for (size_t i = 0; i < k; i++)
@@ -259,7 +261,46 @@ typedef struct recv_ctx {
     volatile int stop;
 } recv_ctx_t;
 
-/* The recipient: confirms every delivery (TAKEN) until `want` distinct ones. */
+/* Confirms the n deliveries of one frame (TAKEN) in one DeliveryAcks frame; counts
+ * the distinct ones. */
+static void confirm(void *s, Cpx__V1__Deliver *const *d, size_t n, uint8_t *seen, size_t seen_cap,
+                    recv_ctx_t *rc)
+{
+    static Cpx__V1__DeliveryAck da[CPX_MAX_GROUPED];
+    static Cpx__V1__DeliveryAck *dp[CPX_MAX_GROUPED];
+    static uint8_t buf[CPX_MAX_GROUPED * 40 + 16];
+    if (n > CPX_MAX_GROUPED)
+        n = CPX_MAX_GROUPED;
+    for (size_t i = 0; i < n; i++) {
+        cpx__v1__delivery_ack__init(&da[i]);
+        da[i].delivery_id = d[i]->delivery_id;
+        da[i].message_id = d[i]->envelope->message_id;
+        da[i].status = CPX__V1__DELIVERY_STATUS__TAKEN;
+        dp[i] = &da[i];
+        uint64_t id = da[i].delivery_id;
+        if (id < seen_cap && !seen[id]) {
+            seen[id] = 1;
+            rc->confirmed++;
+        }
+    }
+    Cpx__V1__DeliveryAcks das = CPX__V1__DELIVERY_ACKS__INIT;
+    das.n_acks = n;
+    das.acks = dp;
+    cpx_client_frame_t cf = CPX__V1__CLIENT_FRAME__INIT;
+    if (n == 1) {
+        cf.frame_case = CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACK;
+        cf.delivery_ack = &da[0];
+    } else {
+        cf.frame_case = CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACKS;
+        cf.delivery_acks = &das;
+    }
+    size_t len;
+    if (!cpx_encode_into(&cf, buf, sizeof buf, &len))
+        zmq_send(s, buf, len, 0);
+}
+
+/* The recipient: confirms every delivery (TAKEN) until `want` distinct ones. It reads
+ * Deliveries frames (its heartbeats say so) and confirms each with one DeliveryAcks. */
 static void *receiver(void *arg)
 {
     recv_ctx_t *rc = arg;
@@ -273,6 +314,7 @@ static void *receiver(void *arg)
             uint8_t hb[16];
             cpx_client_frame_t cf = CPX__V1__CLIENT_FRAME__INIT;
             Cpx__V1__Heartbeat h = CPX__V1__HEARTBEAT__INIT;
+            h.deliveries_per_frame = CPX_MAX_GROUPED;
             cf.frame_case = CPX__V1__CLIENT_FRAME__FRAME_HEARTBEAT;
             cf.heartbeat = &h;
             size_t len;
@@ -287,24 +329,12 @@ static void *receiver(void *arg)
         zmq_msg_init(&m);
         while (zmq_msg_recv(&m, s, ZMQ_DONTWAIT) >= 0) {
             cpx_server_frame_t *f = NULL;
-            if (!cpx_decode_server_frame(zmq_msg_data(&m), zmq_msg_size(&m), &f) &&
-                f->frame_case == CPX__V1__SERVER_FRAME__FRAME_DELIVER) {
-                Cpx__V1__DeliveryAck da = CPX__V1__DELIVERY_ACK__INIT;
-                da.delivery_id = f->deliver->delivery_id;
-                da.message_id = f->deliver->envelope->message_id;
-                da.status = CPX__V1__DELIVERY_STATUS__TAKEN;
-                cpx_client_frame_t cf = CPX__V1__CLIENT_FRAME__INIT;
-                cf.frame_case = CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACK;
-                cf.delivery_ack = &da;
-                uint8_t buf[128];
-                size_t len;
-                cpx_encode_into(&cf, buf, sizeof buf, &len);
-                zmq_send(s, buf, len, 0);
-                uint64_t id = da.delivery_id;
-                if (id < seen_cap && !seen[id]) {
-                    seen[id] = 1;
-                    rc->confirmed++;
-                }
+            if (!cpx_decode_server_frame(zmq_msg_data(&m), zmq_msg_size(&m), &f)) {
+                if (f->frame_case == CPX__V1__SERVER_FRAME__FRAME_DELIVER)
+                    confirm(s, &f->deliver, 1, seen, seen_cap, rc);
+                else if (f->frame_case == CPX__V1__SERVER_FRAME__FRAME_DELIVERIES)
+                    confirm(s, f->deliveries->deliveries, f->deliveries->n_deliveries, seen,
+                            seen_cap, rc);
             }
             cpx_msg_free(f);
         }
@@ -355,7 +385,9 @@ static double send_all(void *s, const frames_t *f, size_t window, double *lat_p5
         while (zmq_msg_recv(&m, s, ZMQ_DONTWAIT) >= 0) {
             cpx_server_frame_t *sf = NULL;
             if (!cpx_decode_server_frame(zmq_msg_data(&m), zmq_msg_size(&m), &sf)) {
-                if (sf->frame_case == CPX__V1__SERVER_FRAME__FRAME_ACK) {
+                if (sf->frame_case == CPX__V1__SERVER_FRAME__FRAME_ACKS) {
+                    acked += sf->acks->n_acks;  /* batches only: no latency sampled */
+                } else if (sf->frame_case == CPX__V1__SERVER_FRAME__FRAME_ACK) {
                     acked++;
                     if (lat) {  /* per-message frames: find the frame by id (sequential scan window) */
                         for (size_t j = n_lat; j < fi; j++)

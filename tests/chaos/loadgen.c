@@ -291,7 +291,7 @@ static cpx_envelope_t *make_report(run_t *r, const char *sender)
 
 static void encode_submit(cpx_envelope_t **envs, size_t n, uint8_t **out, size_t *len)
 {
-    if (cpx_client_encode_submit(envs, n, n > 1, out, len))
+    if (cpx_client_encode_submit(envs, n, n > 1 ? CPX_SUBMIT_BATCH : 0u, out, len))
         fail(1, "encode");
 }
 

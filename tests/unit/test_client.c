@@ -121,13 +121,13 @@ static void test_wrong_server_key_never_connects(void **state)
 
 /* Encodes envs as cpx_client_encode_submit does and decodes the frame back: a Submit of
  * the expected content. Caller frees. */
-static cpx_client_frame_t *submit_round_trip(cpx_envelope_t *const *envs, size_t n, int as_batch,
+static cpx_client_frame_t *submit_round_trip(cpx_envelope_t *const *envs, size_t n, unsigned flags,
                                              int content_case)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
     cpx_client_frame_t *f = NULL;
-    assert_int_equal(cpx_client_encode_submit(envs, n, as_batch, &buf, &len), CPX_OK);
+    assert_int_equal(cpx_client_encode_submit(envs, n, flags, &buf, &len), CPX_OK);
     assert_int_equal(cpx_decode_client_frame(buf, len, &f), CPX_OK);
     free(buf);
     assert_int_equal(f->frame_case, CPX__V1__CLIENT_FRAME__FRAME_SUBMIT);
@@ -147,22 +147,27 @@ static void test_encode_submit(void **state)
 
     cpx_client_frame_t *f = submit_round_trip(two, 1, 0, CPX__V1__SUBMIT__CONTENT_ENVELOPE);
     assert_string_equal(f->submit->envelope->sender, "POLICE");
+    assert_false(f->submit->grouped_acks);
     cpx_msg_free(f);
 
-    f = submit_round_trip(two, 2, 1, CPX__V1__SUBMIT__CONTENT_BATCH);
+    f = submit_round_trip(two, 2, CPX_SUBMIT_BATCH, CPX__V1__SUBMIT__CONTENT_BATCH);
     assert_int_equal(f->submit->batch->n_envelopes, 2);
     assert_string_equal(f->submit->batch->envelopes[1]->sender, "HEALTH");
+    assert_false(f->submit->grouped_acks);
     cpx_msg_free(f);
 
-    f = submit_round_trip(two, 1, 1, CPX__V1__SUBMIT__CONTENT_BATCH);
+    f = submit_round_trip(two, 1, CPX_SUBMIT_BATCH | CPX_SUBMIT_GROUPED_ACKS,
+                          CPX__V1__SUBMIT__CONTENT_BATCH);
     assert_int_equal(f->submit->batch->n_envelopes, 1);
+    assert_true(f->submit->grouped_acks);
     cpx_msg_free(f);
 
     uint8_t *buf = NULL;
     size_t len = 0;
     assert_int_equal(cpx_client_encode_submit(two, 2, 0, &buf, &len), CPX_ERR_ARG);
-    assert_int_equal(cpx_client_encode_submit(two, 0, 1, &buf, &len), CPX_ERR_ARG);
+    assert_int_equal(cpx_client_encode_submit(two, 0, CPX_SUBMIT_BATCH, &buf, &len), CPX_ERR_ARG);
     assert_int_equal(cpx_client_encode_submit(NULL, 1, 0, &buf, &len), CPX_ERR_ARG);
+    assert_int_equal(cpx_client_encode_submit(two, 1, 4u, &buf, &len), CPX_ERR_ARG);
     assert_null(buf);
 }
 

@@ -702,6 +702,41 @@ static void test_client_frames(void **state)
     frame_err("{\"delivery_ack\":{\"delivery_id\":3,\"message_id\":\"" ID16 "\",\"status\":\"TAKEN\"}}", NULL, NULL);
     frame_err("{\"delivery_ack\":{\"delivery_id\":3,\"message_id\":\"" ID16 "\",\"status\":\"REFUSED_BY_LOCAL\"}}",
               "delivery_ack.reason", "required");
+    /* grouped confirmations: each checked as the single one, named by its index */
+    frame_err("{\"delivery_acks\":{\"acks\":[{\"delivery_id\":3,\"message_id\":\"" ID16 "\",\"status\":\"TAKEN\"},"
+              "{\"delivery_id\":4,\"message_id\":\"" ID16 "\",\"status\":\"REFUSED_BY_LOCAL\",\"reason\":\"x\"}]}}",
+              NULL, NULL);
+    frame_err("{\"delivery_acks\":{\"acks\":[{\"delivery_id\":3,\"message_id\":\"" ID16 "\",\"status\":\"TAKEN\"},"
+              "{\"delivery_id\":4,\"message_id\":\"" ID16 "\",\"status\":\"REFUSED_BY_LOCAL\"}]}}",
+              "delivery_acks.acks[1].reason", "required");
+    frame_err("{\"delivery_acks\":{\"acks\":[{\"message_id\":\"" ID16 "\",\"status\":\"TAKEN\"}]}}",
+              "delivery_acks.acks[0].delivery_id", "required");
+    frame_err("{\"delivery_acks\":{}}", "delivery_acks.acks", "required");
+    {
+        /* more than CPX_MAX_GROUPED confirmations in one frame */
+        static Cpx__V1__DeliveryAck a[CPX_MAX_GROUPED + 1];
+        static Cpx__V1__DeliveryAck *ap[CPX_MAX_GROUPED + 1];
+        static uint8_t id[16] = {1};
+        for (size_t i = 0; i <= CPX_MAX_GROUPED; i++) {
+            cpx__v1__delivery_ack__init(&a[i]);
+            a[i].delivery_id = i + 1;
+            a[i].message_id = (ProtobufCBinaryData){16, id};
+            a[i].status = CPX__V1__DELIVERY_STATUS__TAKEN;
+            ap[i] = &a[i];
+        }
+        Cpx__V1__DeliveryAcks da = CPX__V1__DELIVERY_ACKS__INIT;
+        da.acks = ap;
+        da.n_acks = CPX_MAX_GROUPED;
+        cpx_client_frame_t f = CPX__V1__CLIENT_FRAME__INIT;
+        f.frame_case = CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACKS;
+        f.delivery_acks = &da;
+        cpx_errors_t errs = {0};
+        assert_int_equal(cpx_validate_client_frame(&f, &opts_now, &errs), CPX_OK);
+        da.n_acks = CPX_MAX_GROUPED + 1;
+        assert_int_equal(cpx_validate_client_frame(&f, &opts_now, &errs), CPX_ERR_INVALID);
+        assert_string_equal(errs.items[0].path, "delivery_acks.acks");
+        assert_string_equal(errs.items[0].rule, "too_many");
+    }
     free(dup);
     free(frame);
     free(b0);
