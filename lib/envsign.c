@@ -752,8 +752,10 @@ static int check_body(const cpx_envelope_t *env, cpx_envsign_result_t *res)
     return CPX_OK;
 }
 
-/* Everything but the Ed25519 check: signature shape, key id, body, digest. */
-static int prepare(const cpx_envelope_t *env, const cpx_key_t *pub, cpx_envsign_result_t *res)
+/* Everything but the Ed25519 check: signature shape, key id (id, the id of the
+ * verifying key), body, digest. */
+static int prepare(const cpx_envelope_t *env, const uint8_t id[CPX_KEY_ID_LEN],
+                   cpx_envsign_result_t *res)
 {
     const Cpx__V1__Signature *sig = env->signature;
     if (!sig) {
@@ -768,9 +770,7 @@ static int prepare(const cpx_envelope_t *env, const cpx_key_t *pub, cpx_envsign_
         set_reason(res, "signature.ed25519: %zu bytes, expected 64", sig->ed25519.len);
         return CPX_ERR_BAD_SIGNATURE;
     }
-    uint8_t id[CPX_KEY_ID_LEN];
-    cpx_key_id(pub, id);
-    if (sig->key_id.len != CPX_KEY_ID_LEN || !cpx_ct_equal(sig->key_id.data, id, sizeof id)) {
+    if (sig->key_id.len != CPX_KEY_ID_LEN || !cpx_ct_equal(sig->key_id.data, id, CPX_KEY_ID_LEN)) {
         set_reason(res, "signature.key_id: not the sender's enrolled signing key");
         return CPX_ERR_BAD_SIGNATURE;
     }
@@ -826,7 +826,9 @@ int cpx_envsign_verify(const cpx_envelope_t *env, const cpx_key_t *pub,
         set_reason(res, "no envelope or key");
         return CPX_ERR_ARG;
     }
-    int rc = prepare(env, pub, res);
+    uint8_t id[CPX_KEY_ID_LEN];
+    cpx_key_id(pub, id);
+    int rc = prepare(env, id, res);
     if (rc != CPX_OK)
         return rc;
     const Cpx__V1__Signature *sig = env->signature;
@@ -859,23 +861,85 @@ typedef struct root_seen {
 
 #define ROOTS_CACHED 16
 
+/* The usual case: the n envelopes are one whole signed batch (every proof of size n,
+ * each index once, one root signature). Then the tree is built once from all leaves
+ * (n - 1 node hashes) and each envelope's path is compared with its path in that tree,
+ * instead of hashing every path up to the root (log2(n) hashes per envelope). A path
+ * equal to the tree's leads to the tree's root, so the outcome is the same; an envelope
+ * whose path differs is left to batch_root (done[i] = 0). */
+static void whole_batch_roots(cpx_envelope_t *const *envs, size_t n,
+                              cpx_envsign_result_t *results, const int *prep, uint8_t *done)
+{
+    const Cpx__V1__BatchProof *p0 = NULL;
+    uint8_t taken[(CPX_MAX_BATCH_ENVELOPES + 7) / 8] = {0};
+    for (size_t i = 0; i < n; i++) {
+        const Cpx__V1__BatchProof *p = prep[i] == CPX_OK ? envs[i]->signature->batch : NULL;
+        if (!p || p->size != n || p->index >= n || (taken[p->index / 8] & (1u << (p->index % 8))))
+            return;
+        if (!p0)
+            p0 = p;
+        else if (p->root_signature.len != p0->root_signature.len ||
+                 memcmp(p->root_signature.data, p0->root_signature.data, p0->root_signature.len))
+            return;
+        taken[p->index / 8] |= (uint8_t)(1u << (p->index % 8));
+    }
+    cpx_hash_t *tree = malloc((2 * n + CPX_MAX_BATCH_PATH + 1) * sizeof *tree);
+    if (!tree)
+        return;
+    for (size_t i = 0; i < n; i++)
+        cpx_merkle_leaf_hash(results[i].digest, CPX_SHA256_LEN, tree[envs[i]->signature->batch->index]);
+    cpx_hash_t *levels[CPX_MAX_BATCH_PATH + 2];
+    size_t sizes[CPX_MAX_BATCH_PATH + 2];
+    size_t nlev = build_levels(tree, n, levels, sizes);
+    for (size_t i = 0; i < n; i++) {
+        const Cpx__V1__BatchProof *p = envs[i]->signature->batch;
+        cpx_hash_t path[CPX_MAX_BATCH_PATH];
+        size_t plen = level_path(levels, sizes, nlev, (size_t)p->index, path);
+        int same = plen == p->n_path;
+        for (size_t k = 0; same && k < plen; k++)
+            same = !memcmp(path[k], p->path[k].data, CPX_SHA256_LEN);
+        if (same) {
+            memcpy(results[i].batch_root, levels[nlev - 1][0], CPX_SHA256_LEN);
+            done[i] = 1;
+        }
+    }
+    free(tree);
+}
+
 int cpx_envsign_verify_batch(cpx_envelope_t *const *envs, size_t n, const cpx_key_t *pub,
                              cpx_envsign_result_t *results, int *rcs)
 {
     if (!envs || !pub || !results || !rcs || n > CPX_MAX_BATCH_ENVELOPES)
         return CPX_ERR_ARG;
+    uint8_t id[CPX_KEY_ID_LEN];
+    cpx_key_id(pub, id);
+    /* First every envelope's own checks and digest, then the batch roots. */
+    uint8_t done[CPX_MAX_BATCH_ENVELOPES] = {0};
+    for (size_t i = 0; i < n; i++) {
+        const cpx_envelope_t *env = envs[i];
+        memset(&results[i], 0, sizeof results[i]);
+        if (!env || env->signature == NULL || env->signature->batch == NULL) {
+            rcs[i] = env ? cpx_envsign_verify(env, pub, &results[i]) : CPX_ERR_ARG;
+            done[i] = 1;  /* not a batch member: settled */
+        } else {
+            rcs[i] = prepare(env, id, &results[i]);
+        }
+    }
+    int prep_ok = 1;
+    for (size_t i = 0; i < n && prep_ok; i++)
+        prep_ok = !done[i] && rcs[i] == CPX_OK;
+    uint8_t fast[CPX_MAX_BATCH_ENVELOPES] = {0};
+    if (prep_ok && n)
+        whole_batch_roots(envs, n, results, rcs, fast);
     root_seen_t seen[ROOTS_CACHED];
     size_t n_seen = 0;
     int first = CPX_OK;
     for (size_t i = 0; i < n; i++) {
         cpx_envsign_result_t *res = &results[i];
         const cpx_envelope_t *env = envs[i];
-        if (!env || env->signature == NULL || env->signature->batch == NULL) {
-            rcs[i] = env ? cpx_envsign_verify(env, pub, res) : CPX_ERR_ARG;
-        } else {
-            memset(res, 0, sizeof *res);
-            int rc = prepare(env, pub, res);
-            if (rc == CPX_OK)
+        if (!done[i]) {
+            int rc = rcs[i];
+            if (rc == CPX_OK && !fast[i])
                 rc = batch_root(env, res);
             if (rc == CPX_OK) {
                 const Cpx__V1__BatchProof *p = env->signature->batch;

@@ -692,6 +692,25 @@ static void run_batch(size_t n)
         assert_int_equal(rcs[i], i == n / 2 ? CPX_ERR_BAD_SIGNATURE : CPX_OK);
     assert_true(cpx_envsign_ed25519_verifies_for_test() - before <= 2);
     envs[n / 2]->created_ms--;
+    if (n > 1) {
+        /* In a whole batch the tree is built once and each path compared with it: a
+         * member with a wrong path (or claiming another's index) is refused alone, as
+         * when its path is hashed up to the root. */
+        p0->path[0].data[5] ^= 1;
+        assert_int_equal(cpx_envsign_verify_batch(envs, n, g_pub, res, rcs), CPX_ERR_BAD_SIGNATURE);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(rcs[i], i == 0 ? CPX_ERR_BAD_SIGNATURE : CPX_OK);
+        p0->path[0].data[5] ^= 1;
+        p0->index = 1;
+        assert_int_equal(cpx_envsign_verify_batch(envs, n, g_pub, res, rcs), CPX_ERR_BAD_SIGNATURE);
+        assert_int_equal(rcs[0], CPX_ERR_BAD_SIGNATURE);
+        for (size_t i = 1; i < n; i++)
+            assert_int_equal(rcs[i], CPX_OK);
+        p0->index = 0;
+        assert_int_equal(cpx_envsign_verify_batch(envs, n, g_pub, res, rcs), CPX_OK);
+        for (size_t i = 0; i < n; i++)
+            assert_memory_equal(res[i].batch_root, root, 32);
+    }
     /* Redacted members of a batch still verify. */
     const uint32_t rep = 1;
     assert_int_equal(cpx_envsign_redact(envs[n - 1], &rep, 1), CPX_OK);
