@@ -183,6 +183,7 @@ static void unprepare(cpx_gw_in_t *in)
     in->ep = NULL;
     in->enc = NULL;
     in->n_ep = 0;
+    in->ep_in_frame = 0;
 }
 
 
@@ -413,8 +414,8 @@ static int accept_env(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
 
     const uint8_t *bytes;
     size_t len;
-    if (ep && ep->len) {  /* encoded on the pool (cpx_gw_writer_prepare) */
-        bytes = in->enc + ep->off;
+    if (ep && ep->len) {  /* as received, or encoded on the pool (cpx_gw_writer_prepare) */
+        bytes = (in->ep_in_frame ? in->data : in->enc) + ep->off;
         len = ep->len;
     } else {
         static uint8_t *scratch;
@@ -816,16 +817,20 @@ static void prepare_frame(cpx_gw_in_t *x, int64_t now_ms)
     cpx_envelope_t *const *envs = frame_envelopes(x, &ne, &batch);
     if (!ne)
         return;
-    size_t total = 0;
-    for (size_t k = 0; k < ne; k++)
-        total += envs[k] ? protobuf_c_message_get_packed_size(&envs[k]->base) : 0;
     x->ep = calloc(ne, sizeof *x->ep);
-    x->enc = malloc(total ? total : 1);
-    if (!x->ep || !x->enc) {
+    if (!x->ep)
+        return;
+    /* The message store keeps each envelope as received when the frame has the plain
+     * shape (the bytes decode to exactly the envelope checked here); otherwise the
+     * decoded envelope encoded again. */
+    size_t offs[CPX_MAX_BATCH_ENVELOPES], lens[CPX_MAX_BATCH_ENVELOPES];
+    x->ep_in_frame = cpx_submit_envelope_spans(x->data, x->len, ne, offs, lens) == CPX_OK;
+    size_t total = 0;
+    for (size_t k = 0; k < ne && !x->ep_in_frame; k++)
+        total += envs[k] ? protobuf_c_message_get_packed_size(&envs[k]->base) : 0;
+    if (!x->ep_in_frame && !(x->enc = malloc(total ? total : 1))) {
         free(x->ep);
-        free(x->enc);
         x->ep = NULL;
-        x->enc = NULL;
         return;
     }
     x->n_ep = ne;
@@ -842,9 +847,14 @@ static void prepare_frame(cpx_gw_in_t *x, int64_t now_ms)
         p->valid_rc = cpx_validate_envelope(envs[k], &vo, &errs);
         if (p->valid_rc != CPX_OK)
             continue;
-        p->off = off;
-        p->len = protobuf_c_message_pack(&envs[k]->base, x->enc + off);
-        off += p->len;
+        if (x->ep_in_frame) {
+            p->off = offs[k];
+            p->len = lens[k];
+        } else {
+            p->off = off;
+            p->len = protobuf_c_message_pack(&envs[k]->base, x->enc + off);
+            off += p->len;
+        }
         if (p->len > CPX_MAX_ENVELOPE_BYTES)
             p->len = 0;  /* the writer's own encoding refuses it, as for any envelope */
     }
@@ -859,6 +869,7 @@ static void decode_job(void *arg, size_t part)
 static void prepare_reset(cpx_gw_in_t *x)
 {
     x->prepared = 1;
+    x->ep_in_frame = 0;
     x->ahead = 0;
     x->frame = NULL;
     x->arena = NULL;

@@ -37,6 +37,7 @@ typedef struct cpx_gw_in {
     struct cpx_gw_envprep *ep;
     size_t n_ep;
     uint8_t *enc;
+    int ep_in_frame;                /* ep offsets are into data (kept as received), not enc */
     uint32_t ack_group;             /* grouped_acks Submit: its Acks' group, else 0 */
     /* Prepared while the previous cycle ran (cpx_gw_writer_ahead): decoded, validated,
      * encoded, and verified (res set) under ahead_pub as the last commit enrolled it;
@@ -48,7 +49,7 @@ typedef struct cpx_gw_in {
 
 typedef struct cpx_gw_envprep {
     int valid_rc;
-    size_t off, len;                /* in enc; len 0: not encoded ahead */
+    size_t off, len;                /* in enc or data; len 0: not encoded ahead */
 } cpx_gw_envprep_t;
 
 /* Decodes the cycle's frames, validates and re-encodes their envelopes, then verifies

@@ -147,6 +147,87 @@ int cpx_decode_in_arena(const ProtobufCMessageDescriptor *desc, const uint8_t *b
     return CPX_OK;
 }
 
+/* ---- envelope spans of a Submit frame ---------------------------------------------- */
+
+static int read_varint64(const uint8_t *b, size_t len, size_t *pos, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*pos >= len)
+            return -1;
+        uint8_t c = b[(*pos)++];
+        *v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+/* The field at *pos: its number and wire type; for a length-delimited one its payload
+ * (*start, *plen). Only varint and length-delimited fields are accepted (-1 otherwise). */
+static int next_field(const uint8_t *b, size_t len, size_t *pos, uint32_t *field,
+                      unsigned *wire, size_t *start, size_t *plen)
+{
+    uint64_t tag, v;
+    if (read_varint64(b, len, pos, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
+        return -1;
+    *field = (uint32_t)(tag >> 3);
+    *wire = (unsigned)(tag & 7);
+    if (*wire == 0)
+        return read_varint64(b, len, pos, &v);
+    if (*wire != 2 || read_varint64(b, len, pos, &v) || v > len - *pos)
+        return -1;
+    *start = *pos;
+    *plen = (size_t)v;
+    *pos += (size_t)v;
+    return 0;
+}
+
+int cpx_submit_envelope_spans(const uint8_t *buf, size_t len, size_t n, size_t *off, size_t *lens)
+{
+    size_t pos = 0, s = 0, l = 0;
+    uint32_t f;
+    unsigned w;
+    /* ClientFrame: exactly one field, submit (1). */
+    if (!buf || next_field(buf, len, &pos, &f, &w, &s, &l) || f != 1 || w != 2 || pos != len)
+        return CPX_ERR_DECODE;
+    /* Submit: envelope (1) or batch (2), once; grouped_acks (3, a varint) at most once. */
+    const size_t end = s + l;
+    size_t cs = 0, cl = 0;
+    uint32_t content = 0, seen = 0;
+    for (pos = s; pos < end;) {
+        if (next_field(buf, end, &pos, &f, &w, &s, &l) || f < 1 || f > 3 || (seen & (1u << f)) ||
+            w != (f == 3 ? 0u : 2u))
+            return CPX_ERR_DECODE;
+        seen |= 1u << f;
+        if (f == 3)
+            continue;
+        if (content)  /* both envelope and batch: a oneof set twice */
+            return CPX_ERR_DECODE;
+        content = f;
+        cs = s;
+        cl = l;
+    }
+    if (content == 1) {
+        if (n != 1)
+            return CPX_ERR_DECODE;
+        off[0] = cs;
+        lens[0] = cl;
+        return CPX_OK;
+    }
+    if (content != 2)
+        return CPX_ERR_DECODE;
+    /* Batch: envelopes (1), exactly n of them. */
+    size_t k = 0;
+    for (pos = cs; pos < cs + cl;) {
+        if (next_field(buf, cs + cl, &pos, &f, &w, &s, &l) || f != 1 || w != 2 || k == n)
+            return CPX_ERR_DECODE;
+        off[k] = s;
+        lens[k++] = l;
+    }
+    return k == n ? CPX_OK : CPX_ERR_DECODE;
+}
+
 int cpx_decode_client_frame(const uint8_t *buf, size_t len, cpx_client_frame_t **out)
 {
     return cpx_decode(&cpx__v1__client_frame__descriptor, buf, len, CPX_MAX_FRAME_BYTES,

@@ -49,6 +49,14 @@ void cpx_arena_free(cpx_arena_t **arena);
 /* Typed shorthands: limits CPX_MAX_FRAME_BYTES for frames, CPX_MAX_ENVELOPE_BYTES for
  * envelopes, CPX_MAX_LEAF_BYTES for audit leaves. */
 int cpx_decode_client_frame(const uint8_t *buf, size_t len, cpx_client_frame_t **out);
+
+/* Where the envelopes of an encoded Submit ClientFrame lie in its bytes: off[i], len[i]
+ * for envelope i, in order, so they can be kept as received instead of encoded again
+ * (they decode to the very message the frame decodes to). Only for the plain shape —
+ * every field once, no field the schema does not know at the Submit and Batch levels —
+ * and exactly n envelopes; anything else (including a frame that would not decode) is
+ * CPX_ERR_DECODE, and the caller encodes the decoded envelopes instead. */
+int cpx_submit_envelope_spans(const uint8_t *buf, size_t len, size_t n, size_t *off, size_t *lens);
 int cpx_decode_server_frame(const uint8_t *buf, size_t len, cpx_server_frame_t **out);
 int cpx_decode_envelope(const uint8_t *buf, size_t len, cpx_envelope_t **out);
 int cpx_decode_audit_leaf(const uint8_t *buf, size_t len, cpx_audit_leaf_t **out);

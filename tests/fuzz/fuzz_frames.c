@@ -11,6 +11,52 @@
 #include "cpx/limits.h"
 #include "cpx/validate.h"
 
+/* The re-encoded bytes of m (caller frees), or NULL. */
+static uint8_t *packed(const ProtobufCMessage *m, size_t *n)
+{
+    *n = protobuf_c_message_get_packed_size(m);
+    uint8_t *b = malloc(*n ? *n : 1);
+    if (b)
+        protobuf_c_message_pack(m, b);
+    return b;
+}
+
+/* The gateway keeps a Submit's envelopes as received when cpx_submit_envelope_spans
+ * finds them: each span must decode to the envelope the whole frame decodes to. */
+static void check_spans(const uint8_t *data, size_t size, const cpx_client_frame_t *cf)
+{
+    if (cf->frame_case != CPX__V1__CLIENT_FRAME__FRAME_SUBMIT || !cf->submit)
+        return;
+    cpx_envelope_t *const *envs = NULL;
+    size_t n = 0;
+    if (cf->submit->content_case == CPX__V1__SUBMIT__CONTENT_ENVELOPE && cf->submit->envelope) {
+        envs = &cf->submit->envelope;
+        n = 1;
+    } else if (cf->submit->content_case == CPX__V1__SUBMIT__CONTENT_BATCH && cf->submit->batch) {
+        envs = cf->submit->batch->envelopes;
+        n = cf->submit->batch->n_envelopes;
+    }
+    if (!n || n > CPX_MAX_BATCH_ENVELOPES)
+        return;
+    static size_t off[CPX_MAX_BATCH_ENVELOPES], len[CPX_MAX_BATCH_ENVELOPES];
+    if (cpx_submit_envelope_spans(data, size, n, off, len) != CPX_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        cpx_envelope_t *e = NULL;
+        if (len[i] > CPX_MAX_ENVELOPE_BYTES)
+            continue;  /* the gateway encodes (and refuses) such an envelope itself */
+        if (cpx_decode_envelope(data + off[i], len[i], &e) != CPX_OK)
+            abort();  /* the span of an envelope that decoded as part of the frame */
+        size_t a, b;
+        uint8_t *x = packed(&e->base, &a), *y = packed(&envs[i]->base, &b);
+        if (x && y && (a != b || memcmp(x, y, a)))
+            abort();  /* a different envelope than the frame's */
+        free(x);
+        free(y);
+        cpx_msg_free(e);
+    }
+}
+
 static void roundtrip(const ProtobufCMessage *m, const ProtobufCMessageDescriptor *d)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
@@ -41,6 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 cpx_errors_t e2 = {0};
                 cpx_validate_envelope(cf->submit->batch->envelopes[i], &opts, &e2);
             }
+        check_spans(data, size, cf);
         roundtrip(&cf->base, &cpx__v1__client_frame__descriptor);
         cpx_msg_free(cf);
     }

@@ -170,6 +170,116 @@ static void test_encode_into_bounds(void **state)
     assert_true(len > 2);
 }
 
+/* An envelope with a distinct sender and id, encoded standalone into *out. */
+static cpx_envelope_t *span_env(unsigned i, uint8_t id[16])
+{
+    static char senders[4][16] = {"POLICE", "HEALTH", "EDUCATION", "CIVIL_AFFAIRS"};
+    cpx_envelope_t *e = calloc(1, sizeof *e);
+    cpx__v1__envelope__init(e);
+    e->sender = senders[i % 4];
+    memset(id, (int)i + 1, 16);
+    e->message_id = (ProtobufCBinaryData){16, id};
+    e->created_ms = 1700000000000 + i;
+    return e;
+}
+
+/* Builds ClientFrame{submit{...}} by hand: payload is the Submit's bytes. */
+static size_t frame_of(const uint8_t *submit, size_t n, uint8_t *out)
+{
+    out[0] = 0x0a;
+    size_t k = 1, v = n;
+    while (v >= 0x80) {
+        out[k++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[k++] = (uint8_t)v;
+    memcpy(out + k, submit, n);
+    return k + n;
+}
+
+static void test_submit_envelope_spans(void **state)
+{
+    (void)state;
+    uint8_t ids[3][16];
+    cpx_envelope_t *e[3];
+    for (unsigned i = 0; i < 3; i++)
+        e[i] = span_env(i, ids[i]);
+    Cpx__V1__Batch b = CPX__V1__BATCH__INIT;
+    b.envelopes = e;
+    b.n_envelopes = 3;
+    Cpx__V1__Submit sub = CPX__V1__SUBMIT__INIT;
+    sub.content_case = CPX__V1__SUBMIT__CONTENT_BATCH;
+    sub.batch = &b;
+    sub.grouped_acks = 1;
+    cpx_client_frame_t f = CPX__V1__CLIENT_FRAME__INIT;
+    f.frame_case = CPX__V1__CLIENT_FRAME__FRAME_SUBMIT;
+    f.submit = &sub;
+    uint8_t buf[4096], one[512];
+    size_t len, off[4], lens[4];
+    assert_int_equal(cpx_encode_into(&f, buf, sizeof buf, &len), CPX_OK);
+    assert_int_equal(cpx_submit_envelope_spans(buf, len, 3, off, lens), CPX_OK);
+    for (unsigned i = 0; i < 3; i++) {  /* each span is the envelope's own encoding */
+        size_t ol;
+        assert_int_equal(cpx_encode_into(e[i], one, sizeof one, &ol), CPX_OK);
+        assert_int_equal(lens[i], ol);
+        assert_memory_equal(buf + off[i], one, ol);
+    }
+    /* the wrong count, a cut frame, a frame twice over */
+    assert_int_equal(cpx_submit_envelope_spans(buf, len, 2, off, lens), CPX_ERR_DECODE);
+    assert_int_equal(cpx_submit_envelope_spans(buf, len, 4, off, lens), CPX_ERR_DECODE);
+    assert_int_equal(cpx_submit_envelope_spans(buf, len - 1, 3, off, lens), CPX_ERR_DECODE);
+    uint8_t twice[8192];
+    memcpy(twice, buf, len);
+    memcpy(twice + len, buf, len);
+    assert_int_equal(cpx_submit_envelope_spans(twice, 2 * len, 3, off, lens), CPX_ERR_DECODE);
+    assert_int_equal(cpx_submit_envelope_spans(NULL, 0, 1, off, lens), CPX_ERR_DECODE);
+
+    /* a single envelope */
+    sub.content_case = CPX__V1__SUBMIT__CONTENT_ENVELOPE;
+    sub.envelope = e[1];
+    sub.grouped_acks = 0;
+    assert_int_equal(cpx_encode_into(&f, buf, sizeof buf, &len), CPX_OK);
+    assert_int_equal(cpx_submit_envelope_spans(buf, len, 1, off, lens), CPX_OK);
+    size_t ol;
+    assert_int_equal(cpx_encode_into(e[1], one, sizeof one, &ol), CPX_OK);
+    assert_int_equal(lens[0], ol);
+    assert_memory_equal(buf + off[0], one, ol);
+
+    /* Submit shapes that decode but are not plain: content twice (envelope then batch),
+     * an unknown field, grouped_acks as a length-delimited field */
+    uint8_t s[1024], fr[1100];
+    size_t sl = 0;
+    s[sl++] = 0x0a;
+    s[sl++] = (uint8_t)ol;
+    memcpy(s + sl, one, ol);
+    sl += ol;
+    size_t fl = frame_of(s, sl, fr);
+    assert_int_equal(cpx_submit_envelope_spans(fr, fl, 1, off, lens), CPX_OK);
+    uint8_t s2[1100];
+    memcpy(s2, s, sl);
+    s2[sl] = 0x12;  /* batch {} after the envelope */
+    s2[sl + 1] = 0;
+    fl = frame_of(s2, sl + 2, fr);
+    assert_int_equal(cpx_submit_envelope_spans(fr, fl, 1, off, lens), CPX_ERR_DECODE);
+    s2[sl] = 0x20;  /* field 4, varint */
+    s2[sl + 1] = 1;
+    fl = frame_of(s2, sl + 2, fr);
+    assert_int_equal(cpx_submit_envelope_spans(fr, fl, 1, off, lens), CPX_ERR_DECODE);
+    s2[sl] = 0x1a;  /* field 3 (grouped_acks) length-delimited */
+    s2[sl + 1] = 0;
+    fl = frame_of(s2, sl + 2, fr);
+    assert_int_equal(cpx_submit_envelope_spans(fr, fl, 1, off, lens), CPX_ERR_DECODE);
+    s2[sl] = 0x18;  /* field 3 as a varint: the plain shape */
+    s2[sl + 1] = 1;
+    fl = frame_of(s2, sl + 2, fr);
+    assert_int_equal(cpx_submit_envelope_spans(fr, fl, 1, off, lens), CPX_OK);
+    /* a heartbeat frame is not a Submit */
+    uint8_t hb[2] = {0x1a, 0};
+    assert_int_equal(cpx_submit_envelope_spans(hb, 2, 1, off, lens), CPX_ERR_DECODE);
+    for (unsigned i = 0; i < 3; i++)
+        free(e[i]);
+}
+
 static void test_strerror_and_errors(void **state)
 {
     (void)state;
@@ -194,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_memory_budget),
         cmocka_unit_test(test_arena_decode),
         cmocka_unit_test(test_encode_into_bounds),
+        cmocka_unit_test(test_submit_envelope_spans),
         cmocka_unit_test(test_strerror_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
