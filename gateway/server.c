@@ -852,11 +852,11 @@ int cpx_gw_server_run(cpx_gw_t *self)
         }
         /* Those that wait are prepared while this cycle writes (ahead.h); `now` is only
          * borrowed for the list of pointers. */
-        if (n_wait) {
-            for (size_t i = 0; i < n_wait; i++)
-                ahead_list[i] = &buf[1][i].in;
-            cpx_gw_ahead_start(self->ahead, ahead_list, n_wait, self->now_ms);
-        }
+        size_t n_ahead = 0;
+        for (size_t i = 0; i < n_wait; i++)
+            if (!buf[1][i].in.ahead)  /* not prepared in an earlier wait */
+                ahead_list[n_ahead++] = &buf[1][i].in;
+        cpx_gw_ahead_start(self->ahead, ahead_list, n_ahead, self->now_ms);
         size_t n_ref = 0;
         while (n_ref < MAX_REFUSALS_PER_CYCLE) {
             uint8_t rbuf[CPX_CURVE_KEY_LEN + 64];

@@ -6,7 +6,11 @@
  * commits, and only once that commit is durable sends Acks, Nacks and Deliver frames.
  * The final flush of cycle N (its meta page) runs on a sync thread (syncer.h) while
  * cycle N+1 is read, verified, written and committed; N's replies go out once that
- * flush returned, before N+1's. A second thread (zap.c) answers CURVE authentication.
+ * flush returned, before N+1's. Submit frames past a cycle's byte budget wait for the
+ * next one and are decoded, validated and verified meanwhile by the prepare-ahead
+ * thread (ahead.h), and the verification pool (verify.h) does that work for the rest.
+ * Replies go out grouped where the client asked for it (Acks, Deliveries frames).
+ * Another thread (zap.c) answers CURVE authentication.
  *
  * Caveats: cpx_gw_server_run returns after cpx_gw_server_stop (async-signal-safe: it
  * only sets a flag) once the cycle in progress is committed. */
