@@ -18,6 +18,31 @@
 #define HEAD_MAX (2 + CPX_MAX_DEPT_CODE + CPX_MAX_CASE_ID)
 #define AAD_MAX (sizeof STORE_AAD + 8 + HEAD_MAX)
 
+/* One message kept in the clear (see recent_t). */
+typedef struct recent_ent {
+    uint64_t seq;
+    uint64_t pos;                /* of its bytes in the ring, counted from the start */
+    uint32_t env_len;
+    uint8_t sl, cl;              /* sender and case id lengths, before the envelope */
+    uint8_t gone;                /* blanked since: the store says what it is now */
+} recent_ent_t;
+
+/* The messages this handle stored last, in the clear: their deliveries (usually a cycle
+ * or two later) then need neither a store read nor a decrypt. A ring of bytes and a ring
+ * of entries in seq order. It mirrors the store exactly: put adds, blank marks gone, and
+ * a transaction that aborts takes back what it added (cpx_gw_cases_aborted); bytes are
+ * valid while the ring has not come round over them (pos >= high - cap). */
+typedef struct recent {
+    uint8_t *buf;
+    size_t cap;
+    uint64_t written, high;      /* bytes appended; the most ever (rollbacks go back) */
+    recent_ent_t *ent;
+    size_t n_cap;                /* power of two */
+    uint64_t head, tail;         /* live entries [head, tail), counted from the start */
+    uint64_t mark_tail, mark_written; /* at the last commit */
+    uint64_t hits;
+} recent_t;
+
 struct cpx_gw_cases {
     MDB_dbi msg, mid, cases, meta;
     uint8_t key[CPX_AEAD_KEY_LEN];
@@ -25,7 +50,134 @@ struct cpx_gw_cases {
      * the AES-GCM of a ~1 KiB envelope itself. Counter nonces: one sealer per handle. */
     cpx_aead_sealer_t *sealer;
     uint8_t *plain;              /* the last decrypted envelope (CPX_MAX_ENVELOPE_BYTES) */
+    recent_t *recent;            /* the writer's handle only (cpx_gw_cases_keep_recent) */
 };
+
+/* ---- recent messages in the clear ------------------------------------------------ */
+
+static recent_ent_t *recent_at(recent_t *r, uint64_t i)
+{
+    return &r->ent[i & (r->n_cap - 1)];
+}
+
+static int recent_valid(const recent_t *r, const recent_ent_t *e)
+{
+    return !e->gone && e->pos + r->cap >= r->high;
+}
+
+static recent_ent_t *recent_find(recent_t *r, uint64_t seq)
+{
+    if (!r || r->head == r->tail)
+        return NULL;
+    uint64_t lo = r->head, hi = r->tail;  /* seqs grow with the index */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (recent_at(r, mid)->seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    recent_ent_t *e = lo < r->tail ? recent_at(r, lo) : NULL;
+    return e && e->seq == seq && recent_valid(r, e) ? e : NULL;
+}
+
+static void recent_add(recent_t *r, uint64_t seq, const char *sender, size_t sl,
+                       const char *case_id, size_t cl, const uint8_t *env, size_t env_len)
+{
+    size_t need = sl + cl + env_len;
+    if (!r || !env_len || need > r->cap / 8)
+        return;
+    if (r->tail > r->head && recent_at(r, r->tail - 1)->seq >= seq)
+        return;  /* not after the last (cannot happen: seqs only grow) */
+    uint64_t at = r->written % r->cap;
+    if (at + need > r->cap)  /* no wrapping inside a record: start again at the front */
+        r->written += r->cap - at;
+    uint8_t *p = r->buf + r->written % r->cap;
+    memcpy(p, sender, sl);
+    memcpy(p + sl, case_id, cl);
+    memcpy(p + sl + cl, env, env_len);
+    if (r->tail - r->head == r->n_cap)
+        r->head++;
+    *recent_at(r, r->tail++) = (recent_ent_t){seq, r->written, (uint32_t)env_len,
+                                              (uint8_t)sl, (uint8_t)cl, 0};
+    r->written += need;
+    if (r->written > r->high)
+        r->high = r->written;
+    /* entries whose bytes the ring has come round over */
+    while (r->head < r->tail && !recent_valid(r, recent_at(r, r->head)))
+        r->head++;
+}
+
+static int recent_get(recent_t *r, uint64_t seq, cpx_gw_msg_t *out)
+{
+    recent_ent_t *e = recent_find(r, seq);
+    if (!e)
+        return 0;
+    const uint8_t *p = r->buf + e->pos % r->cap;
+    out->seq = seq;
+    memcpy(out->sender, p, e->sl);
+    out->sender[e->sl] = '\0';
+    memcpy(out->case_id, p + e->sl, e->cl);
+    out->case_id[e->cl] = '\0';
+    out->env = p + e->sl + e->cl;
+    out->env_len = e->env_len;
+    r->hits++;
+    return 1;
+}
+
+int cpx_gw_cases_keep_recent(cpx_gw_cases_t *self, size_t bytes, size_t entries)
+{
+    if (!self || self->recent || bytes < 4096 || !entries || (entries & (entries - 1)))
+        return CPX_ERR_ARG;
+    recent_t *r = calloc(1, sizeof *r);
+    if (!r || !(r->buf = malloc(bytes)) || !(r->ent = calloc(entries, sizeof *r->ent))) {
+        if (r)
+            free(r->buf);
+        free(r);
+        return CPX_ERR_NOMEM;
+    }
+    r->cap = bytes;
+    r->n_cap = entries;
+    self->recent = r;
+    return CPX_OK;
+}
+
+void cpx_gw_cases_committed(cpx_gw_cases_t *self)
+{
+    recent_t *r = self ? self->recent : NULL;
+    if (r) {
+        r->mark_tail = r->tail;
+        r->mark_written = r->written;
+    }
+}
+
+void cpx_gw_cases_aborted(cpx_gw_cases_t *self)
+{
+    recent_t *r = self ? self->recent : NULL;
+    if (!r)
+        return;
+    /* What the transaction added never happened; a later put may reuse its seqs. Marks
+     * of blanks it made are left: those messages are then read from the store. */
+    r->tail = r->mark_tail > r->head ? r->mark_tail : r->head;
+    r->written = r->mark_written;
+}
+
+uint64_t cpx_gw_cases_recent_hits(const cpx_gw_cases_t *self)
+{
+    return self && self->recent ? self->recent->hits : 0;
+}
+
+static void recent_destroy(recent_t **rp)
+{
+    recent_t *r = *rp;
+    if (!r)
+        return;
+    cpx_cleanse(r->buf, r->cap);
+    free(r->buf);
+    free(r->ent);
+    free(r);
+    *rp = NULL;
+}
 
 static void key_id(const uint8_t key[CPX_AEAD_KEY_LEN], uint8_t out[8])
 {
@@ -184,6 +336,7 @@ void cpx_gw_cases_destroy(cpx_gw_cases_t **self_p)
     if (!self_p || !*self_p)
         return;
     cpx_gw_cases_t *self = *self_p;
+    recent_destroy(&self->recent);
     cpx_aead_sealer_destroy(&self->sealer);
     if (self->plain) {
         cpx_cleanse(self->plain, CPX_MAX_ENVELOPE_BYTES);
@@ -253,6 +406,8 @@ static int get_head(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq, cpx_gw_msg
 
 int cpx_gw_cases_get(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq, cpx_gw_msg_t *out)
 {
+    if (recent_get(self->recent, seq, out))
+        return CPX_OK;
     size_t hl;
     int rc = get_head(self, txn, seq, out, &hl);
     if (rc || !out->env_len)
@@ -364,7 +519,10 @@ int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
     rc = mdb_put(txn, self->mid, &ik, &iv, MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST)
         return CPX_ERR_STATE;
-    return rc ? cpx_store_err(rc, "cases: put id") : CPX_OK;
+    if (rc)
+        return cpx_store_err(rc, "cases: put id");
+    recent_add(self->recent, seq, sender, sl, case_id, cl, env, env_len);
+    return CPX_OK;
 }
 
 int cpx_gw_cases_blank(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq)
@@ -380,7 +538,15 @@ int cpx_gw_cases_blank(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq)
     cpx_be64_put(k, seq);
     MDB_val key = {8, k}, v = {hl, head};
     rc = mdb_put(txn, self->msg, &key, &v, 0);
-    return rc ? cpx_store_err(rc, "cases: blank") : CPX_OK;
+    if (rc)
+        return cpx_store_err(rc, "cases: blank");
+    recent_ent_t *e = recent_find(self->recent, seq);
+    if (e) {  /* sealed away: its clear bytes must not be served, nor kept */
+        e->gone = 1;
+        cpx_cleanse(self->recent->buf + e->pos % self->recent->cap,
+                    (size_t)e->sl + e->cl + e->env_len);
+    }
+    return CPX_OK;
 }
 
 int cpx_gw_cases_each(cpx_gw_cases_t *self, MDB_txn *txn, cpx_gw_cases_each_fn fn, void *ctx)

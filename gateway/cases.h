@@ -53,6 +53,18 @@ void cpx_gw_cases_destroy(cpx_gw_cases_t **self_p);
 /* 1 when a message with this id was accepted, 0 when not, negative on error. */
 int cpx_gw_cases_seen(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len);
 
+/* The writer's handle keeps the last `bytes` of messages it stored (at most `entries`,
+ * a power of two) in the clear, so that cpx_gw_cases_get of a recent message reads
+ * neither the store nor decrypts. Blanking a message drops (and wipes) its copy; after
+ * each transaction the caller says whether it committed or aborted, so the copies match
+ * the store (the aborted transaction's are dropped). Only for the handle of the one
+ * writer thread. CPX_ERR_ARG when already on, CPX_ERR_NOMEM. */
+int cpx_gw_cases_keep_recent(cpx_gw_cases_t *self, size_t bytes, size_t entries);
+void cpx_gw_cases_committed(cpx_gw_cases_t *self);
+void cpx_gw_cases_aborted(cpx_gw_cases_t *self);
+/* Gets answered from those copies (for tests and metrics). */
+uint64_t cpx_gw_cases_recent_hits(const cpx_gw_cases_t *self);
+
 /* A stored message, borrowed from the store (valid until txn ends). */
 typedef struct cpx_gw_msg {
     uint64_t seq;                          /* the ACCEPTED leaf */
@@ -62,8 +74,9 @@ typedef struct cpx_gw_msg {
     size_t env_len;
 } cpx_gw_msg_t;
 
-/* By message id / by ACCEPTED leaf seq, decrypted into the handle's buffer: m.env is
- * valid until the next lookup/get on this handle or the end of txn. CPX_ERR_NOT_FOUND
+/* By message id / by ACCEPTED leaf seq, decrypted into the handle's buffer (or the
+ * handle's recent copy): m.env is valid until the next call on this handle or the end
+ * of txn. CPX_ERR_NOT_FOUND
  * when absent, CPX_ERR_TAMPERED when the record is malformed or does not authenticate. */
 int cpx_gw_cases_lookup(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                         cpx_gw_msg_t *out);

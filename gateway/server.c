@@ -40,6 +40,8 @@
  * order, for the next cycle, while confirmations and heartbeats are processed now. */
 #define MAX_HELD_BYTES (64u << 20)
 #define MAX_REFUSALS_PER_CYCLE 1024
+#define RECENT_BYTES (32u << 20)
+#define RECENT_ENTRIES 65536u
 #define IDLE_STATUS_FACTOR 10
 
 static volatile sig_atomic_t stop_requested;
@@ -588,6 +590,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
         mdb_txn_abort(txn);
         self->txn = NULL;
         cpx_audit_aborted(self->audit);
+        cpx_gw_cases_aborted(self->cases);
         cpx_gw_ci_aborted(self);
         out_clear(self);
         cpx_gw_ops_end(self, 0);
@@ -601,6 +604,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
     const int retryable = 1;  /* answers pushed before the failure: always retry */
     if (rc) {
         cpx_audit_aborted(self->audit);
+        cpx_gw_cases_aborted(self->cases);
         cpx_gw_ci_aborted(self);
         if (rc != CPX_ERR_FULL && rc != CPX_ERR_STORE && n_in > 1) {
             /* Nothing was applied. One frame may be the cause: the caller runs this
@@ -625,6 +629,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
         self->failed_cycles++;
     } else {
         cpx_audit_committed(self->audit);
+        cpx_gw_cases_committed(self->cases);
         cpx_gw_ci_committed(self);
         self->tree_size = head_size;
         self->failed_cycles = 0;
@@ -1009,6 +1014,10 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
         fprintf(stderr, "cpx-gateway: keys.store_key: %s\n", err);
         goto fail;
     }
+    /* Deliveries mostly follow acceptance within a cycle or two: recent messages are
+     * kept in the clear for them (about a second of a busy gateway's intake). */
+    if (cpx_gw_cases_keep_recent(self->cases, RECENT_BYTES, RECENT_ENTRIES))
+        goto fail;
     if (!(self->sign_key = cpx_gw_signing_key(cfg))) {  /* gateway/signerlink.c */
         cpx_log_error("server", "msg=\"cannot load signing key\" path=%s", cfg->signing_key);
         goto fail;

@@ -175,11 +175,95 @@ static void test_written_record_layout(void **state)
     cpx_gw_cases_destroy(&c);
 }
 
+/* Puts seq with an envelope of n bytes all `fill`, under id "r<seq>". */
+static void put_filled(cpx_gw_cases_t *c, MDB_txn *txn, uint64_t seq, uint8_t fill, size_t n)
+{
+    uint8_t envb[3000], id[3] = {'r', (uint8_t)(seq >> 8), (uint8_t)seq};
+    memset(envb, fill, n);
+    assert_int_equal(cpx_gw_cases_put_message(c, txn, seq, id, sizeof id, SENDER, CASE_ID, envb, n),
+                     CPX_OK);
+}
+
+/* The message at seq reads back as n bytes of fill (from the copy or the store). */
+static void expect_filled(cpx_gw_cases_t *c, MDB_txn *txn, uint64_t seq, uint8_t fill, size_t n)
+{
+    cpx_gw_msg_t m;
+    assert_int_equal(cpx_gw_cases_get(c, txn, seq, &m), CPX_OK);
+    assert_string_equal(m.sender, SENDER);
+    assert_string_equal(m.case_id, CASE_ID);
+    assert_int_equal(m.env_len, n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(m.env[i], fill);
+}
+
+/* The writer's recent copies: served for what was just stored, never for what was
+ * blanked (sealed away) or taken back by an aborted transaction, and the store answers
+ * whatever the ring no longer holds. */
+static void test_recent_copies(void **state)
+{
+    (void)state;
+    cpx_gw_cases_t *c = open_cases(), *plain = cpx_gw_cases_share(c, env);
+    assert_int_equal(cpx_gw_cases_keep_recent(c, 16384, 8), CPX_OK);
+    assert_int_equal(cpx_gw_cases_keep_recent(c, 16384, 8), CPX_ERR_ARG);
+    assert_int_equal(cpx_gw_cases_keep_recent(plain, 16384, 6), CPX_ERR_ARG);  /* not 2^n */
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    for (uint64_t s = 1; s <= 3; s++)
+        put_filled(c, txn, s, (uint8_t)s, 1000);
+    uint64_t h = cpx_gw_cases_recent_hits(c);
+    for (uint64_t s = 1; s <= 3; s++)
+        expect_filled(c, txn, s, (uint8_t)s, 1000);
+    assert_int_equal(cpx_gw_cases_recent_hits(c) - h, 3);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    cpx_gw_cases_committed(c);
+
+    /* blanked: the copy is gone, the store's blank record answers */
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(cpx_gw_cases_blank(c, txn, 2), CPX_OK);
+    h = cpx_gw_cases_recent_hits(c);
+    cpx_gw_msg_t m;
+    assert_int_equal(cpx_gw_cases_get(c, txn, 2, &m), CPX_OK);
+    assert_int_equal(m.env_len, 0);
+    assert_int_equal(cpx_gw_cases_recent_hits(c), h);
+
+    /* aborted: seq 4 as first written is taken back (and the blank with it); the second
+     * writing is what reads */
+    put_filled(c, txn, 4, 0xAA, 500);
+    mdb_txn_abort(txn);
+    cpx_gw_cases_aborted(c);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    expect_filled(c, txn, 2, 2, 1000);  /* the store's again */
+    put_filled(c, txn, 4, 0xBB, 700);
+    expect_filled(c, txn, 4, 0xBB, 700);
+    assert_int_equal(cpx_gw_cases_get(plain, txn, 4, &m), CPX_OK);  /* the store agrees */
+    assert_int_equal(m.env_len, 700);
+    h = cpx_gw_cases_recent_hits(c);
+    expect_filled(c, txn, 1, 1, 1000);  /* kept through the abort */
+    assert_int_equal(cpx_gw_cases_recent_hits(c) - h, 1);
+
+    /* more than the ring holds (16 KiB, 8 entries): the oldest come from the store */
+    for (uint64_t s = 5; s <= 40; s++)
+        put_filled(c, txn, s, (uint8_t)s, 1500 + (size_t)(s % 7) * 100);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    cpx_gw_cases_committed(c);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    h = cpx_gw_cases_recent_hits(c);
+    for (uint64_t s = 5; s <= 40; s++)
+        expect_filled(c, txn, s, (uint8_t)s, 1500 + (size_t)(s % 7) * 100);
+    uint64_t hits = cpx_gw_cases_recent_hits(c) - h;
+    assert_true(hits >= 5 && hits <= 8);  /* the last few only */
+    expect_filled(c, txn, 1, 1, 1000);
+    mdb_txn_abort(txn);
+    cpx_gw_cases_destroy(&plain);
+    cpx_gw_cases_destroy(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_known_record_opens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_written_record_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recent_copies, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
