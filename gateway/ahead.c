@@ -98,6 +98,14 @@ void cpx_gw_ahead_destroy(cpx_gw_ahead_t **self_p)
     *self_p = NULL;
 }
 
+int cpx_gw_ahead_busy(cpx_gw_ahead_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    int busy = self->busy;
+    pthread_mutex_unlock(&self->mu);
+    return busy;
+}
+
 void cpx_gw_ahead_wait(cpx_gw_ahead_t *self)
 {
     pthread_mutex_lock(&self->mu);

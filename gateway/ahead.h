@@ -37,4 +37,7 @@ void cpx_gw_ahead_start(cpx_gw_ahead_t *self, cpx_gw_in_t *const *in, size_t n, 
 /* Returns once the frames handed over are prepared (at once when none are). */
 void cpx_gw_ahead_wait(cpx_gw_ahead_t *self);
 
+/* 1 while frames handed over are not all prepared (cpx_gw_ahead_start would wait). */
+int cpx_gw_ahead_busy(cpx_gw_ahead_t *self);
+
 #endif

@@ -495,6 +495,43 @@ typedef struct refusal {
     char peer[64];
 } refusal_t;
 
+/* The frames that wait for the next cycle while one runs: Submits past its byte budget,
+ * and what the cycle reads just before its commit (read_during_commit). */
+typedef struct cpx_gw_inq {
+    inbound_t *wait;                /* [0, n_wait) of cap */
+    size_t n_wait, wait_bytes, cap;
+    cpx_gw_in_t **ahead_list;       /* cap entries, for cpx_gw_ahead_start */
+} cpx_gw_inq_t;
+
+static int read_frame(cpx_gw_t *self, inbound_t *x);
+static int is_submit(const inbound_t *x);
+
+/* Just before a commit: its fdatasync leaves the server thread waiting on the disk for
+ * a while, and frames have arrived since the cycle began. They are read now and their
+ * Submits handed to the prepare-ahead stage, which decodes and verifies them (Ed25519
+ * for per-message signatures, the largest cost of light traffic) during that wait
+ * instead of at the start of the next cycle. Only when the stage is idle: under a flood
+ * it is busy with the frames past the budget, and waiting for it here would hold up the
+ * commit. */
+static void read_during_commit(cpx_gw_t *self)
+{
+    cpx_gw_inq_t *q = self->inq;
+    if (!q || stop_requested || cpx_gw_ahead_busy(self->ahead))
+        return;
+    size_t first = q->n_wait, n_sub = 0;
+    while (q->n_wait < q->cap && q->wait_bytes < MAX_HELD_BYTES) {
+        int r = read_frame(self, &q->wait[q->n_wait]);
+        if (r == 0)
+            break;
+        if (r > 0)
+            q->wait_bytes += q->wait[q->n_wait++].in.len;
+    }
+    for (size_t i = first; i < q->n_wait; i++)
+        if (is_submit(&q->wait[i]))
+            q->ahead_list[n_sub++] = &q->wait[i].in;
+    cpx_gw_ahead_start(self->ahead, q->ahead_list, n_sub, self->now_ms);
+}
+
 static int reopen_audit(cpx_gw_t *self)
 {
     /* Another process (cpxctl enroll) appended while we were idle: the audit object's
@@ -596,6 +633,8 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
         cpx_gw_ops_end(self, 0);
         return sync_rc;
     }
+    if (!rc)
+        read_during_commit(self);
     if (!rc && (rc = mdb_txn_commit(txn)))
         rc = cpx_store_err(rc, "server: commit");
     else if (rc)
@@ -862,6 +901,8 @@ int cpx_gw_server_run(cpx_gw_t *self)
             if (!buf[1][i].in.ahead)  /* not prepared in an earlier wait */
                 ahead_list[n_ahead++] = &buf[1][i].in;
         cpx_gw_ahead_start(self->ahead, ahead_list, n_ahead, self->now_ms);
+        cpx_gw_inq_t inq = {.wait = buf[1], .n_wait = n_wait, .wait_bytes = wait_bytes,
+                            .cap = cap_in, .ahead_list = ahead_list};
         size_t n_ref = 0;
         while (n_ref < MAX_REFUSALS_PER_CYCLE) {
             uint8_t rbuf[CPX_CURVE_KEY_LEN + 64];
@@ -893,6 +934,7 @@ int cpx_gw_server_run(cpx_gw_t *self)
         if (status_due)
             self->status_sig = sig;
         if (active || status_due) {
+            self->inq = &inq;
             rc = cycle(self, now, n_in, ref, n_ref, status_due);
             if (rc == CYCLE_ISOLATE) {
                 rc = CPX_OK;
@@ -902,6 +944,9 @@ int cpx_gw_server_run(cpx_gw_t *self)
             if (status_due)
                 self->last_status_ms = self->now_ms;
         }
+        self->inq = NULL;
+        n_wait = inq.n_wait;  /* with what the cycle read before its commit */
+        wait_bytes = inq.wait_bytes;
         for (size_t i = 0; i < n_in; i++)
             zmq_msg_close(&now[i]->msg);
         /* The waiting frames become the head of the next read. */

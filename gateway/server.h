@@ -83,6 +83,7 @@ typedef struct cpx_gw {
     struct cpx_gw_http *http;       /* /metrics, /healthz, dashboard (http.c); NULL = off */
     struct cpx_gw_verify *verify;   /* sender-signature verification pool (verify.h) */
     struct cpx_gw_ahead *ahead;     /* frames of the next cycle prepared early (ahead.h) */
+    struct cpx_gw_inq *inq;         /* frames waiting for the next cycle (server.c) */
     cpx_gw_keycache_t keycache[CPX_GW_KEYCACHE];
     size_t n_keycache;
 
