@@ -883,11 +883,13 @@ static void drain_frames(cpx_adapter_t *a)
             break;
         case CPX__V1__SERVER_FRAME__FRAME_ACKS:
             a->grouped_peer = true;
+            cpx_log_debug(MOD, "msg=\"acks frame\" n=%zu", f->acks->n_acks);
             for (size_t k = 0; k < f->acks->n_acks; k++)
                 on_ack(a, f->acks->acks[k]);
             break;
         case CPX__V1__SERVER_FRAME__FRAME_DELIVERIES:
             a->grouped_peer = true;
+            cpx_log_debug(MOD, "msg=\"deliveries frame\" n=%zu", f->deliveries->n_deliveries);
             for (size_t k = 0; k < f->deliveries->n_deliveries; k++)
                 on_deliver(a, f->deliveries->deliveries[k]);
             break;
