@@ -94,6 +94,7 @@ struct cpx_adapter {
     /* The gateway of this connection has sent Acks or Deliveries frames, so it reads
      * DeliveryAcks frames too (an older one would refuse them: they go singly until then). */
     bool grouped_peer;
+    unsigned connections;             /* handshakes with the gateway so far */
     size_t rejected_n;
 };
 
@@ -1187,11 +1188,15 @@ int cpx_adapter_cycle(cpx_adapter_t *self, int wait_ms)
     }
     if (a->conn->committed)
         a->conn->committed(a->conn_state);
-    if (cpx_client_reconnected(a->client)) {
-        /* A new connection starts with singular frames and the gateway may be another
-         * build: say deliveries_per_frame on it before this cycle's frames, and confirm
-         * singly until it shows it reads grouped frames. */
-        a->grouped_peer = false;
+    unsigned handshakes = cpx_client_reconnected(a->client);
+    if (handshakes) {
+        /* A new connection starts with singular frames: say deliveries_per_frame on it
+         * before this cycle's frames. After a reconnect the gateway may also be another
+         * build: confirm singly until it shows it reads grouped frames (the first
+         * connection's frames may already have shown it). */
+        if (a->connections)
+            a->grouped_peer = false;
+        a->connections += handshakes;
         a->last_hb = now;
         cpx_client_heartbeat(a->client, cpx_adapter_now_ms());
     }
