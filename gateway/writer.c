@@ -901,7 +901,7 @@ static void decode_all(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n, cpx_gw_
 void cpx_gw_writer_ahead(cpx_gw_in_t *x, int64_t now_ms, cpx_registry_t *reg, MDB_txn *rtxn)
 {
     if (x->ahead)
-        return;  /* waited more than one cycle: prepared already */
+        return;  /* waited more than one cycle: prepared already (a reset would leak it) */
     prepare_reset(x);
     prepare_frame(x, now_ms);
     x->ahead = 1;

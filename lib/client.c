@@ -9,13 +9,19 @@
 #include <zmq.h>
 
 #include "cpx/err.h"
+#include "cpx/limits.h"
 #include "cpx/log.h"
+
+/* The socket monitor's endpoint: each client has a ZeroMQ context of its own. */
+#define MONITOR_ENDPOINT "inproc://cpx-client-monitor"
 
 struct cpx_client {
     void *ctx;
     void *sock;
+    void *mon;         /* PAIR reading the DEALER's handshake events */
     uint8_t *buf;      /* reused encode buffer */
     size_t buf_size;
+    uint32_t deliveries_per_frame;  /* said in every heartbeat */
 };
 
 int cpx_client_read_z85(const char *path, char out[CPX_Z85_KEY_LEN + 1])
@@ -85,6 +91,19 @@ cpx_client_t *cpx_client_new(const cpx_client_opts_t *opts)
     int hwm = opts->send_hwm ? opts->send_hwm : 100000;
     int linger = 2000;
     int64_t maxmsg = CPX_MAX_FRAME_BYTES;
+    self->deliveries_per_frame = opts->deliveries_per_frame < CPX_MAX_GROUPED
+                                     ? opts->deliveries_per_frame
+                                     : CPX_MAX_GROUPED;
+    /* Watched before connecting, so the first handshake is counted as well. */
+    int zero = 0;
+    if (zmq_socket_monitor(self->sock, MONITOR_ENDPOINT, ZMQ_EVENT_HANDSHAKE_SUCCEEDED) ||
+        !(self->mon = zmq_socket(self->ctx, ZMQ_PAIR)) ||
+        zmq_setsockopt(self->mon, ZMQ_LINGER, &zero, sizeof zero) ||
+        zmq_connect(self->mon, MONITOR_ENDPOINT)) {
+        cpx_log_error("client", "msg=\"cannot monitor the connection\" zmq=\"%s\"",
+                      zmq_strerror(zmq_errno()));
+        goto fail;
+    }
     if (zmq_setsockopt(self->sock, ZMQ_CURVE_SERVERKEY, opts->server_pub, CPX_Z85_KEY_LEN) ||
         zmq_setsockopt(self->sock, ZMQ_CURVE_PUBLICKEY, opts->public_key, CPX_Z85_KEY_LEN) ||
         zmq_setsockopt(self->sock, ZMQ_CURVE_SECRETKEY, opts->secret_key, CPX_Z85_KEY_LEN) ||
@@ -112,6 +131,8 @@ void cpx_client_destroy(cpx_client_t **self_p)
     if (!self_p || !*self_p)
         return;
     cpx_client_t *self = *self_p;
+    if (self->mon)
+        zmq_close(self->mon);
     if (self->sock)
         zmq_close(self->sock);
     if (self->ctx)
@@ -208,10 +229,112 @@ int cpx_client_confirm(cpx_client_t *self, uint64_t delivery_id, const uint8_t *
     return cpx_client_send(self, &frame);
 }
 
+/* Bytes of a protobuf varint holding v. */
+static size_t varint_len(size_t v)
+{
+    size_t n = 1;
+    while (v > 0x7f) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static void fill_ack(Cpx__V1__DeliveryAck *a, const cpx_client_confirmation_t *c)
+{
+    *a = (Cpx__V1__DeliveryAck)CPX__V1__DELIVERY_ACK__INIT;
+    a->delivery_id = c->delivery_id;
+    a->message_id = (ProtobufCBinaryData){c->id_len, (uint8_t *)c->message_id};
+    a->status = c->status;
+    if (c->reason)
+        a->reason = (char *)c->reason;
+}
+
+/* How many of c[0..n) fit in one DeliveryAcks frame (filling acks[]): at most
+ * CPX_MAX_GROUPED, and the frame (ClientFrame tag and length, DeliveryAcks, one tag and
+ * length per element) within CPX_MAX_FRAME_BYTES. */
+static size_t fill_group(Cpx__V1__DeliveryAck *acks, const cpx_client_confirmation_t *c, size_t n)
+{
+    const size_t budget = CPX_MAX_FRAME_BYTES - 8;  /* the frame's own tag and length */
+    size_t k = 0, bytes = 0;
+    for (; k < n && k < CPX_MAX_GROUPED; k++) {
+        fill_ack(&acks[k], &c[k]);
+        size_t sz = protobuf_c_message_get_packed_size(&acks[k].base);
+        size_t el = 1 + varint_len(sz) + sz;
+        if (bytes + el > budget)
+            break;
+        bytes += el;
+    }
+    return k;
+}
+
+int cpx_client_confirm_many(cpx_client_t *self, const cpx_client_confirmation_t *c, size_t n,
+                            size_t *sent)
+{
+    if (sent)
+        *sent = 0;
+    if (!self || !c || !n)
+        return CPX_ERR_ARG;
+    size_t per = n < CPX_MAX_GROUPED ? n : CPX_MAX_GROUPED;
+    Cpx__V1__DeliveryAck *acks = malloc(per * sizeof *acks);
+    Cpx__V1__DeliveryAck **ptrs = malloc(per * sizeof *ptrs);
+    int rc = acks && ptrs ? CPX_OK : CPX_ERR_NOMEM;
+    for (size_t i = 0; i < per && !rc; i++)
+        ptrs[i] = &acks[i];
+    for (size_t done = 0; done < n && !rc;) {
+        size_t k = fill_group(acks, c + done, n - done);
+        if (!k) {
+            rc = CPX_ERR_ARG;  /* one confirmation larger than a frame */
+            break;
+        }
+        Cpx__V1__DeliveryAcks da = CPX__V1__DELIVERY_ACKS__INIT;
+        da.n_acks = k;
+        da.acks = ptrs;
+        cpx_client_frame_t frame = CPX__V1__CLIENT_FRAME__INIT;
+        frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACKS;
+        frame.delivery_acks = &da;
+        if ((rc = cpx_client_send(self, &frame)) == CPX_OK) {
+            done += k;
+            if (sent)
+                *sent = done;
+        }
+    }
+    free(acks);
+    free(ptrs);
+    return rc;
+}
+
+unsigned cpx_client_reconnected(cpx_client_t *self)
+{
+    unsigned n = 0;
+    zmq_msg_t m;
+    /* Each event is two parts: 2 bytes event and 4 bytes value, then the endpoint. */
+    while (self && self->mon) {
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&m) >= 2)
+            memcpy(&event, zmq_msg_data(&m), sizeof event);
+        n += event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+        while (zmq_msg_more(&m)) {
+            zmq_msg_close(&m);
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->mon, 0) < 0)
+                break;
+        }
+        zmq_msg_close(&m);
+    }
+    return n;
+}
+
 int cpx_client_heartbeat(cpx_client_t *self, int64_t now_ms)
 {
     Cpx__V1__Heartbeat hb = CPX__V1__HEARTBEAT__INIT;
     hb.sent_ms = now_ms;
+    hb.deliveries_per_frame = self->deliveries_per_frame;
     cpx_client_frame_t frame = CPX__V1__CLIENT_FRAME__INIT;
     frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_HEARTBEAT;
     frame.heartbeat = &hb;

@@ -6,13 +6,18 @@
  *   1. read every server frame that is waiting: an Ack removes its submission from
  *      the spool, a non-retryable Nack moves it to the rejected area with its field
  *      errors, a retryable Nack reschedules it after retry_after_ms; a Deliver is
- *      handed to the connector (at most once per message id);
+ *      handed to the connector (at most once per message id); an Acks or Deliveries
+ *      frame is handled element by element, in order, exactly as its singular frames;
  *   2. let the connector poll its local system and submit new records;
  *   3. sign what was submitted (one Ed25519 signature per batch of up to `batch`
  *      envelopes, or per message), write it into the spool, and commit — ONE durable
  *      LMDB transaction per cycle (group commit), so nothing is sent before it is on
  *      disk and nothing acknowledged is forgotten;
- *   4. send the new submissions, delivery confirmations and due resends.
+ *   4. send the new submissions (a batch asks for its Acks in one Acks frame), delivery
+ *      confirmations (those of the cycle in DeliveryAcks frames once the gateway has
+ *      shown it reads grouped frames, singly before) and due resends.
+ * Every heartbeat, and one right after each new connection to the gateway, carries
+ * opts.client.deliveries_per_frame (0 means 64; 1 asks for one Deliver frame each).
  * Unacknowledged submissions are resent after resend_after_ms, doubling per attempt
  * up to backoff_max_ms, and at once when the gateway is heard again after silence.
  *

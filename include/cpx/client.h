@@ -30,6 +30,11 @@ typedef struct cpx_client_opts {
     char secret_key[CPX_Z85_KEY_LEN + 1];
     int send_timeout_ms;        /* 0: 5000 */
     int send_hwm;               /* 0: 100000 */
+    /* Carried by every heartbeat this client sends (the first, queued by cpx_client_new,
+     * too): above 1, the gateway may send this connection Deliveries frames of up to
+     * that many deliveries (docs/protocol.md 2); 0 or 1: one Deliver frame each. A
+     * caller that sets it must read Deliveries frames. At most CPX_MAX_GROUPED counts. */
+    unsigned deliveries_per_frame;
 } cpx_client_opts_t;
 
 /* Reads a Z85 key (40 characters, surrounding white space ignored) from a file.
@@ -71,7 +76,34 @@ int cpx_client_encode_submit(cpx_envelope_t *const *envs, size_t n, unsigned fla
 /* Confirms a delivery: TAKEN, or REFUSED_BY_LOCAL with a reason. */
 int cpx_client_confirm(cpx_client_t *self, uint64_t delivery_id, const uint8_t *message_id,
                        size_t id_len, Cpx__V1__DeliveryStatus status, const char *reason);
+
+/* One confirmation for cpx_client_confirm_many; the pointers are borrowed for the call. */
+typedef struct cpx_client_confirmation {
+    uint64_t delivery_id;
+    const uint8_t *message_id;
+    size_t id_len;
+    Cpx__V1__DeliveryStatus status;
+    const char *reason;         /* REFUSED_BY_LOCAL: why; else NULL */
+} cpx_client_confirmation_t;
+
+/* Confirms n deliveries in DeliveryAcks frames (docs/protocol.md 5): as few frames as
+ * CPX_MAX_GROUPED confirmations and CPX_MAX_FRAME_BYTES per frame allow, in order;
+ * each confirmation means what it would alone. Only for a gateway that reads them (one
+ * that has sent Acks or Deliveries frames); others refuse the frame. *sent (may be NULL)
+ * receives how many went into frames that were queued: all of them on CPX_OK, the ones
+ * before the first frame that could not be queued on CPX_ERR_FULL / CPX_ERR_NET.
+ * CPX_ERR_ARG when n is 0 or one confirmation alone exceeds a frame. */
+int cpx_client_confirm_many(cpx_client_t *self, const cpx_client_confirmation_t *c, size_t n,
+                            size_t *sent);
+
+/* A Heartbeat{sent_ms, deliveries_per_frame from the options}. */
 int cpx_client_heartbeat(cpx_client_t *self, int64_t now_ms);
+
+/* How many connections to the gateway completed their CURVE handshake since the last
+ * call (the first one counts too). The gateway keeps per-connection settings (e.g.
+ * deliveries_per_frame) and a new connection starts without them, so a caller that
+ * sees this above 0 should send a heartbeat at once. Never blocks. */
+unsigned cpx_client_reconnected(cpx_client_t *self);
 
 /* Waits up to timeout_ms (-1: forever) for one server frame. CPX_ERR_TIMEOUT when none
  * came; CPX_ERR_DECODE for a frame that does not decode (dropped). */

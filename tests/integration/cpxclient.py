@@ -276,21 +276,31 @@ class Client:
         self.S = S
         self.dept = dept
         self.ctx = zmq.Context.instance()
+        cd = curve_dept or dept
+        self._curve = (server_pub, read_z85(os.path.join(keydir, cd + ".curve.pub")),
+                       read_z85(os.path.join(keydir, cd + ".curve.key")))
+        self.endpoint = endpoint
+        self._connect()
+        sk = os.path.join(keydir, dept + ".sign.key")
+        self.key, self.pub = load_sign_key(sk) if os.path.exists(sk) else (None, None)
+
+    def _connect(self):
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         # a DEALER with no live peer (e.g. its handshake was refused) blocks on send
         # forever: bound it, so a test fails instead of hanging
         self.sock.setsockopt(zmq.SNDTIMEO, 5000)
-        cd = curve_dept or dept
-        self.sock.curve_serverkey = server_pub
-        self.sock.curve_publickey = read_z85(os.path.join(keydir, cd + ".curve.pub"))
-        self.sock.curve_secretkey = read_z85(os.path.join(keydir, cd + ".curve.key"))
-        self.sock.connect(endpoint)
-        sk = os.path.join(keydir, dept + ".sign.key")
-        self.key, self.pub = load_sign_key(sk) if os.path.exists(sk) else (None, None)
+        self.sock.curve_serverkey, self.sock.curve_publickey, self.sock.curve_secretkey = self._curve
+        self.sock.connect(self.endpoint)
 
     def close(self):
         self.sock.close(0)
+
+    def reconnect(self):
+        """Closes the DEALER and opens a new one with the same keys: a new connection,
+        which the gateway treats as such (protocol.md 6)."""
+        self.sock.close(0)
+        self._connect()
 
     def send(self, frame):
         """Queues one frame; False when it could not be queued within 5 s."""
@@ -300,28 +310,46 @@ class Client:
         except zmq.Again:
             return False
 
-    def submit(self, env):
+    def submit(self, env, grouped_acks=False):
         f = self.S["F"].ClientFrame()
         f.submit.envelope.CopyFrom(env)
+        f.submit.grouped_acks = grouped_acks
         self.send(f)
 
-    def submit_batch(self, envs):
+    def submit_batch(self, envs, grouped_acks=False):
+        """One Submit of a batch; with grouped_acks its Acks come in `acks` frames
+        (protocol.md 2), its Nacks still one frame each."""
         f = self.S["F"].ClientFrame()
         for e in envs:
             f.submit.batch.envelopes.add().CopyFrom(e)
+        f.submit.grouped_acks = grouped_acks
         self.send(f)
+
+    def _delivery_ack(self, a, deliver, status, reason):
+        a.delivery_id = deliver.delivery_id
+        a.message_id = deliver.envelope.message_id
+        a.status = status or self.S["F"].TAKEN
+        a.reason = reason
 
     def confirm(self, deliver, status=None, reason=""):
         f = self.S["F"].ClientFrame()
-        f.delivery_ack.delivery_id = deliver.delivery_id
-        f.delivery_ack.message_id = deliver.envelope.message_id
-        f.delivery_ack.status = status or self.S["F"].TAKEN
-        f.delivery_ack.reason = reason
+        self._delivery_ack(f.delivery_ack, deliver, status, reason)
         self.send(f)
 
-    def heartbeat(self):
+    def confirm_many(self, delivers, status=None, reason=""):
+        """Confirms the given Delivers in ONE `delivery_acks` frame (protocol.md 5). The
+        gateway takes 1..1000 in a frame; more are sent as asked (and refused whole)."""
+        f = self.S["F"].ClientFrame()
+        for d in delivers:
+            self._delivery_ack(f.delivery_acks.acks.add(), d, status, reason)
+        return self.send(f)
+
+    def heartbeat(self, deliveries_per_frame=0):
+        """A heartbeat; deliveries_per_frame > 1 asks the gateway to send THIS connection
+        `deliveries` frames of up to that many (protocol.md 2, 6)."""
         f = self.S["F"].ClientFrame()
         f.heartbeat.sent_ms = int(time.time() * 1000)
+        f.heartbeat.deliveries_per_frame = deliveries_per_frame
         self.send(f)
 
     def recv(self, timeout_ms=5000):
@@ -346,6 +374,34 @@ class Client:
                 keep.append(f)
         return None
 
+    def collect(self, ids, timeout_ms=10000, keep=None):
+        """The replies to the envelopes with these message ids, singular or grouped:
+        (acks: id -> Ack, nacks: id -> Nack, kinds: the kind of every reply frame, e.g.
+        ['acks', 'nack']). Stops once every id has one, or at the timeout; frames of other
+        kinds are appended to keep (when given) or dropped."""
+        want = set(ids)
+        acks, nacks, kinds = {}, {}, []
+        deadline = time.time() + timeout_ms / 1000.0
+        while want - set(acks) - set(nacks) and time.time() < deadline:
+            f = self.recv(max(1, int((deadline - time.time()) * 1000)))
+            if f is None:
+                break
+            kind = f.WhichOneof("frame")
+            if kind == "ack":
+                items = [(acks, f.ack)]
+            elif kind == "acks":
+                items = [(acks, a) for a in f.acks.acks]
+            elif kind == "nack":
+                items = [(nacks, f.nack)]
+            else:
+                if keep is not None:
+                    keep.append(f)
+                continue
+            kinds.append(kind)
+            for into, x in items:
+                into[x.message_id] = x
+        return acks, nacks, kinds
+
     def reply(self, env, timeout_ms=5000):
         """Submits env (signed) and returns its Ack or Nack frame."""
         self.submit(env)
@@ -358,6 +414,17 @@ class Client:
             if x.message_id == env.message_id:
                 return f
         return None
+
+
+def delivers_of(frame):
+    """The Delivers a server frame holds: one for `deliver`, each element of a
+    `deliveries` frame in order, none for any other frame (protocol.md 5)."""
+    kind = frame.WhichOneof("frame") if frame is not None else None
+    if kind == "deliver":
+        return [frame.deliver]
+    if kind == "deliveries":
+        return list(frame.deliveries.deliveries)
+    return []
 
 
 # ---- a gateway under test ---------------------------------------------------------------

@@ -12,6 +12,7 @@
 
 #include "cpx/client.h"
 #include "cpx/err.h"
+#include "cpx/limits.h"
 
 typedef struct fixture {
     void *ctx, *router;
@@ -171,6 +172,164 @@ static void test_encode_submit(void **state)
     assert_null(buf);
 }
 
+/* The next client frame the router reads (5 s at most); the caller frees it. */
+static cpx_client_frame_t *router_read(void *router)
+{
+    zmq_pollitem_t it = {.socket = router, .events = ZMQ_POLLIN};
+    assert_int_equal(zmq_poll(&it, 1, 5000), 1);
+    zmq_msg_t id, body;
+    zmq_msg_init(&id);
+    zmq_msg_init(&body);
+    assert_true(zmq_msg_recv(&id, router, 0) > 0);
+    assert_true(zmq_msg_recv(&body, router, 0) >= 0);
+    cpx_client_frame_t *cf = NULL;
+    assert_int_equal(cpx_decode_client_frame(zmq_msg_data(&body), zmq_msg_size(&body), &cf), CPX_OK);
+    zmq_msg_close(&id);
+    zmq_msg_close(&body);
+    return cf;
+}
+
+/* deliveries_per_frame rides on every heartbeat, the hello included, capped at 1000. */
+static void test_heartbeat_deliveries_per_frame(void **state)
+{
+    fixture_t *f = *state;
+    cpx_client_opts_t o = f->opts;
+    o.deliveries_per_frame = 64;
+    cpx_client_t *c = cpx_client_new(&o);
+    assert_non_null(c);
+    assert_int_equal(cpx_client_heartbeat(c, 5), CPX_OK);
+    for (int64_t sent = 0; sent <= 5; sent += 5) {
+        cpx_client_frame_t *cf = router_read(f->router);
+        assert_int_equal(cf->frame_case, CPX__V1__CLIENT_FRAME__FRAME_HEARTBEAT);
+        assert_int_equal(cf->heartbeat->sent_ms, sent);
+        assert_int_equal(cf->heartbeat->deliveries_per_frame, 64);
+        cpx_msg_free(cf);
+    }
+    cpx_client_destroy(&c);
+
+    o.deliveries_per_frame = 5000;
+    c = cpx_client_new(&o);
+    cpx_client_frame_t *cf = router_read(f->router);
+    assert_int_equal(cf->heartbeat->deliveries_per_frame, 1000);
+    cpx_msg_free(cf);
+    cpx_client_destroy(&c);
+}
+
+/* Many confirmations leave in DeliveryAcks frames of at most 1000 and 1 MiB, in order,
+ * each one as given. */
+static void test_confirm_many(void **state)
+{
+    fixture_t *f = *state;
+    cpx_client_t *c = cpx_client_new(&f->opts);
+    assert_non_null(c);
+    cpx_msg_free(router_read(f->router)); /* the hello */
+
+    enum { N = 2500 };
+    cpx_client_confirmation_t *cs = calloc(N, sizeof *cs);
+    uint8_t ids[N][16];
+    for (size_t i = 0; i < N; i++) {
+        memset(ids[i], (int)(i & 0xff), 16);
+        cs[i] = (cpx_client_confirmation_t){.delivery_id = i + 1, .message_id = ids[i], .id_len = 16,
+                                            .status = CPX__V1__DELIVERY_STATUS__TAKEN};
+    }
+    cs[1700].status = CPX__V1__DELIVERY_STATUS__REFUSED_BY_LOCAL;
+    cs[1700].reason = "no such pupil";
+    size_t sent = 99;
+    assert_int_equal(cpx_client_confirm_many(c, cs, N, &sent), CPX_OK);
+    assert_int_equal(sent, N);
+    static const size_t want[] = {1000, 1000, 500};
+    uint64_t next = 1;
+    for (size_t k = 0; k < 3; k++) {
+        cpx_client_frame_t *cf = router_read(f->router);
+        assert_int_equal(cf->frame_case, CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACKS);
+        assert_int_equal(cf->delivery_acks->n_acks, want[k]);
+        for (size_t i = 0; i < cf->delivery_acks->n_acks; i++, next++) {
+            const Cpx__V1__DeliveryAck *a = cf->delivery_acks->acks[i];
+            assert_int_equal(a->delivery_id, next);
+            assert_int_equal(a->message_id.len, 16);
+            assert_memory_equal(a->message_id.data, ids[next - 1], 16);
+            assert_int_equal(a->status, next == 1701 ? CPX__V1__DELIVERY_STATUS__REFUSED_BY_LOCAL
+                                                     : CPX__V1__DELIVERY_STATUS__TAKEN);
+            assert_string_equal(a->reason, next == 1701 ? "no such pupil" : "");
+        }
+        cpx_msg_free(cf);
+    }
+
+    /* long reasons: the byte limit, not the count, cuts the frames */
+    size_t rl = 3000;
+    char *reason = malloc(rl + 1);
+    memset(reason, 'r', rl);
+    reason[rl] = '\0';
+    for (size_t i = 0; i < 1000; i++) {
+        cs[i].status = CPX__V1__DELIVERY_STATUS__REFUSED_BY_LOCAL;
+        cs[i].reason = reason;
+    }
+    assert_int_equal(cpx_client_confirm_many(c, cs, 1000, &sent), CPX_OK);
+    assert_int_equal(sent, 1000);
+    size_t got = 0, frames = 0;
+    while (got < 1000) {
+        cpx_client_frame_t *cf = router_read(f->router);
+        assert_int_equal(cf->frame_case, CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACKS);
+        assert_true(cf->delivery_acks->n_acks < 1000);
+        assert_int_equal(cf->delivery_acks->acks[0]->delivery_id, got + 1);
+        assert_int_equal(strlen(cf->delivery_acks->acks[0]->reason), rl);
+        got += cf->delivery_acks->n_acks;
+        frames++;
+        cpx_msg_free(cf);
+    }
+    assert_int_equal(got, 1000);
+    assert_int_equal(frames, 3); /* 3 MB in frames of at most 1 MiB */
+
+    /* refused: nothing, and one confirmation larger than any frame */
+    assert_int_equal(cpx_client_confirm_many(c, cs, 0, &sent), CPX_ERR_ARG);
+    char *huge = malloc(CPX_MAX_FRAME_BYTES + 1);
+    memset(huge, 'h', CPX_MAX_FRAME_BYTES);
+    huge[CPX_MAX_FRAME_BYTES] = '\0';
+    cs[0].reason = huge;
+    assert_int_equal(cpx_client_confirm_many(c, cs, 2, &sent), CPX_ERR_ARG);
+    assert_int_equal(sent, 0);
+    free(huge);
+    free(reason);
+    free(cs);
+    cpx_client_destroy(&c);
+}
+
+/* Each completed handshake is counted once: the first, and the one after the gateway
+ * came back on the same endpoint. */
+static void test_reconnected(void **state)
+{
+    fixture_t *f = *state;
+    cpx_client_t *c = cpx_client_new(&f->opts);
+    assert_non_null(c);
+    cpx_msg_free(router_read(f->router));
+    unsigned n = 0;
+    for (int i = 0; i < 500 && !n; i++, usleep(10000))
+        n = cpx_client_reconnected(c);
+    assert_int_equal(n, 1);
+    assert_int_equal(cpx_client_reconnected(c), 0);
+
+    /* the gateway restarts: a new ROUTER on the same endpoint, the DEALER reconnects */
+    int zero = 0, one = 1;
+    zmq_setsockopt(f->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_close(f->router);
+    f->router = zmq_socket(f->ctx, ZMQ_ROUTER);
+    zmq_setsockopt(f->router, ZMQ_CURVE_SERVER, &one, sizeof one);
+    zmq_setsockopt(f->router, ZMQ_CURVE_SECRETKEY, f->srv_sec, 40);
+    int rc = -1;
+    for (int i = 0; i < 100 && rc; i++, usleep(rc ? 20000 : 0))
+        rc = zmq_bind(f->router, f->endpoint);
+    assert_int_equal(rc, 0);
+    n = 0;
+    for (int i = 0; i < 500 && !n; i++, usleep(10000))
+        n = cpx_client_reconnected(c);
+    assert_int_equal(n, 1);
+    assert_int_equal(cpx_client_heartbeat(c, 9), CPX_OK);
+    cpx_client_frame_t *cf = router_read(f->router);
+    assert_int_equal(cf->heartbeat->sent_ms, 9);
+    cpx_msg_free(cf);
+    cpx_client_destroy(&c);
+}
+
 static void test_key_files(void **state)
 {
     (void)state;
@@ -200,6 +359,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_heartbeat_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_server_key_never_connects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_deliveries_per_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_confirm_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnected, setup, teardown),
         cmocka_unit_test(test_key_files),
         cmocka_unit_test(test_encode_submit),
     };
