@@ -510,16 +510,18 @@ static int is_submit(const inbound_t *x);
  * a while, and frames have arrived since the cycle began. They are read now and their
  * Submits handed to the prepare-ahead stage, which decodes and verifies them (Ed25519
  * for per-message signatures, the largest cost of light traffic) during that wait
- * instead of at the start of the next cycle. Only when the stage is idle: under a flood
- * it is busy with the frames past the budget, and waiting for it here would hold up the
- * commit. */
+ * instead of at the start of the next cycle. Only under light load — no Submit waits
+ * past the cycle's budget and the stage is idle — and at most one cycle's budget: under
+ * a flood the next cycle's frames are best prepared on the pool with the server thread
+ * while the stage works on those past the budget, and waiting for the stage here would
+ * hold up the commit. */
 static void read_during_commit(cpx_gw_t *self)
 {
     cpx_gw_inq_t *q = self->inq;
-    if (!q || stop_requested || cpx_gw_ahead_busy(self->ahead))
+    if (!q || q->n_wait || stop_requested || cpx_gw_ahead_busy(self->ahead))
         return;
     size_t first = q->n_wait, n_sub = 0;
-    while (q->n_wait < q->cap && q->wait_bytes < MAX_HELD_BYTES) {
+    while (q->n_wait < q->cap && q->wait_bytes < MAX_CYCLE_BYTES) {
         int r = read_frame(self, &q->wait[q->n_wait]);
         if (r == 0)
             break;

@@ -359,7 +359,11 @@ static int cmp(const void *a, const void *b)
 }
 
 /* Sends all frames (at most `window` unacknowledged envelopes), waits for every Ack. */
-static double send_all(void *s, const frames_t *f, size_t window, double *lat_p50, double *lat_p99,
+/* Ack latency quantiles of a paced flow, in ms: p50, p90, p99, p99.9, max. */
+#define N_QUANT 5
+static const double quant[N_QUANT] = {0.5, 0.9, 0.99, 0.999, 1.0};
+
+static double send_all(void *s, const frames_t *f, size_t window, double *lat_q,
                        double rate)
 {
     size_t acked = 0, sent_env = 0, fi = 0, nacks = 0;
@@ -410,8 +414,10 @@ static double send_all(void *s, const frames_t *f, size_t window, double *lat_p5
     double el = now_s() - t0;
     if (lat && n_lat) {
         qsort(lat, n_lat, sizeof *lat, cmp);
-        *lat_p50 = lat[n_lat / 2] * 1000;
-        *lat_p99 = lat[(size_t)(n_lat * 0.99)] * 1000;
+        for (int k = 0; k < N_QUANT; k++) {
+            size_t at = (size_t)(n_lat * quant[k]);
+            lat_q[k] = lat[at < n_lat ? at : n_lat - 1] * 1000;
+        }
     }
     free(sent_at);
     free(lat);
@@ -437,8 +443,8 @@ static double run_flow(const frames_t *f, const char *label, double rate, double
     pthread_create(&th, NULL, receiver, &rc);
     usleep(300000);  /* the recipient is connected and online */
     void *s = open_sock("POLICE");
-    double t0 = now_s(), p50 = 0, p99 = 0;
-    double ack_el = send_all(s, f, 20000, &p50, &p99, rate);
+    double t0 = now_s(), q[N_QUANT] = {0};
+    double ack_el = send_all(s, f, 20000, q, rate);
     double deadline = now_s() + 120;
     while (rc.confirmed < rc.want && now_s() < deadline)
         usleep(2000);
@@ -446,8 +452,9 @@ static double run_flow(const frames_t *f, const char *label, double rate, double
     pthread_join(th, NULL);
     double el = (rc.done_at > t0 ? rc.done_at : now_s()) - t0;
     if (rate > 0)
-        printf("%-34s offered %.0f msg/s: ack latency p50 %.2f ms, p99 %.2f ms (%zu msgs)\n", label,
-               rate, p50, p99, f->n_env);
+        printf("%-34s offered %.0f msg/s: ack latency p50 %.2f ms, p99 %.2f ms (%zu msgs; "
+               "p90 %.2f, p99.9 %.2f, max %.2f ms)\n", label, rate, q[0], q[2], f->n_env, q[1], q[3],
+               q[4]);
     else
         printf("%-34s %8.0f msg/s acknowledged+confirmed (%zu msgs, acks %.2f s, all confirmed %.2f s, %zu/%zu confirmed)\n",
                label, f->n_env / el, f->n_env, ack_el, el, rc.confirmed, f->n_env);
@@ -587,8 +594,8 @@ int main(int argc, char **argv)
         while (done < rss_n) {
             size_t k = rss_n - done < chunk ? rss_n - done : chunk;
             frames_t fr = make_frames(k, 100, pk, "TOWN_HUASHI", 100 + done);
-            double p50, p99;
-            send_all(s, &fr, 20000, &p50, &p99, 0);
+            double q[N_QUANT];
+            send_all(s, &fr, 20000, q, 0);
             free_frames(&fr);
             done += k;
         }

@@ -85,7 +85,7 @@ def main(build):
         if proc:
             proc.kill()
             proc.wait()
-        gw.stop()
+        gw.cleanup()
     print("%d failed" % len(failures))
     return 1 if failures else 0
 

@@ -38,7 +38,11 @@ def collect(client, ids, timeout=10.0):
 def main():
     build = sys.argv[1]
     import tempfile
-    S = cc.load_schema(tempfile.mkdtemp(prefix="cpx-poison-py-"))
+    import atexit
+    import shutil
+    schema_dir = tempfile.mkdtemp(prefix="cpx-poison-py-")
+    atexit.register(shutil.rmtree, schema_dir, True)  # the generated classes go with the test
+    S = cc.load_schema(schema_dir)
     os.environ["CPX_FAILPOINT_CYCLE_REF"] = "poison"
     gw = cc.Gateway(build, depts=("POLICE", "CIVIL_AFFAIRS", "HEALTH"))
     gw.start()
@@ -81,10 +85,11 @@ def main():
         g = collect(he, {e.message_id})
         check(g.get(e.message_id, ("",))[0] == "ack", "later traffic acknowledged")
         check(gw.proc.poll() is None, "gateway still running")
-    finally:
         gw.stop()
-    out = gw.ctl("audit", "verify", "--data", os.path.join(gw.dir, "data"), check=False)
-    check(out.returncode == 0, "audit verify passes")
+        out = gw.ctl("audit", "verify", "--data", os.path.join(gw.dir, "data"), check=False)
+        check(out.returncode == 0, "audit verify passes")
+    finally:
+        gw.cleanup()
     print("%d failed" % fails)
     sys.exit(1 if fails else 0)
 

@@ -24,7 +24,11 @@ def check(cond, what):
 def main():
     build = sys.argv[1]
     import tempfile
-    S = cc.load_schema(tempfile.mkdtemp(prefix="cpx-syncfail-py-"))
+    import atexit
+    import shutil
+    schema_dir = tempfile.mkdtemp(prefix="cpx-syncfail-py-")
+    atexit.register(shutil.rmtree, schema_dir, True)  # the generated classes go with the test
+    S = cc.load_schema(schema_dir)
     gw = cc.Gateway(build, depts=("POLICE", "CIVIL_AFFAIRS"))
     try:
         os.environ["CPX_FAILPOINT_SYNC_FAIL"] = "1"
