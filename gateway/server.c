@@ -581,6 +581,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
     }
     self->txn = txn;
     self->appended = 0;
+    self->cycles++;  /* also ends what writer.c remembered of the last transaction */
     cpx_gw_ops_begin(self);
 
     cpx_gw_in_t **inp = n_in ? malloc(n_in * sizeof *inp) : NULL;
@@ -896,8 +897,7 @@ int cpx_gw_server_run(cpx_gw_t *self)
                 cycle_bytes += x->in.len;
             now[n_in++] = x;
         }
-        /* Those that wait are prepared while this cycle writes (ahead.h); `now` is only
-         * borrowed for the list of pointers. */
+        /* Those that wait are prepared while this cycle writes (ahead.h). */
         size_t n_ahead = 0;
         for (size_t i = 0; i < n_wait; i++)
             if (!buf[1][i].in.ahead)  /* not prepared in an earlier wait */

@@ -93,6 +93,14 @@ typedef struct cpx_gw {
     MDB_txn *txn;                   /* the cycle's write transaction */
     int appended;                   /* leaves appended in this cycle */
     uint64_t cycles_since_head;
+    uint64_t cycles;                /* cycles begun (a new transaction each) */
+    struct {                        /* the last signing key looked up (writer.c) */
+        uint64_t cycle;
+        char dept[CPX_MAX_DEPT_CODE + 1];
+        uint8_t key_id[CPX_KEY_ID_LEN];
+        uint8_t pub[CPX_ED25519_PUB_LEN];
+        int rc;
+    } key_memo;
     uint32_t ack_groups;            /* grouped-acks Submits numbered in this cycle */
     uint8_t *group_buf;             /* one Acks or Deliveries frame being assembled */
     size_t group_cap;

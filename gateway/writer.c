@@ -187,6 +187,24 @@ static void unprepare(cpx_gw_in_t *in)
 }
 
 
+/* cpx_registry_signing_key in the cycle's transaction, remembered for the rest of the
+ * cycle: the envelopes of a batch all name one key, and only this transaction could
+ * change the registry (it does not). */
+static int enrolled_key(cpx_gw_t *self, const char *dept, const uint8_t key_id[CPX_KEY_ID_LEN],
+                        uint8_t pub[CPX_ED25519_PUB_LEN])
+{
+    if (self->key_memo.cycle != self->cycles || strcmp(self->key_memo.dept, dept) ||
+        memcmp(self->key_memo.key_id, key_id, CPX_KEY_ID_LEN)) {
+        self->key_memo.rc = cpx_registry_signing_key(self->reg, self->txn, dept, key_id,
+                                                     self->key_memo.pub);
+        cpx_strcopy(self->key_memo.dept, sizeof self->key_memo.dept, dept);
+        memcpy(self->key_memo.key_id, key_id, CPX_KEY_ID_LEN);
+        self->key_memo.cycle = self->cycles;
+    }
+    memcpy(pub, self->key_memo.pub, CPX_ED25519_PUB_LEN);
+    return self->key_memo.rc;
+}
+
 static cpx_key_t *signing_key(cpx_gw_t *self, const uint8_t pub[CPX_ED25519_PUB_LEN])
 {
     for (size_t i = 0; i < self->n_keycache; i++)
@@ -309,7 +327,7 @@ static int verify(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *e
         return refuse1(self, in, env, CPX__V1__ERROR_CODE__INVALID, "signature.key_id", "required",
                        "an 8-byte key id is required");
     uint8_t pub[CPX_ED25519_PUB_LEN];
-    int rc = cpx_registry_signing_key(self->reg, self->txn, in->dept, sig->key_id.data, pub);
+    int rc = enrolled_key(self, in->dept, sig->key_id.data, pub);
     if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
         return refuse1(self, in, env, CPX__V1__ERROR_CODE__UNKNOWN_KEY, "signature.key_id",
                        rc == CPX_ERR_REFUSED ? "revoked" : "enrolled",
@@ -569,7 +587,7 @@ static int preverify(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Batch
             return CPX_OK;
     }
     uint8_t pub[CPX_ED25519_PUB_LEN];
-    int rc = cpx_registry_signing_key(self->reg, self->txn, in->dept, s0->key_id.data, pub);
+    int rc = enrolled_key(self, in->dept, s0->key_id.data, pub);
     if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
         return CPX_OK;  /* each envelope is refused with the reason */
     if (rc)
@@ -758,8 +776,7 @@ static int job_key(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *
         (key_id && memcmp(e->signature->key_id.data, key_id, CPX_KEY_ID_LEN)))
         return CPX_OK;
     uint8_t pub[CPX_ED25519_PUB_LEN];
-    int rc = cpx_registry_signing_key(self->reg, self->txn, in->dept,
-                                      e->signature->key_id.data, pub);
+    int rc = enrolled_key(self, in->dept, e->signature->key_id.data, pub);
     if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
         return CPX_OK;
     if (rc)
