@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@
  * order, for the next cycle, while confirmations and heartbeats are processed now. */
 #define MAX_HELD_BYTES (64u << 20)
 #define MAX_REFUSALS_PER_CYCLE 1024
-#define RECENT_BYTES (32u << 20)
+#define RECENT_BYTES (16u << 20)
 #define RECENT_ENTRIES 65536u
 #define IDLE_STATUS_FACTOR 10
 
@@ -744,6 +745,9 @@ static void trim_map(cpx_gw_t *self)
         len = self->map_len;
     if (madvise(self->map_addr, len, MADV_DONTNEED))
         cpx_log_debug("server", "msg=\"madvise failed\" err=\"%s\"", strerror(errno));
+    /* The heap too: a flood's frames and decodes are freed after their cycle, but malloc
+     * keeps the pages (its mmap threshold rises after large frees) unless told. */
+    malloc_trim(0);
 }
 
 static void heartbeats(cpx_gw_t *self)
@@ -899,11 +903,16 @@ int cpx_gw_server_run(cpx_gw_t *self)
                 cycle_bytes += x->in.len;
             now[n_in++] = x;
         }
-        /* Those that wait are prepared while this cycle writes (ahead.h). */
-        size_t n_ahead = 0;
-        for (size_t i = 0; i < n_wait; i++)
+        /* Those that wait are prepared while this cycle writes (ahead.h): as many as the
+         * next cycle can take. A decoded frame holds a few times its bytes, so preparing
+         * everything held (up to MAX_HELD_BYTES under a flood) would cost hundreds of MiB
+         * for frames that would only wait again. */
+        size_t n_ahead = 0, ahead_bytes = 0;
+        for (size_t i = 0; i < n_wait && ahead_bytes < MAX_CYCLE_BYTES; i++) {
+            ahead_bytes += buf[1][i].in.len;
             if (!buf[1][i].in.ahead)  /* not prepared in an earlier wait */
                 ahead_list[n_ahead++] = &buf[1][i].in;
+        }
         cpx_gw_ahead_start(self->ahead, ahead_list, n_ahead, self->now_ms);
         cpx_gw_inq_t inq = {.wait = buf[1], .n_wait = n_wait, .wait_bytes = wait_bytes,
                             .cap = cap_in, .ahead_list = ahead_list};
@@ -1064,7 +1073,7 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
         goto fail;
     }
     /* Deliveries mostly follow acceptance within a cycle or two: recent messages are
-     * kept in the clear for them (about a second of a busy gateway's intake). */
+     * kept in the clear for them (16 MiB: some 10,000 reports, several cycles). */
     if (cpx_gw_cases_keep_recent(self->cases, RECENT_BYTES, RECENT_ENTRIES))
         goto fail;
     if (!(self->sign_key = cpx_gw_signing_key(cfg))) {  /* gateway/signerlink.c */
