@@ -1,7 +1,9 @@
 /* cases.c — message store (encrypted at rest), original Acks and case id assignment. */
 #include "cases.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -136,6 +138,12 @@ int cpx_gw_cases_keep_recent(cpx_gw_cases_t *self, size_t bytes, size_t entries)
         free(r);
         return CPX_ERR_NOMEM;
     }
+    /* Messages in the clear stay out of core dumps (the whole pages inside the buffer;
+     * the service unit also sets LimitCORE=0). */
+    uintptr_t lo = ((uintptr_t)r->buf + 4095) & ~(uintptr_t)4095,
+              hi = ((uintptr_t)r->buf + bytes) & ~(uintptr_t)4095;
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTDUMP);
     r->cap = bytes;
     r->n_cap = entries;
     self->recent = r;

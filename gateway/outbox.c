@@ -59,26 +59,6 @@ static int event_leaf(cpx_gw_t *self, int event, const cpx_outbox_entry_t *e, co
     return cpx_gw_leaf(self, &leaf, NULL);
 }
 
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 /* ServerFrame{deliver = Deliver{delivery_id 1, envelope 2, attempt 5, leaf_seq 6,
  * case_id 7}} written directly around the stored envelope bytes: the envelope is sent
  * exactly as stored, with no decode and re-encode per delivery. Fields in number order,
@@ -87,33 +67,33 @@ static int encode_deliver(const cpx_outbox_entry_t *e, const cpx_gw_msg_t *m, ui
                           size_t *out_len)
 {
     size_t cl = strlen(m->case_id);
-    size_t inner = 1 + varint_len(e->seq) + 1 + varint_len(m->env_len) + m->env_len +
-                   (e->attempts ? 1 + varint_len(e->attempts) : 0) +
-                   (e->accepted_seq ? 1 + varint_len(e->accepted_seq) : 0) +
-                   (cl ? 1 + varint_len(cl) + cl : 0);
-    size_t total = 1 + varint_len(inner) + inner;
+    size_t inner = 1 + cpx_varint_len(e->seq) + 1 + cpx_varint_len(m->env_len) + m->env_len +
+                   (e->attempts ? 1 + cpx_varint_len(e->attempts) : 0) +
+                   (e->accepted_seq ? 1 + cpx_varint_len(e->accepted_seq) : 0) +
+                   (cl ? 1 + cpx_varint_len(cl) + cl : 0);
+    size_t total = 1 + cpx_varint_len(inner) + inner;
     uint8_t *buf = malloc(total), *p = buf;
     if (!buf)
         return CPX_ERR_NOMEM;
     *p++ = (3 << 3) | 2;  /* ServerFrame.deliver */
-    p = put_varint(p, inner);
+    p += cpx_varint_put(p, inner);
     *p++ = (1 << 3) | 0;
-    p = put_varint(p, e->seq);
+    p += cpx_varint_put(p, e->seq);
     *p++ = (2 << 3) | 2;
-    p = put_varint(p, m->env_len);
+    p += cpx_varint_put(p, m->env_len);
     memcpy(p, m->env, m->env_len);
     p += m->env_len;
     if (e->attempts) {
         *p++ = (5 << 3) | 0;
-        p = put_varint(p, e->attempts);
+        p += cpx_varint_put(p, e->attempts);
     }
     if (e->accepted_seq) {
         *p++ = (6 << 3) | 0;
-        p = put_varint(p, e->accepted_seq);
+        p += cpx_varint_put(p, e->accepted_seq);
     }
     if (cl) {
         *p++ = (7 << 3) | 2;
-        p = put_varint(p, cl);
+        p += cpx_varint_put(p, cl);
         memcpy(p, m->case_id, cl);
         p += cl;
     }

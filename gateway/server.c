@@ -116,21 +116,29 @@ static void send_frame(cpx_gw_t *self, const uint8_t *rid, size_t rid_len, const
     zmq_send(self->router, buf, len, ZMQ_DONTWAIT);
 }
 
+/* ServerFrame{ack} of an OUT_ACK into buf (256 bytes hold any). tree_size: the head
+ * this cycle signed, for Acks that do not carry their own. */
+#define ACK_FRAME_MAX 256
+static int encode_ack(const cpx_gw_out_t *o, uint64_t tree_size, uint8_t *buf, size_t *len)
+{
+    Cpx__V1__Ack ack = CPX__V1__ACK__INIT;
+    ack.message_id = (ProtobufCBinaryData){o->message_id_len, (uint8_t *)o->message_id};
+    ack.leaf_seq = o->leaf_seq;
+    ack.tree_size = o->tree_size ? o->tree_size : tree_size;
+    ack.case_id = (char *)o->case_id;
+    ack.duplicate = o->duplicate;
+    cpx_server_frame_t f = CPX__V1__SERVER_FRAME__INIT;
+    f.frame_case = CPX__V1__SERVER_FRAME__FRAME_ACK;
+    f.ack = &ack;
+    return cpx_encode_into(&f, buf, ACK_FRAME_MAX, len);
+}
+
 static void send_out(cpx_gw_t *self, cpx_gw_out_t *o, uint64_t tree_size)
 {
     if (o->kind == OUT_ACK) {
-        Cpx__V1__Ack ack = CPX__V1__ACK__INIT;
-        ack.message_id = (ProtobufCBinaryData){o->message_id_len, o->message_id};
-        ack.leaf_seq = o->leaf_seq;
-        ack.tree_size = o->tree_size ? o->tree_size : tree_size;
-        ack.case_id = o->case_id;
-        ack.duplicate = o->duplicate;
-        cpx_server_frame_t f = CPX__V1__SERVER_FRAME__INIT;
-        f.frame_case = CPX__V1__SERVER_FRAME__FRAME_ACK;
-        f.ack = &ack;
-        uint8_t buf[256];
+        uint8_t buf[ACK_FRAME_MAX];
         size_t len;
-        if (!cpx_encode_into(&f, buf, sizeof buf, &len))
+        if (!encode_ack(o, tree_size, buf, &len))
             send_frame(self, o->rid, o->rid_len, buf, len);
         return;
     }
@@ -139,17 +147,6 @@ static void send_out(cpx_gw_t *self, cpx_gw_out_t *o, uint64_t tree_size)
 }
 
 /* ---- grouped replies ------------------------------------------------------------ */
-
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
 
 /* Room for a frame of `need` bytes (plus its tag and length) in self->group_buf. */
 static int group_reserve(cpx_gw_t *self, size_t need)
@@ -176,7 +173,7 @@ static void send_group(cpx_gw_t *self, const uint8_t *rid, size_t rid_len, unsig
     uint8_t head[16];
     size_t hl = 0;
     head[hl++] = (uint8_t)(field << 3 | 2);
-    hl += put_varint(head + hl, body);
+    hl += cpx_varint_put(head + hl, body);
     uint8_t *start = self->group_buf + 16 - hl;
     memcpy(start, head, hl);
     send_frame(self, rid, rid_len, start, hl + body);
@@ -199,22 +196,13 @@ static void send_ack_group(cpx_gw_t *self, cpx_gw_out_t *out, size_t n, size_t i
             continue;
         if (o->group != g)
             break;
-        Cpx__V1__Ack ack = CPX__V1__ACK__INIT;
-        ack.message_id = (ProtobufCBinaryData){o->message_id_len, o->message_id};
-        ack.leaf_seq = o->leaf_seq;
-        ack.tree_size = o->tree_size ? o->tree_size : tree_size;
-        ack.case_id = o->case_id;
-        ack.duplicate = o->duplicate;
-        cpx_server_frame_t f = CPX__V1__SERVER_FRAME__INIT;
-        f.frame_case = CPX__V1__SERVER_FRAME__FRAME_ACK;
-        f.ack = &ack;
         size_t len;
         if (count == CPX_MAX_GROUPED) {
             send_group(self, rid, rid_len, CPX__V1__SERVER_FRAME__FRAME_ACKS, body);
             body = count = 0;
         }
-        if (!group_reserve(self, body + 256) ||
-            cpx_encode_into(&f, self->group_buf + 16 + body, 256, &len))
+        if (!group_reserve(self, body + ACK_FRAME_MAX) ||
+            encode_ack(o, tree_size, self->group_buf + 16 + body, &len))
             continue;  /* dropped, as any reply that cannot be sent: the client resends */
         body += len;
         count++;

@@ -229,17 +229,6 @@ int cpx_client_confirm(cpx_client_t *self, uint64_t delivery_id, const uint8_t *
     return cpx_client_send(self, &frame);
 }
 
-/* Bytes of a protobuf varint holding v. */
-static size_t varint_len(size_t v)
-{
-    size_t n = 1;
-    while (v > 0x7f) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 static void fill_ack(Cpx__V1__DeliveryAck *a, const cpx_client_confirmation_t *c)
 {
     *a = (Cpx__V1__DeliveryAck)CPX__V1__DELIVERY_ACK__INIT;
@@ -260,7 +249,7 @@ static size_t fill_group(Cpx__V1__DeliveryAck *acks, const cpx_client_confirmati
     for (; k < n && k < CPX_MAX_GROUPED; k++) {
         fill_ack(&acks[k], &c[k]);
         size_t sz = protobuf_c_message_get_packed_size(&acks[k].base);
-        size_t el = 1 + varint_len(sz) + sz;
+        size_t el = 1 + cpx_varint_len(sz) + sz;
         if (bytes + el > budget)
             break;
         bytes += el;

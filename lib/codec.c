@@ -147,6 +147,29 @@ int cpx_decode_in_arena(const ProtobufCMessageDescriptor *desc, const uint8_t *b
     return CPX_OK;
 }
 
+/* ---- varints ----------------------------------------------------------------------- */
+
+size_t cpx_varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v > 0x7f) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+size_t cpx_varint_put(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v > 0x7f) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
 /* ---- envelope spans of a Submit frame ---------------------------------------------- */
 
 static int read_varint64(const uint8_t *b, size_t len, size_t *pos, uint64_t *v)

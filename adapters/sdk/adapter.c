@@ -943,26 +943,6 @@ static int sign_stage(cpx_adapter_t *a)
     return CPX_OK;
 }
 
-static size_t varint(uint8_t *out, size_t v)
-{
-    size_t n = 0;
-    do {
-        out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v);
-    return n;
-}
-
-static size_t varint_len(size_t v)
-{
-    size_t n = 1;
-    while (v > 0x7f) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 /* One ClientFrame{submit{envelope}} or ClientFrame{submit{batch{envelopes...},
  * grouped_acks}} built from already encoded envelopes, so the spool's bytes go out as
  * they are. A batch asks for its Acks in one Acks frame; a gateway that predates them
@@ -972,9 +952,9 @@ static int send_envelopes(cpx_adapter_t *a, const uint8_t *const *envs, const si
 {
     size_t inner = 0;
     for (size_t i = 0; i < n; i++)
-        inner += 1 + varint_len(lens[i]) + lens[i];
-    size_t submit_len = n == 1 ? inner : 1 + varint_len(inner) + inner + 2;
-    size_t total = 1 + varint_len(submit_len) + submit_len;
+        inner += 1 + cpx_varint_len(lens[i]) + lens[i];
+    size_t submit_len = n == 1 ? inner : 1 + cpx_varint_len(inner) + inner + 2;
+    size_t total = 1 + cpx_varint_len(submit_len) + submit_len;
     if (total > CPX_MAX_FRAME_BYTES)
         return CPX_ERR_TOO_LARGE;
     zmq_msg_t msg;
@@ -982,14 +962,14 @@ static int send_envelopes(cpx_adapter_t *a, const uint8_t *const *envs, const si
         return CPX_ERR_NOMEM;
     uint8_t *p = zmq_msg_data(&msg);
     *p++ = 0x0a; /* ClientFrame.submit */
-    p += varint(p, submit_len);
+    p += cpx_varint_put(p, submit_len);
     if (n > 1) {
         *p++ = 0x12; /* Submit.batch */
-        p += varint(p, inner);
+        p += cpx_varint_put(p, inner);
     }
     for (size_t i = 0; i < n; i++) {
         *p++ = 0x0a; /* Submit.envelope or Batch.envelopes */
-        p += varint(p, lens[i]);
+        p += cpx_varint_put(p, lens[i]);
         memcpy(p, envs[i], lens[i]);
         p += lens[i];
     }

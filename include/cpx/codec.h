@@ -56,6 +56,11 @@ int cpx_decode_client_frame(const uint8_t *buf, size_t len, cpx_client_frame_t *
  * every field once, no field the schema does not know at the Submit and Batch levels —
  * and exactly n envelopes; anything else (including a frame that would not decode) is
  * CPX_ERR_DECODE, and the caller encodes the decoded envelopes instead. */
+/* Protobuf varints, for frames assembled around bytes already encoded: how many bytes
+ * v takes, and v written at p (at most 10 bytes; returns how many). */
+size_t cpx_varint_len(uint64_t v);
+size_t cpx_varint_put(uint8_t *p, uint64_t v);
+
 int cpx_submit_envelope_spans(const uint8_t *buf, size_t len, size_t n, size_t *off, size_t *lens);
 int cpx_decode_server_frame(const uint8_t *buf, size_t len, cpx_server_frame_t **out);
 int cpx_decode_envelope(const uint8_t *buf, size_t len, cpx_envelope_t **out);

@@ -280,6 +280,34 @@ static void test_submit_envelope_spans(void **state)
         free(e[i]);
 }
 
+/* Known encodings (protobuf's own examples: 1, 150, 300) and the extremes. */
+static void test_varints(void **state)
+{
+    (void)state;
+    static const struct {
+        uint64_t v;
+        size_t n;
+        uint8_t b[10];
+    } kat[] = {
+        {0, 1, {0x00}},
+        {1, 1, {0x01}},
+        {127, 1, {0x7f}},
+        {128, 2, {0x80, 0x01}},
+        {150, 2, {0x96, 0x01}},
+        {300, 2, {0xac, 0x02}},
+        {16384, 3, {0x80, 0x80, 0x01}},
+        {UINT64_MAX, 10, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
+    };
+    for (size_t i = 0; i < sizeof kat / sizeof kat[0]; i++) {
+        uint8_t out[12];
+        memset(out, 0xee, sizeof out);
+        assert_int_equal(cpx_varint_len(kat[i].v), kat[i].n);
+        assert_int_equal(cpx_varint_put(out, kat[i].v), kat[i].n);
+        assert_memory_equal(out, kat[i].b, kat[i].n);
+        assert_int_equal(out[kat[i].n], 0xee);  /* nothing written past it */
+    }
+}
+
 static void test_strerror_and_errors(void **state)
 {
     (void)state;
@@ -305,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_arena_decode),
         cmocka_unit_test(test_encode_into_bounds),
         cmocka_unit_test(test_submit_envelope_spans),
+        cmocka_unit_test(test_varints),
         cmocka_unit_test(test_strerror_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
