@@ -219,15 +219,9 @@ static int is_deliver_frame(const cpx_gw_out_t *o)
 {
     if (o->kind != OUT_DELIVER || !o->buf || o->len < 2 || o->buf[0] != ((3 << 3) | 2))
         return 0;
-    uint64_t v = 0;
+    uint64_t v;
     size_t k = 1;
-    for (unsigned shift = 0; k < o->len && shift < 35; shift += 7) {
-        uint8_t b = o->buf[k++];
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return v == o->len - k;
-    }
-    return 0;
+    return !cpx_varint_get(o->buf, o->len, &k, &v) && v == o->len - k;
 }
 
 /* Consecutive deliveries to one connection that reads Deliveries frames, from i on:

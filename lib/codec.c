@@ -159,20 +159,7 @@ size_t cpx_varint_len(uint64_t v)
     return n;
 }
 
-size_t cpx_varint_put(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v > 0x7f) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-/* ---- envelope spans of a Submit frame ---------------------------------------------- */
-
-static int read_varint64(const uint8_t *b, size_t len, size_t *pos, uint64_t *v)
+int cpx_varint_get(const uint8_t *b, size_t len, size_t *pos, uint64_t *v)
 {
     *v = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -186,19 +173,32 @@ static int read_varint64(const uint8_t *b, size_t len, size_t *pos, uint64_t *v)
     return -1;
 }
 
+size_t cpx_varint_put(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v > 0x7f) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* ---- envelope spans of a Submit frame ---------------------------------------------- */
+
 /* The field at *pos: its number and wire type; for a length-delimited one its payload
  * (*start, *plen). Only varint and length-delimited fields are accepted (-1 otherwise). */
 static int next_field(const uint8_t *b, size_t len, size_t *pos, uint32_t *field,
                       unsigned *wire, size_t *start, size_t *plen)
 {
     uint64_t tag, v;
-    if (read_varint64(b, len, pos, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
+    if (cpx_varint_get(b, len, pos, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
         return -1;
     *field = (uint32_t)(tag >> 3);
     *wire = (unsigned)(tag & 7);
     if (*wire == 0)
-        return read_varint64(b, len, pos, &v);
-    if (*wire != 2 || read_varint64(b, len, pos, &v) || v > len - *pos)
+        return cpx_varint_get(b, len, pos, &v);
+    if (*wire != 2 || cpx_varint_get(b, len, pos, &v) || v > len - *pos)
         return -1;
     *start = *pos;
     *plen = (size_t)v;

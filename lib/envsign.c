@@ -81,22 +81,6 @@ typedef struct span {
     size_t start, end;
 } span_t;
 
-static int read_varint(const uint8_t *b, size_t len, size_t *pos, uint64_t *v)
-{
-    uint64_t r = 0;
-    for (unsigned i = 0; i < 10; i++) {
-        if (*pos >= len)
-            return -1;
-        uint8_t c = b[(*pos)++];
-        r |= (uint64_t)(c & 0x7f) << (7 * i);
-        if (!(c & 0x80)) {
-            *v = r;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* Splits a packed message into per-field spans, in wire order. Refuses groups, field 0,
  * records running past the end, a field that reappears after another one (not the
  * canonical encoding) and more than CPX_MAX_BODY_FIELDS fields. */
@@ -106,14 +90,14 @@ static int walk(const uint8_t *b, size_t len, span_t *spans, size_t *n_out)
     while (pos < len) {
         size_t start = pos;
         uint64_t tag, v;
-        if (read_varint(b, len, &pos, &tag) != 0)
+        if (cpx_varint_get(b, len, &pos, &tag) != 0)
             return CPX_ERR_DECODE;
         uint64_t field = tag >> 3;
         if (field == 0 || field > 536870911u)
             return CPX_ERR_DECODE;
         switch (tag & 7) {
         case 0:
-            if (read_varint(b, len, &pos, &v) != 0)
+            if (cpx_varint_get(b, len, &pos, &v) != 0)
                 return CPX_ERR_DECODE;
             break;
         case 1:
@@ -122,7 +106,7 @@ static int walk(const uint8_t *b, size_t len, span_t *spans, size_t *n_out)
             pos += 8;
             break;
         case 2:
-            if (read_varint(b, len, &pos, &v) != 0 || v > len - pos)
+            if (cpx_varint_get(b, len, &pos, &v) != 0 || v > len - pos)
                 return CPX_ERR_DECODE;
             pos += (size_t)v;
             break;

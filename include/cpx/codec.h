@@ -60,6 +60,9 @@ int cpx_decode_client_frame(const uint8_t *buf, size_t len, cpx_client_frame_t *
  * v takes, and v written at p (at most 10 bytes; returns how many). */
 size_t cpx_varint_len(uint64_t v);
 size_t cpx_varint_put(uint8_t *p, uint64_t v);
+/* Reads the varint at b[*pos] (b holds len bytes) into *v and moves *pos past it. -1
+ * when it runs past len or over 10 bytes (then *pos is undefined). */
+int cpx_varint_get(const uint8_t *b, size_t len, size_t *pos, uint64_t *v);
 
 int cpx_submit_envelope_spans(const uint8_t *buf, size_t len, size_t n, size_t *off, size_t *lens);
 int cpx_decode_server_frame(const uint8_t *buf, size_t len, cpx_server_frame_t **out);

@@ -272,32 +272,18 @@ typedef struct delivery_ref {
 static int wire_field(const uint8_t *b, size_t len, size_t *pos, uint32_t *num, uint64_t *v,
                       const uint8_t **pl)
 {
-    uint64_t tag = 0;
-    for (unsigned sh = 0;; sh += 7) {
-        if (*pos >= len || sh > 63)
-            return -1;
-        tag |= (uint64_t)(b[*pos] & 0x7f) << sh;
-        if (!(b[(*pos)++] & 0x80))
-            break;
-    }
+    uint64_t tag;
+    if (cpx_varint_get(b, len, pos, &tag))
+        return -1;
     *num = (uint32_t)(tag >> 3);
     switch (tag & 7) {
     case 0:
+        return cpx_varint_get(b, len, pos, v);
     case 2:
-        *v = 0;
-        for (unsigned sh = 0;; sh += 7) {
-            if (*pos >= len || sh > 63)
-                return -1;
-            *v |= (uint64_t)(b[*pos] & 0x7f) << sh;
-            if (!(b[(*pos)++] & 0x80))
-                break;
-        }
-        if ((tag & 7) == 2) {
-            if (*v > len - *pos)
-                return -1;
-            *pl = b + *pos;
-            *pos += (size_t)*v;
-        }
+        if (cpx_varint_get(b, len, pos, v) || *v > len - *pos)
+            return -1;
+        *pl = b + *pos;
+        *pos += (size_t)*v;
         return 0;
     case 1:
         *pos += 8;

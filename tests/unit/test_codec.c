@@ -305,7 +305,20 @@ static void test_varints(void **state)
         assert_int_equal(cpx_varint_put(out, kat[i].v), kat[i].n);
         assert_memory_equal(out, kat[i].b, kat[i].n);
         assert_int_equal(out[kat[i].n], 0xee);  /* nothing written past it */
+        size_t pos = 0;
+        uint64_t back = 1;
+        assert_int_equal(cpx_varint_get(out, sizeof out, &pos, &back), 0);
+        assert_int_equal(pos, kat[i].n);
+        assert_true(back == kat[i].v);
+        pos = 0;  /* cut one byte short */
+        assert_int_equal(cpx_varint_get(out, kat[i].n - 1, &pos, &back), -1);
     }
+    /* eleven bytes of continuation: not a varint */
+    uint8_t long_one[12];
+    memset(long_one, 0x80, sizeof long_one);
+    size_t pos = 0;
+    uint64_t v;
+    assert_int_equal(cpx_varint_get(long_one, sizeof long_one, &pos, &v), -1);
 }
 
 static void test_strerror_and_errors(void **state)
