@@ -18,4 +18,17 @@ if grep -q '^CPX_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
   only=(--only gateway-kill,store-full,flood,adapter-kill,both-kill,local-down,local-down-long,attacks,sealed)
   echo "ASan build: clock-jump, steady-load and network-cut run in the normal build only"
 fi
-exec /usr/bin/python3 "$src/tests/chaos/run" --short --build "$build" "${only[@]}"
+# The run's output goes to a file first: on failure its failed checks are printed ahead
+# of the whole log, so that a CI page that shows only the head of a long output still
+# names what failed.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+rc=0
+/usr/bin/python3 "$src/tests/chaos/run" --short --build "$build" "${only[@]}" >"$log" 2>&1 || rc=$?
+if [ "$rc" -ne 0 ]; then
+  echo "chaos short run failed (exit $rc). Failed checks first, then the whole log:"
+  grep -E '^FAILED |^  FAIL ' "$log" || tail -n 40 "$log"
+  echo "----"
+fi
+cat "$log"
+exit "$rc"

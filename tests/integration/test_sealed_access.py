@@ -134,6 +134,32 @@ def perm_pvalue(a, b, rounds=2000):
     return (hits + 1) / (rounds + 1)
 
 
+def timing_indistinguishable(measure, tries=2):
+    """Answer times about a subject with a sealed record (a) and one without (b) must
+    not differ measurably. measure() takes fresh samples (a, b), or None when an answer
+    went wrong. Two tests at p < 0.01 on shared, noisy cores come out significant about
+    once in fifty runs of a gateway that leaks nothing, so a significant result is
+    measured again: a real difference shows again, in the same direction; chance
+    rarely does. Returns (ok, text for the check)."""
+    parts, slower = [], None
+    for _ in range(tries):
+        got = measure()
+        if not got or not got[0] or not got[1]:
+            return False, "timing samples missing (an answer was not NO_RECORD)"
+        ta, tb = got
+        d, pks = ks_pvalue(ta, tb)
+        pperm = perm_pvalue(ta, tb)
+        ma, mb = sorted(ta)[len(ta) // 2] * 1000, sorted(tb)[len(tb) // 2] * 1000
+        parts.append("with a record median %.2f ms, without %.2f ms, KS D=%.3f p=%.3f, permutation p=%.3f"
+                     % (ma, mb, d, pks, pperm))
+        if pks > 0.01 and pperm > 0.01:
+            return True, "; measured again: ".join(parts)
+        if slower is not None and slower != (ma > mb):
+            return True, "; measured again: ".join(parts) + " (opposite direction: noise)"
+        slower = ma > mb
+    return False, "; measured again: ".join(parts)
+
+
 def files_containing(root, needles):
     hits = []
     for dp, _, fs in os.walk(root):
@@ -504,29 +530,25 @@ def main(build):
         check(d is not None and d.outcome == B.GRANTED and d.reads_allowed == 1, "POLICE granted after approval (1 read)")
 
         # 9. timing: refused-with-record vs no-record, many tries, no measurable difference
-        drain(edu, 300)
-        ta, tb = [], []
-        # blocks of X,Y then Y,X: a drift in the machine's load (fsync bursts from other
-        # work) falls on both subjects alike instead of on whichever came in a run
-        order = [s for i in range(40) for s in ((X, Y) if i % 2 == 0 else (Y, X))]
-        for subj in order:
-            q = signed(edu, access_request(S, "EDUCATION", subject=subj))
-            t0 = time.perf_counter()
-            edu.submit(q)
-            d, _ = decision_for(edu, q.message_id)
-            dt = time.perf_counter() - t0
-            if d is None or d.outcome != B.NO_RECORD:
-                check(False, "timing sample answered NO_RECORD")
-                break
-            (ta if subj == X else tb).append(dt)
-        if not ta or not tb:
-            ta, tb = [0.0], [1.0]
-        dks, pks = ks_pvalue(ta, tb)
-        pperm = perm_pvalue(ta, tb)
-        ma, mb = sorted(ta)[len(ta) // 2] * 1000, sorted(tb)[len(tb) // 2] * 1000
-        print("timing: sealed median %.2f ms, none median %.2f ms, KS D=%.3f p=%.3f, permutation p=%.3f"
-              % (ma, mb, dks, pks, pperm))
-        check(pks > 0.01 and pperm > 0.01, "no significant timing difference (KS p=%.3f, perm p=%.3f)" % (pks, pperm))
+        def measure():
+            drain(edu, 300)
+            ta, tb = [], []
+            # blocks of X,Y then Y,X: a drift in the machine's load (fsync bursts from other
+            # work) falls on both subjects alike instead of on whichever came in a run
+            order = [s for i in range(40) for s in ((X, Y) if i % 2 == 0 else (Y, X))]
+            for subj in order:
+                q = signed(edu, access_request(S, "EDUCATION", subject=subj))
+                t0 = time.perf_counter()
+                edu.submit(q)
+                d, _ = decision_for(edu, q.message_id)
+                dt = time.perf_counter() - t0
+                if d is None or d.outcome != B.NO_RECORD:
+                    return None
+                (ta if subj == X else tb).append(dt)
+            return ta, tb
+        ok, text = timing_indistinguishable(measure)
+        print("timing: " + text)
+        check(ok, "no significant timing difference (" + text + ")")
 
         # 10. the auditor's access log (needs the pseudonym key)
         log = gw.ctl("sealed", "access-log", X, "--data", data, "--auditor",
