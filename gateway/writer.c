@@ -499,7 +499,8 @@ static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
     if (rc || handled)
         return rc;
 
-    cpx_errors_t errs = {0};
+    cpx_errors_t errs;  /* filled only when the envelope is refused */
+    cpx_errors_clear(&errs);
     cpx_validate_opts_t vo = {.now_ms = self->now_ms};
     /* Validated on the pool: only a failure is run again here, for its field errors. */
     rc = ep && ep->valid_rc == CPX_OK ? CPX_OK : cpx_validate_envelope(env, &vo, &errs);

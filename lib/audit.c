@@ -38,6 +38,9 @@ struct cpx_audit {
     uint64_t missing;  /* tree size minus stored leaves (non-zero only if tampered) */
     edge_t committed;
     edge_t pending;
+    /* The greatest case key indexed so far, a hint (see index_case); 0: none known. */
+    char last_case[MAX_CASE_REF];
+    size_t last_case_len;
 };
 
 int64_t cpx_audit_now_ms(void)
@@ -293,6 +296,35 @@ void cpx_audit_aborted(cpx_audit_t *self)
 
 /* ---- append ------------------------------------------------------------------------------ */
 
+/* LMDB's default key order: bytes, then the shorter key first. */
+static int key_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+
+/* Case ids are mostly handed out in ascending order, so a new case usually sorts last:
+ * MDB_APPEND then fills pages instead of splitting them in half. It refuses
+ * (MDB_KEYEXIST) any key not past the last, such as a later event of an older case;
+ * those take a plain put, and go straight to it when the greatest key indexed so far
+ * (self->last_case) already shows they are not past the last. That key is a hint: one
+ * left by an aborted transaction costs at most a plain put where APPEND would have done. */
+static int index_case(cpx_audit_t *self, MDB_txn *txn, const char *case_ref, size_t case_len,
+                      uint8_t seq_key[8])
+{
+    MDB_val ck = {case_len, (void *)case_ref}, cv = {8, seq_key};
+    int after = !self->last_case_len ||
+                key_cmp(case_ref, case_len, self->last_case, self->last_case_len) > 0;
+    int rc = after ? mdb_put(txn, self->db.cases, &ck, &cv, MDB_APPEND) : MDB_KEYEXIST;
+    if (rc == 0) {
+        memcpy(self->last_case, case_ref, case_len);
+        self->last_case_len = case_len;
+    } else if (rc == MDB_KEYEXIST) {
+        rc = mdb_put(txn, self->db.cases, &ck, &cv, 0);
+    }
+    return rc && rc != MDB_KEYEXIST ? cpx_store_err(rc, "audit: put case index") : CPX_OK;
+}
+
 int cpx_audit_append(cpx_audit_t *self, MDB_txn *txn, cpx_audit_leaf_t *leaf,
                      uint64_t *seq_out)
 {
@@ -342,17 +374,8 @@ int cpx_audit_append(cpx_audit_t *self, MDB_txn *txn, cpx_audit_leaf_t *leaf,
         cpx_merkle_node_hash(e->h[i], nodes[i], nodes[i + 1]);
     rec[0] = (uint8_t)(l + 1);
     memcpy(rec + 1, nodes, (size_t)(l + 1) * CPX_SHA256_LEN);
-    if (case_len) {
-        /* Case ids are mostly handed out in ascending order, so a new case usually
-         * sorts last: MDB_APPEND then fills pages instead of splitting them in half.
-         * It refuses (MDB_KEYEXIST) any key not past the last; those take a plain put. */
-        MDB_val ck = {case_len, leaf->case_ref}, cv = {8, key};
-        rc = mdb_put(txn, self->db.cases, &ck, &cv, MDB_APPEND);
-        if (rc == MDB_KEYEXIST)
-            rc = mdb_put(txn, self->db.cases, &ck, &cv, 0);
-        if (rc && rc != MDB_KEYEXIST)
-            return cpx_store_err(rc, "audit: put case index");
-    }
+    if (case_len && (rc = index_case(self, txn, leaf->case_ref, case_len, key)))
+        return rc;
     if (leaf->event == CPX__V1__AUDIT_EVENT__KEY_ENROLLED ||
         leaf->event == CPX__V1__AUDIT_EVENT__KEY_REVOKED) {
         uint8_t ev = (uint8_t)leaf->event;
