@@ -53,6 +53,7 @@ struct cpx_gw_cases {
     cpx_aead_sealer_t *sealer;
     uint8_t *plain;              /* the last decrypted envelope (CPX_MAX_ENVELOPE_BYTES) */
     recent_t *recent;            /* the writer's handle only (cpx_gw_cases_keep_recent) */
+    cpx_counter_t next_case;     /* "next_case" in gw.meta */
 };
 
 /* ---- recent messages in the clear ------------------------------------------------ */
@@ -161,6 +162,8 @@ void cpx_gw_cases_committed(cpx_gw_cases_t *self)
 
 void cpx_gw_cases_aborted(cpx_gw_cases_t *self)
 {
+    if (self)
+        cpx_counter_drop(&self->next_case);
     recent_t *r = self ? self->recent : NULL;
     if (!r)
         return;
@@ -234,7 +237,19 @@ static cpx_gw_cases_t *handle(MDB_env *env, const uint8_t key[CPX_AEAD_KEY_LEN])
     if (cpx_store_open_dbs(env, "cases", dbs, sizeof dbs / sizeof dbs[0]) != CPX_OK ||
         keyed(self) != CPX_OK)
         cpx_gw_cases_destroy(&self);
+    else
+        self->next_case = (cpx_counter_t){.dbi = self->meta, .key = "next_case"};
     return self;
+}
+
+int cpx_gw_cases_counter_begin(cpx_gw_cases_t *self, MDB_txn *txn)
+{
+    return cpx_counter_begin(&self->next_case, txn);
+}
+
+int cpx_gw_cases_counter_end(cpx_gw_cases_t *self, MDB_txn *txn)
+{
+    return cpx_counter_end(&self->next_case, txn);
 }
 
 /* The store records the id of its key at first use; afterwards only that key opens it. */
@@ -606,18 +621,10 @@ static int case_town(cpx_gw_cases_t *self, MDB_txn *txn, const char *case_id, ch
 static int new_case(cpx_gw_cases_t *self, MDB_txn *txn, const cpx_envelope_t *env,
                     int64_t now_ms, char *case_id, char *town)
 {
-    MDB_val k = {9, "next_case"}, v;
-    uint64_t n = 1;
-    int rc = mdb_get(txn, self->meta, &k, &v);
-    if (rc == 0 && v.mv_size == 8)
-        n = cpx_be64_get(v.mv_data);
-    else if (rc && rc != MDB_NOTFOUND)
-        return cpx_store_err(rc, "cases: counter");
-    uint8_t buf[8];
-    cpx_be64_put(buf, n + 1);
-    v = (MDB_val){8, buf};
-    if ((rc = mdb_put(txn, self->meta, &k, &v, 0)))
-        return cpx_store_err(rc, "cases: counter put");
+    uint64_t n;
+    int rc = cpx_counter_take(&self->next_case, txn, &n);
+    if (rc)
+        return rc;
     time_t t = (time_t)((now_ms + CST_OFFSET_MS) / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);

@@ -107,6 +107,13 @@ int cpx_gw_cases_blank(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq);
 typedef int (*cpx_gw_cases_each_fn)(void *ctx, const cpx_gw_msg_t *m);
 int cpx_gw_cases_each(cpx_gw_cases_t *self, MDB_txn *txn, cpx_gw_cases_each_fn fn, void *ctx);
 
+/* The case number counter held in memory for one write transaction (cpx_counter_t):
+ * the writer begins it after its transaction begins and ends it before the commit
+ * (cpx_gw_cases_aborted drops it); without them every new case reads and writes
+ * "next_case". */
+int cpx_gw_cases_counter_begin(cpx_gw_cases_t *self, MDB_txn *txn);
+int cpx_gw_cases_counter_end(cpx_gw_cases_t *self, MDB_txn *txn);
+
 /* Decides the case of env into case_id (CPX_MAX_CASE_ID + 1 bytes) and town (the
  * minor's town as recorded for the case, CPX_MAX_DEPT_CODE + 1 bytes, may be ""):
  *  - env->case_id set: it must exist;

@@ -569,8 +569,13 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
     self->cycles++;  /* also ends what writer.c remembered of the last transaction */
     cpx_gw_ops_begin(self);
 
+    /* The delivery and case counters stay in memory until the commit point below. */
+    rc = cpx_outbox_seq_begin(self->ob, txn);
+    if (!rc)
+        rc = cpx_gw_cases_counter_begin(self->cases, txn);
     cpx_gw_in_t **inp = n_in ? malloc(n_in * sizeof *inp) : NULL;
-    rc = n_in && !inp ? CPX_ERR_NOMEM : CPX_OK;
+    if (!rc && n_in && !inp)
+        rc = CPX_ERR_NOMEM;
     for (size_t i = 0; i < n_in && !rc; i++)
         inp[i] = &in[i]->in;
     int sync_rc = CPX_OK;
@@ -594,6 +599,10 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
         rc = cpx_gw_outbox_tick(self);
     if (!rc && status_due)
         rc = write_status(self);
+    if (!rc)  /* nothing after this point takes a delivery id or a case number */
+        rc = cpx_outbox_seq_end(self->ob, txn);
+    if (!rc)
+        rc = cpx_gw_cases_counter_end(self->cases, txn);
 
     uint64_t head_size = self->tree_size;
     if (!rc && self->appended) {
@@ -616,6 +625,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
         self->txn = NULL;
         cpx_audit_aborted(self->audit);
         cpx_gw_cases_aborted(self->cases);
+        cpx_outbox_seq_drop(self->ob);
         cpx_gw_ci_aborted(self);
         out_clear(self);
         cpx_gw_ops_end(self, 0);
@@ -632,6 +642,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
     if (rc) {
         cpx_audit_aborted(self->audit);
         cpx_gw_cases_aborted(self->cases);
+        cpx_outbox_seq_drop(self->ob);
         cpx_gw_ci_aborted(self);
         if (rc != CPX_ERR_FULL && rc != CPX_ERR_STORE && n_in > 1) {
             /* Nothing was applied. One frame may be the cause: the caller runs this

@@ -21,6 +21,7 @@
 
 struct cpx_outbox {
     MDB_dbi queue, cases, dead, meta;
+    cpx_counter_t seq;  /* "next_seq" in ob.meta */
 };
 
 uint8_t cpx_outbox_class(int priority)
@@ -49,7 +50,23 @@ cpx_outbox_t *cpx_outbox_open(MDB_env *env)
         free(self);
         return NULL;
     }
+    self->seq = (cpx_counter_t){.dbi = self->meta, .key = "next_seq"};
     return self;
+}
+
+int cpx_outbox_seq_begin(cpx_outbox_t *self, MDB_txn *txn)
+{
+    return cpx_counter_begin(&self->seq, txn);
+}
+
+int cpx_outbox_seq_end(cpx_outbox_t *self, MDB_txn *txn)
+{
+    return cpx_counter_end(&self->seq, txn);
+}
+
+void cpx_outbox_seq_drop(cpx_outbox_t *self)
+{
+    cpx_counter_drop(&self->seq);
 }
 
 void cpx_outbox_destroy(cpx_outbox_t **self_p)
@@ -132,24 +149,6 @@ static int eval_decode(const uint8_t *p, size_t len, cpx_outbox_entry_t *e, size
     return CPX_OK;
 }
 
-static int next_seq(cpx_outbox_t *self, MDB_txn *txn, uint64_t *seq)
-{
-    MDB_val k = {8, "next_seq"}, v;
-    int rc = mdb_get(txn, self->meta, &k, &v);
-    uint64_t n = 1;
-    if (rc == 0 && v.mv_size == 8)
-        n = cpx_be64_get(v.mv_data);
-    else if (rc && rc != MDB_NOTFOUND)
-        return cpx_store_err(rc, "outbox: next_seq");
-    uint8_t buf[8];
-    cpx_be64_put(buf, n + 1);
-    v = (MDB_val){8, buf};
-    if ((rc = mdb_put(txn, self->meta, &k, &v, 0)))
-        return cpx_store_err(rc, "outbox: next_seq put");
-    *seq = n;
-    return CPX_OK;
-}
-
 static int put_entry(cpx_outbox_t *self, MDB_txn *txn, const cpx_outbox_entry_t *e)
 {
     uint8_t kq[QKEY], kc[CKEY], val[EVAL_MAX];
@@ -170,7 +169,7 @@ int cpx_outbox_put(cpx_outbox_t *self, MDB_txn *txn, cpx_outbox_entry_t *e)
     if (!self || !txn || !e || e->message_id_len > CPX_MAX_MESSAGE_ID ||
         e->cls >= CPX_OUTBOX_CLASSES)
         return CPX_ERR_ARG;
-    int rc = next_seq(self, txn, &e->seq);
+    int rc = cpx_counter_take(&self->seq, txn, &e->seq);
     return rc ? rc : put_entry(self, txn, e);
 }
 

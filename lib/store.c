@@ -1,4 +1,4 @@
-/* store.c — opening the LMDB environment, LMDB error mapping, big-endian keys. */
+/* store.c — opening the LMDB environment, LMDB error mapping, big-endian keys, counters. */
 #include "cpx/store.h"
 
 #include <stdio.h>
@@ -114,4 +114,69 @@ int cpx_store_open_dbs(MDB_env *env, const char *owner, const cpx_store_db_t *db
         return CPX_ERR_NOT_FOUND;
     snprintf(what, sizeof what, "%s: open databases", owner);
     return rc ? cpx_store_err(rc, what) : CPX_OK;
+}
+
+/* ---- counters ------------------------------------------------------------------------ */
+
+static int counter_read(const cpx_counter_t *c, MDB_txn *txn, uint64_t *next)
+{
+    MDB_val k = {strlen(c->key), (void *)c->key}, v;
+    int rc = mdb_get(txn, c->dbi, &k, &v);
+    *next = 1;
+    if (rc == 0 && v.mv_size == 8)
+        *next = cpx_be64_get(v.mv_data);
+    else if (rc && rc != MDB_NOTFOUND)
+        return cpx_store_err(rc, c->key);
+    return CPX_OK;
+}
+
+static int counter_write(const cpx_counter_t *c, MDB_txn *txn, uint64_t next)
+{
+    uint8_t buf[8];
+    cpx_be64_put(buf, next);
+    MDB_val k = {strlen(c->key), (void *)c->key}, v = {8, buf};
+    int rc = mdb_put(txn, c->dbi, &k, &v, 0);
+    return rc ? cpx_store_err(rc, c->key) : CPX_OK;
+}
+
+int cpx_counter_begin(cpx_counter_t *c, MDB_txn *txn)
+{
+    c->held = 0;
+    int rc = counter_read(c, txn, &c->next);
+    if (rc)
+        return rc;
+    c->txn = txn;
+    c->txn_id = mdb_txn_id(txn);
+    c->dirty = 0;
+    c->held = 1;
+    return CPX_OK;
+}
+
+int cpx_counter_take(cpx_counter_t *c, MDB_txn *txn, uint64_t *out)
+{
+    if (c->held && c->txn == txn && c->txn_id == mdb_txn_id(txn)) {
+        *out = c->next++;
+        c->dirty = 1;
+        return CPX_OK;
+    }
+    uint64_t n;
+    int rc = counter_read(c, txn, &n);
+    if (!rc && !(rc = counter_write(c, txn, n + 1)))
+        *out = n;
+    return rc;
+}
+
+int cpx_counter_end(cpx_counter_t *c, MDB_txn *txn)
+{
+    int held = c->held && c->txn == txn && c->txn_id == mdb_txn_id(txn);
+    int rc = held && c->dirty ? counter_write(c, txn, c->next) : CPX_OK;
+    c->held = 0;
+    c->dirty = 0;
+    return rc;
+}
+
+void cpx_counter_drop(cpx_counter_t *c)
+{
+    c->held = 0;
+    c->dirty = 0;
 }

@@ -56,6 +56,13 @@ int cpx_outbox_class_priority(uint8_t cls);
 cpx_outbox_t *cpx_outbox_open(MDB_env *env);
 void cpx_outbox_destroy(cpx_outbox_t **self_p);
 
+/* The sequence held in memory for one write transaction that puts many entries
+ * (cpx_counter_t in cpx/store.h): begin after the transaction begins, end before it
+ * commits, drop after an abort. Without them every put reads and writes "next_seq". */
+int cpx_outbox_seq_begin(cpx_outbox_t *self, MDB_txn *txn);
+int cpx_outbox_seq_end(cpx_outbox_t *self, MDB_txn *txn);
+void cpx_outbox_seq_drop(cpx_outbox_t *self);
+
 /* Appends an entry for e->dept (e->seq is assigned; e->attempts as given). */
 int cpx_outbox_put(cpx_outbox_t *self, MDB_txn *txn, cpx_outbox_entry_t *e);
 

@@ -40,6 +40,28 @@ typedef struct cpx_store_db {
  * logged, the caller decides); CPX_ERR_STORE otherwise (logged with owner). */
 int cpx_store_open_dbs(MDB_env *env, const char *owner, const cpx_store_db_t *dbs, size_t n);
 
+/* A counter kept as a big-endian u64 record (key -> next number to hand out; 1 when
+ * absent). Taken on its own, each number is a get and a put. Within one write
+ * transaction the writer may instead hold it in memory: cpx_counter_begin reads it,
+ * takes cost nothing, and cpx_counter_end writes it once; call end before the commit.
+ * After an abort, cpx_counter_drop it (or begin again) before the next take or end:
+ * LMDB gives the next write transaction the aborted one's handle and id, so neither
+ * could tell the two apart. A take outside a begun transaction falls back to the get
+ * and put. key must outlive the counter. */
+typedef struct cpx_counter {
+    MDB_dbi dbi;
+    const char *key;
+    MDB_txn *txn;         /* the transaction begun, while held */
+    size_t txn_id;
+    uint64_t next;
+    int held, dirty;
+} cpx_counter_t;
+
+int cpx_counter_begin(cpx_counter_t *c, MDB_txn *txn);
+int cpx_counter_take(cpx_counter_t *c, MDB_txn *txn, uint64_t *out);
+int cpx_counter_end(cpx_counter_t *c, MDB_txn *txn);
+void cpx_counter_drop(cpx_counter_t *c);
+
 /* Big-endian u64 keys sort numerically under LMDB's default comparison. */
 void cpx_be64_put(uint8_t out[8], uint64_t v);
 uint64_t cpx_be64_get(const uint8_t in[8]);

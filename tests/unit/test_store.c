@@ -1,4 +1,5 @@
-/* Store: environment creation (mode 0700), read-only open, error mapping, BE keys. */
+/* Store: environment creation (mode 0700), read-only open, error mapping, BE keys,
+ * counters held for a transaction. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -149,6 +150,95 @@ static void test_open_dbs(void **state)
     mdb_env_close(env);
 }
 
+static uint64_t stored(MDB_env *env, MDB_dbi dbi)
+{
+    MDB_txn *txn;
+    MDB_val k = {4, "next"}, v;
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    int rc = mdb_get(txn, dbi, &k, &v);
+    uint64_t n = rc == 0 && v.mv_size == 8 ? cpx_be64_get(v.mv_data) : 0;
+    mdb_txn_abort(txn);
+    return n;
+}
+
+static void test_counter(void **state)
+{
+    (void)state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/counter", tmpdir);
+    MDB_env *env = NULL;
+    assert_int_equal(cpx_store_open(dir, 1 << 20, 0, &env), CPX_OK);
+    MDB_dbi meta = 0;
+    const cpx_store_db_t dbs[] = {{"m.meta", 0, &meta}};
+    assert_int_equal(cpx_store_open_dbs(env, "test", dbs, 1), CPX_OK);
+    cpx_counter_t c = {.dbi = meta, .key = "next"};
+    MDB_txn *txn;
+    uint64_t n;
+
+    /* taken alone: 1, 2 (absent counts from 1), each written at once */
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
+    assert_true(n == 1);
+    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
+    assert_true(n == 2);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    assert_true(stored(env, meta) == 3);
+
+    /* held: 3..102 from memory, the record written once at end */
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(cpx_counter_begin(&c, txn), CPX_OK);
+    for (uint64_t want = 3; want < 103; want++) {
+        assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
+        assert_true(n == want);
+    }
+    MDB_val k = {4, "next"}, v;
+    assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+    assert_true(cpx_be64_get(v.mv_data) == 3);  /* not yet written */
+    assert_int_equal(cpx_counter_end(&c, txn), CPX_OK);
+    assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+    assert_true(cpx_be64_get(v.mv_data) == 103);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    assert_true(stored(env, meta) == 103);
+
+    /* held, then aborted: the numbers come back; the next begin reads the store again */
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(cpx_counter_begin(&c, txn), CPX_OK);
+    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
+    assert_true(n == 103);
+    mdb_txn_abort(txn);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(cpx_counter_begin(&c, txn), CPX_OK);
+    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
+    assert_true(n == 103);
+    assert_int_equal(cpx_counter_end(&c, txn), CPX_OK);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    assert_true(stored(env, meta) == 104);
+
+    /* ended (or never begun) in this transaction: a take reads and writes the store */
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
+    assert_true(n == 104);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    assert_true(stored(env, meta) == 105);
+
+    /* begun in an aborted transaction and dropped: the next transaction (which has the
+     * aborted one's handle and id) takes from the store, not from the stale memory */
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(cpx_counter_begin(&c, txn), CPX_OK);
+    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
+    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
+    assert_true(n == 106);
+    mdb_txn_abort(txn);
+    cpx_counter_drop(&c);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(cpx_counter_end(&c, txn), CPX_OK);  /* writes nothing */
+    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
+    assert_true(n == 105);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    assert_true(stored(env, meta) == 106);
+    mdb_env_close(env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -156,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_open_create_and_readonly),
         cmocka_unit_test(test_map_full),
         cmocka_unit_test(test_open_dbs),
+        cmocka_unit_test(test_counter),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
