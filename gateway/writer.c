@@ -569,6 +569,26 @@ static int submit_one(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_
     return accept_env(self, in, env, ep, &res, case_id, &route);
 }
 
+/* The key id every one of envs is signed under, when each names dept (the
+ * authenticated sender) and the same key id: then all can be verified together with
+ * one key. NULL otherwise: each envelope is then checked in its turn and refused, if it
+ * must be, with its own reason. */
+static const uint8_t *one_signer(cpx_envelope_t *const *envs, size_t n, const char *dept)
+{
+    if (!n || !envs[0] || !envs[0]->signature ||
+        envs[0]->signature->key_id.len != CPX_KEY_ID_LEN)
+        return NULL;
+    const uint8_t *kid = envs[0]->signature->key_id.data;
+    for (size_t i = 0; i < n; i++) {
+        const cpx_envelope_t *e = envs[i];
+        if (!e || !e->sender || strcmp(e->sender, dept) || !e->signature ||
+            e->signature->key_id.len != CPX_KEY_ID_LEN ||
+            memcmp(e->signature->key_id.data, kid, CPX_KEY_ID_LEN))
+            return NULL;
+    }
+    return kid;
+}
+
 /* When every envelope of a batch names the authenticated sender and one enrolled key,
  * verifies them together: one Ed25519 check per distinct batch root instead of one
  * per envelope. Otherwise leaves *res NULL and each envelope is checked on its own. */
@@ -577,18 +597,11 @@ static int preverify(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Batch
 {
     *res = NULL;
     *rcs = NULL;
-    const Cpx__V1__Signature *s0 = b->envelopes[0] ? b->envelopes[0]->signature : NULL;
-    if (!s0 || s0->key_id.len != CPX_KEY_ID_LEN)
+    const uint8_t *kid = one_signer(b->envelopes, b->n_envelopes, in->dept);
+    if (!kid)
         return CPX_OK;
-    for (size_t i = 0; i < b->n_envelopes; i++) {
-        const cpx_envelope_t *e = b->envelopes[i];
-        if (!e || !e->sender || strcmp(e->sender, in->dept) || !e->signature ||
-            e->signature->key_id.len != CPX_KEY_ID_LEN ||
-            memcmp(e->signature->key_id.data, s0->key_id.data, CPX_KEY_ID_LEN))
-            return CPX_OK;
-    }
     uint8_t pub[CPX_ED25519_PUB_LEN];
-    int rc = enrolled_key(self, in->dept, s0->key_id.data, pub);
+    int rc = enrolled_key(self, in->dept, kid, pub);
     if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
         return CPX_OK;  /* each envelope is refused with the reason */
     if (rc)
@@ -765,19 +778,14 @@ void cpx_gw_writer_release(cpx_gw_in_t *in)
     unprepare(in);
 }
 
-/* The key of an envelope that will reach signature checking: named by the
- * authenticated sender, enrolled and not revoked. NULL otherwise (the writer then
- * refuses it with the reason, or verifies on its own). */
-static int job_key(cpx_gw_t *self, const cpx_gw_in_t *in, const cpx_envelope_t *e,
-                   const uint8_t *key_id, const cpx_key_t **key)
+/* The key a pool job verifies with: key id kid of dept, enrolled and not revoked.
+ * NULL otherwise (the writer then refuses the envelopes with the reason, or verifies
+ * them on its own). */
+static int job_key(cpx_gw_t *self, const char *dept, const uint8_t *kid, const cpx_key_t **key)
 {
     *key = NULL;
-    if (!e || !e->sender || strcmp(e->sender, in->dept) || !e->signature ||
-        e->signature->key_id.len != CPX_KEY_ID_LEN ||
-        (key_id && memcmp(e->signature->key_id.data, key_id, CPX_KEY_ID_LEN)))
-        return CPX_OK;
     uint8_t pub[CPX_ED25519_PUB_LEN];
-    int rc = enrolled_key(self, in->dept, e->signature->key_id.data, pub);
+    int rc = enrolled_key(self, dept, kid, pub);
     if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
         return CPX_OK;
     if (rc)
@@ -926,18 +934,8 @@ void cpx_gw_writer_ahead(cpx_gw_in_t *x, int64_t now_ms, cpx_registry_t *reg, MD
     size_t ne;
     int batch;
     cpx_envelope_t *const *envs = frame_envelopes(x, &ne, &batch);
-    if (!ne || !envs[0] || !envs[0]->signature ||
-        envs[0]->signature->key_id.len != CPX_KEY_ID_LEN)
-        return;
-    const uint8_t *kid = envs[0]->signature->key_id.data;
-    for (size_t k = 0; k < ne; k++) {
-        const cpx_envelope_t *e = envs[k];
-        if (!e || !e->sender || strcmp(e->sender, x->dept) || !e->signature ||
-            e->signature->key_id.len != CPX_KEY_ID_LEN ||
-            memcmp(e->signature->key_id.data, kid, CPX_KEY_ID_LEN))
-            return;  /* the writer sorts these out, each with its reason */
-    }
-    if (!reg || cpx_registry_signing_key(reg, rtxn, x->dept, kid, x->ahead_pub) != CPX_OK)
+    const uint8_t *kid = one_signer(envs, ne, x->dept);
+    if (!kid || !reg || cpx_registry_signing_key(reg, rtxn, x->dept, kid, x->ahead_pub) != CPX_OK)
         return;
     cpx_key_t *key = cpx_key_from_raw_public(x->ahead_pub);
     x->res = calloc(ne, sizeof *x->res);
@@ -975,18 +973,11 @@ int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
         if (!envs)
             continue;
         cpx_gw_ci_prepare_add(self, envs, ne);
-        if (x->res || !ne || !envs[0] || !envs[0]->signature)
-            continue;  /* verified ahead, or nothing to verify */
-        const uint8_t *kid = envs[0]->signature->key_id.data;
+        const uint8_t *kid = x->res ? NULL : one_signer(envs, ne, x->dept);
+        if (!kid)
+            continue;  /* verified ahead, or checked envelope by envelope in turn */
         const cpx_key_t *key = NULL;
-        for (size_t k = 0; k < ne && !rc; k++) {
-            const cpx_key_t *kk;
-            rc = job_key(self, x, envs[k], k ? kid : NULL, &kk);
-            key = k == 0 || kk == key ? kk : NULL;
-            if (!key)
-                break;
-        }
-        if (rc || !key)
+        if ((rc = job_key(self, x->dept, kid, &key)) || !key)
             continue;
         x->res = calloc(ne, sizeof *x->res);
         x->rcs = calloc(ne, sizeof *x->rcs);
