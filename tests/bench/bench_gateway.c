@@ -8,7 +8,12 @@
  * messages waiting for an offline department.
  *
  *   bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers]
- *                 [--zmq-count N] [--signer process|in-process]
+ *                 [--zmq-count N] [--signer process|in-process] [--flows ...] [--rounds N]
+ *
+ * --rounds N repeats the flows and the peers N times (new envelopes each round, on the
+ * same gateway and store) and ends with each ratio's median and range over the rounds:
+ * the host's speed drifts over minutes, and one round compares the gateway with each
+ * peer only once.
  *
  * --signer in-process runs the gateway with its signing key loaded in-process (the
  * pre-privilege-separation layout) to measure what the cpx-signer round trips cost.
@@ -351,8 +356,27 @@ static size_t delivery_refs(const uint8_t *b, size_t len, delivery_ref_t *refs, 
 
 /* Confirms the n deliveries of one frame (TAKEN) in one DeliveryAcks frame; counts
  * the distinct ones. */
-static void confirm(void *s, const delivery_ref_t *d, size_t n, uint8_t *seen, size_t seen_cap,
-                    recv_ctx_t *rc)
+/* The delivery ids a recipient has counted: an open-addressing set (ids start at 1, so
+ * 0 marks a free slot) of at least twice the flow's size. Delivery ids keep growing
+ * across flows and rounds on one gateway, so they cannot index a table of this flow's
+ * size. */
+typedef struct id_set {
+    uint64_t *slot;
+    size_t mask;
+} id_set_t;
+
+static int id_set_add(id_set_t *set, uint64_t id)
+{
+    size_t i = (size_t)(id * UINT64_C(0x9E3779B97F4A7C15) >> 20) & set->mask;
+    while (set->slot[i] && set->slot[i] != id)
+        i = (i + 1) & set->mask;
+    if (set->slot[i])
+        return 0;
+    set->slot[i] = id;
+    return 1;
+}
+
+static void confirm(void *s, const delivery_ref_t *d, size_t n, id_set_t *seen, recv_ctx_t *rc)
 {
     static Cpx__V1__DeliveryAck da[CPX_MAX_GROUPED];
     static Cpx__V1__DeliveryAck *dp[CPX_MAX_GROUPED];
@@ -365,11 +389,8 @@ static void confirm(void *s, const delivery_ref_t *d, size_t n, uint8_t *seen, s
         da[i].message_id = d[i].message_id;
         da[i].status = CPX__V1__DELIVERY_STATUS__TAKEN;
         dp[i] = &da[i];
-        uint64_t id = da[i].delivery_id;
-        if (id < seen_cap && !seen[id]) {
-            seen[id] = 1;
+        if (da[i].delivery_id && id_set_add(seen, da[i].delivery_id))
             rc->confirmed++;
-        }
     }
     Cpx__V1__DeliveryAcks das = CPX__V1__DELIVERY_ACKS__INIT;
     das.n_acks = n;
@@ -393,8 +414,12 @@ static void *receiver(void *arg)
 {
     recv_ctx_t *rc = arg;
     void *s = open_sock("CIVIL_AFFAIRS");
-    uint8_t *seen = calloc(rc->want * 4 + 1024, 1);  /* delivery ids are small integers */
-    size_t seen_cap = rc->want * 4 + 1024;
+    size_t cap = 1024;
+    while (cap < 2 * rc->want + 1024)
+        cap *= 2;
+    id_set_t seen = {calloc(cap, sizeof *seen.slot), cap - 1};
+    if (!seen.slot)
+        die("memory");
     double last_hb = 0;
     while (!rc->stop && rc->confirmed < rc->want) {
         double t = now_s();
@@ -419,12 +444,12 @@ static void *receiver(void *arg)
             static delivery_ref_t refs[CPX_MAX_GROUPED];
             size_t n = delivery_refs(zmq_msg_data(&m), zmq_msg_size(&m), refs, CPX_MAX_GROUPED);
             if (n)
-                confirm(s, refs, n, seen, seen_cap, rc);
+                confirm(s, refs, n, &seen, rc);
         }
         zmq_msg_close(&m);
     }
     rc->done_at = now_s();
-    free(seen);
+    free(seen.slot);
     /* Let the last DeliveryAcks leave: with linger 0 they were dropped, the gateway
      * redelivered those messages to the next flow's recipient, and that flow counted
      * them as its own (e.g. "20065/20000 confirmed", while the log held each delivery
@@ -519,7 +544,8 @@ static void free_frames(frames_t *f)
     free(f->ids);
 }
 
-static double run_flow(const frames_t *f, const char *label, double rate, double *rate_out)
+static double run_flow(const frames_t *f, const char *label, double rate, double *rate_out,
+                       double lat_out[N_QUANT])
 {
     recv_ctx_t rc = {.want = f->n_env};
     pthread_t th;
@@ -544,67 +570,35 @@ static double run_flow(const frames_t *f, const char *label, double rate, double
     zmq_close(s);
     if (rate_out)
         *rate_out = f->n_env / el;
+    if (lat_out)
+        memcpy(lat_out, q, sizeof q);
     return el;
 }
 
-int main(int argc, char **argv)
-{
-    size_t count = 50000, rss_n = 0, zmq_count = 0;
-    double lat_rate = 5000, lat_s = 3;
-    int skip_peers = 0;
-    const char *signer = "process", *flows = "batch,single,latency";
-    snprintf(g_gw_bin, sizeof g_gw_bin, "%.1024s/../gateway/cpx-gateway", dirname_of(argv[0]));
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--gateway") && i + 1 < argc) snprintf(g_gw_bin, sizeof g_gw_bin, "%s", argv[++i]);
-        else if (!strcmp(argv[i], "--count") && i + 1 < argc) count = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--rss") && i + 1 < argc) rss_n = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--rate") && i + 1 < argc) lat_rate = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) lat_s = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--skip-peers")) skip_peers = 1;
-        else if (!strcmp(argv[i], "--signer") && i + 1 < argc) signer = argv[++i];
-        else if (!strcmp(argv[i], "--zmq-count") && i + 1 < argc) zmq_count = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--flows") && i + 1 < argc) flows = argv[++i];
-        else {
-            fprintf(stderr, "usage: bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers] [--zmq-count N] [--signer process|in-process] [--flows batch,single,latency]\n");
-            return 2;
-        }
-    }
-    snprintf(g_dir, sizeof g_dir, "/tmp/cpx-bench-gw.XXXXXX");
-    if (!mkdtemp(g_dir))
-        die("mkdtemp");
-    atexit(peers_cleanup_all);
-    uint8_t cp[32], cc[32];
-    cpx_key_t *gk = make_keys("GATEWAY", NULL);
-    cpx_key_t *pk = make_keys("POLICE", cp);
-    cpx_key_t *ck = make_keys("CIVIL_AFFAIRS", cc);
-    char data[600], cfg[2048];
-    snprintf(data, sizeof data, "%s/data", g_dir);
-    enroll(data, gk, "POLICE", cp, pk);
-    enroll(data, gk, "CIVIL_AFFAIRS", cc, ck);
-    snprintf(cfg, sizeof cfg,
-             "endpoint: tcp://127.0.0.1:0\ndata_dir: data\nmap_size: 16GiB\n"
-             "keys:\n  curve_secret: GATEWAY.curve.key\n  signing_key: GATEWAY.sign.key\n"
-             "  store_key: GATEWAY.store.key\n"
-             "  signer: %s\n"
-             "heartbeat_ms: 1000\noffline_after_ms: 10000\nin_flight: 16384\nqueue_limit: 3000000\n",
-             signer);
-    write_file("gateway.yaml", cfg, 0644);
-    start_gateway();
-    printf("# bench_gateway: gateway %s, store %s (fsync per commit), CURVE on every link, "
-           "signing key %s\n", g_gw_bin, g_dir,
-           strcmp(signer, "in-process") ? "in the cpx-signer process" : "in-process");
+/* One round: the gateway's flows, then the peers on the same per-message frames. Every
+ * round makes new envelopes (new message ids): a resent id is a duplicate, which the
+ * gateway answers without writing anything. */
+typedef struct round {
+    double gw_batch, gw_single;
+    double lat[N_QUANT];
+    peers_result_t res[3];
+} round_t;
 
-    frames_t fb = make_frames(count, 100, pk, NULL, 1);
-    double gw_batch = 0, gw_single = 0;
+static const char *const peer_names[3] = {"bare CURVE forwarding", "RabbitMQ", "NATS JetStream"};
+
+static void run_round(round_t *rd, uint64_t r, size_t count, const char *flows, double lat_rate,
+                      double lat_s, int skip_peers, size_t zmq_count, const cpx_key_t *pk)
+{
+    frames_t fb = make_frames(count, 100, pk, NULL, 1 + 10 * r);
     if (strstr(flows, "batch"))
-        run_flow(&fb, "gateway, batch-signed (100/batch)", 0, &gw_batch);
+        run_flow(&fb, "gateway, batch-signed (100/batch)", 0, &rd->gw_batch, NULL);
     size_t n_single = count / 2;
-    frames_t fs = make_frames(n_single, 1, pk, NULL, 2);
+    frames_t fs = make_frames(n_single, 1, pk, NULL, 2 + 10 * r);
     if (strstr(flows, "single"))
-        run_flow(&fs, "gateway, per-message signed", 0, &gw_single);
-    frames_t fl = make_frames((size_t)(lat_rate * lat_s), 1, pk, NULL, 3);
+        run_flow(&fs, "gateway, per-message signed", 0, &rd->gw_single, NULL);
+    frames_t fl = make_frames((size_t)(lat_rate * lat_s), 1, pk, NULL, 3 + 10 * r);
     if (strstr(flows, "latency"))
-        run_flow(&fl, "gateway, per-message signed", lat_rate, NULL);
+        run_flow(&fl, "gateway, per-message signed", lat_rate, NULL, rd->lat);
 
     if (!skip_peers) {
         /* The same single-envelope frames through the peers. ZeroMQ is noisy over a
@@ -621,9 +615,7 @@ int main(int argc, char **argv)
         peers_payloads_t zp = {.count = zn, .data = (const uint8_t *const *)zd, .len = zl};
         peers_payloads_t p = {.count = fs.n_frames, .data = (const uint8_t *const *)fs.data, .len = fs.len};
         peers_opts_t o = peers_opts_default();
-        peers_result_t res[3];
-        memset(res, 0, sizeof res);
-        const char *names[3] = {"bare CURVE forwarding", "RabbitMQ", "NATS JetStream"};
+        peers_result_t *res = rd->res;
         peers_run_zmq(&zp, &o, 1, &res[0]);
         char err[256];
         (void)err;
@@ -654,10 +646,10 @@ int main(int argc, char **argv)
                "and confirmed by the recipient's DeliveryAck\n");
         for (int i = 0; i < 3; i++) {
             if (res[i].rate > 0)
-                printf("ratio to %-22s batch-signed %.2f, per-message signed %.2f\n", names[i],
-                       gw_batch / res[i].rate, gw_single / res[i].rate);
+                printf("ratio to %-22s batch-signed %.2f, per-message signed %.2f\n", peer_names[i],
+                       rd->gw_batch / res[i].rate, rd->gw_single / res[i].rate);
             else
-                printf("ratio to %-22s not measured (%s)\n", names[i],
+                printf("ratio to %-22s not measured (%s)\n", peer_names[i],
                        res[i].error[0] ? res[i].error : "not built");
         }
         free(zd);
@@ -666,6 +658,121 @@ int main(int argc, char **argv)
     free_frames(&fb);
     free_frames(&fs);
     free_frames(&fl);
+    fflush(stdout);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Over all rounds: each ratio's median and range, and the ack latency's. The host's
+ * speed drifts over minutes, so the gateway and each peer are compared within a round
+ * (measured minutes apart, in the same order each time) and the rounds summarised. */
+static void print_medians(const round_t *rounds, int n, int skip_peers)
+{
+    double v[64];
+    printf("## over %d rounds: median (min-max)\n", n);
+    for (int q = 0; q < N_QUANT; q += 2) {
+        for (int r = 0; r < n; r++)
+            v[r] = rounds[r].lat[q];
+        double lo = v[0], hi = v[0];
+        for (int r = 1; r < n; r++) {
+            lo = v[r] < lo ? v[r] : lo;
+            hi = v[r] > hi ? v[r] : hi;
+        }
+        if (hi > 0)
+            printf("ack latency %-6s %.2f ms (%.2f-%.2f)\n",
+                   q == 0 ? "p50" : q == 2 ? "p99" : "max", median(v, n), lo, hi);
+    }
+    for (int k = 0; k < 2; k++) {
+        for (int r = 0; r < n; r++)
+            v[r] = k ? rounds[r].gw_single : rounds[r].gw_batch;
+        printf("gateway %-14s %.0f msg/s\n", k ? "per-message" : "batch-signed", median(v, n));
+    }
+    for (int i = 0; i < 3 && !skip_peers; i++) {
+        for (int k = 0; k < 2; k++) {
+            int m = 0;
+            double lo = 1e30, hi = 0;
+            for (int r = 0; r < n; r++) {
+                if (rounds[r].res[i].rate <= 0)
+                    continue;
+                double x = (k ? rounds[r].gw_single : rounds[r].gw_batch) / rounds[r].res[i].rate;
+                v[m++] = x;
+                lo = x < lo ? x : lo;
+                hi = x > hi ? x : hi;
+            }
+            if (m)
+                printf("ratio to %-22s %-13s %.2f (%.2f-%.2f over %d rounds)\n", peer_names[i],
+                       k ? "per-message" : "batch-signed", median(v, m), lo, hi, m);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    size_t count = 50000, rss_n = 0, zmq_count = 0;
+    double lat_rate = 5000, lat_s = 3;
+    int skip_peers = 0, n_rounds = 1;
+    const char *signer = "process", *flows = "batch,single,latency";
+    snprintf(g_gw_bin, sizeof g_gw_bin, "%.1024s/../gateway/cpx-gateway", dirname_of(argv[0]));
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--gateway") && i + 1 < argc) snprintf(g_gw_bin, sizeof g_gw_bin, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--count") && i + 1 < argc) count = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--rss") && i + 1 < argc) rss_n = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--rate") && i + 1 < argc) lat_rate = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) lat_s = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--skip-peers")) skip_peers = 1;
+        else if (!strcmp(argv[i], "--signer") && i + 1 < argc) signer = argv[++i];
+        else if (!strcmp(argv[i], "--zmq-count") && i + 1 < argc) zmq_count = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--flows") && i + 1 < argc) flows = argv[++i];
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) n_rounds = atoi(argv[++i]);
+        else {
+            n_rounds = 0;
+            break;
+        }
+    }
+    if (n_rounds < 1 || n_rounds > 9) {
+        fprintf(stderr, "usage: bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers] [--zmq-count N] [--signer process|in-process] [--flows batch,single,latency] [--rounds 1..9]\n");
+        return 2;
+    }
+    snprintf(g_dir, sizeof g_dir, "/tmp/cpx-bench-gw.XXXXXX");
+    if (!mkdtemp(g_dir))
+        die("mkdtemp");
+    atexit(peers_cleanup_all);
+    uint8_t cp[32], cc[32];
+    cpx_key_t *gk = make_keys("GATEWAY", NULL);
+    cpx_key_t *pk = make_keys("POLICE", cp);
+    cpx_key_t *ck = make_keys("CIVIL_AFFAIRS", cc);
+    char data[600], cfg[2048];
+    snprintf(data, sizeof data, "%s/data", g_dir);
+    enroll(data, gk, "POLICE", cp, pk);
+    enroll(data, gk, "CIVIL_AFFAIRS", cc, ck);
+    snprintf(cfg, sizeof cfg,
+             "endpoint: tcp://127.0.0.1:0\ndata_dir: data\nmap_size: 16GiB\n"
+             "keys:\n  curve_secret: GATEWAY.curve.key\n  signing_key: GATEWAY.sign.key\n"
+             "  store_key: GATEWAY.store.key\n"
+             "  signer: %s\n"
+             "heartbeat_ms: 1000\noffline_after_ms: 10000\nin_flight: 16384\nqueue_limit: 3000000\n",
+             signer);
+    write_file("gateway.yaml", cfg, 0644);
+    start_gateway();
+    printf("# bench_gateway: gateway %s, store %s (fsync per commit), CURVE on every link, "
+           "signing key %s\n", g_gw_bin, g_dir,
+           strcmp(signer, "in-process") ? "in the cpx-signer process" : "in-process");
+
+    round_t *rounds = calloc((size_t)n_rounds, sizeof *rounds);
+    if (!rounds)
+        die("memory");
+    for (int r = 0; r < n_rounds; r++) {
+        if (n_rounds > 1)
+            printf("## round %d of %d\n", r + 1, n_rounds);
+        run_round(&rounds[r], (uint64_t)r, count, flows, lat_rate, lat_s, skip_peers, zmq_count, pk);
+    }
+    if (n_rounds > 1)
+        print_medians(rounds, n_rounds, skip_peers);
+    free(rounds);
 
     if (rss_n) {
         /* rss_n messages for TOWN_HUASHI (never connects; CIVIL_AFFAIRS also gets a copy,
