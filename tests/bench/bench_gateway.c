@@ -10,10 +10,10 @@
  *   bench_gateway [--gateway PATH] [--count N] [--rate R --seconds S] [--rss N] [--skip-peers]
  *                 [--zmq-count N] [--signer process|in-process] [--flows ...] [--rounds N]
  *
- * --rounds N repeats the flows and the peers N times (new envelopes each round, on the
- * same gateway and store) and ends with each ratio's median and range over the rounds:
- * the host's speed drifts over minutes, and one round compares the gateway with each
- * peer only once.
+ * --rounds N repeats the flows and the peers N times (a fresh gateway store each round,
+ * as each peer starts a fresh server) and ends with each ratio's median and range over
+ * the rounds: the host's speed drifts over minutes, and one round compares the gateway
+ * with each peer only once.
  *
  * --signer in-process runs the gateway with its signing key loaded in-process (the
  * pre-privilege-separation layout) to measure what the cpx-signer round trips cost.
@@ -576,8 +576,8 @@ static double run_flow(const frames_t *f, const char *label, double rate, double
 }
 
 /* One round: the gateway's flows, then the peers on the same per-message frames. Every
- * round makes new envelopes (new message ids): a resent id is a duplicate, which the
- * gateway answers without writing anything. */
+ * round makes its own envelopes (new message ids), so no round measures another's
+ * duplicates, which the gateway answers without writing anything. */
 typedef struct round {
     double gw_batch, gw_single;
     double lat[N_QUANT];
@@ -768,6 +768,16 @@ int main(int argc, char **argv)
     for (int r = 0; r < n_rounds; r++) {
         if (n_rounds > 1)
             printf("## round %d of %d\n", r + 1, n_rounds);
+        if (r) {  /* a fresh store, as each peer gets a fresh server */
+            stop_gateway();
+            char cmd[700];
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", data);
+            if (system(cmd))
+                die("rm data");
+            enroll(data, gk, "POLICE", cp, pk);
+            enroll(data, gk, "CIVIL_AFFAIRS", cc, ck);
+            start_gateway();
+        }
         run_round(&rounds[r], (uint64_t)r, count, flows, lat_rate, lat_s, skip_peers, zmq_count, pk);
     }
     if (n_rounds > 1)
