@@ -545,6 +545,17 @@ static int reopen_audit(cpx_gw_t *self)
     return rc;
 }
 
+/* What the modules keep in memory of a transaction that aborted is taken back: the
+ * audit edge, the recent-message copies and case counter, the delivery counter, the
+ * case index's caches. */
+static void cycle_aborted(cpx_gw_t *self)
+{
+    cpx_audit_aborted(self->audit);
+    cpx_gw_cases_aborted(self->cases);
+    cpx_outbox_seq_drop(self->ob);
+    cpx_gw_ci_aborted(self);
+}
+
 static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *ref, size_t n_ref,
                  int status_due)
 {
@@ -623,10 +634,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
     if (sync_rc) {
         mdb_txn_abort(txn);
         self->txn = NULL;
-        cpx_audit_aborted(self->audit);
-        cpx_gw_cases_aborted(self->cases);
-        cpx_outbox_seq_drop(self->ob);
-        cpx_gw_ci_aborted(self);
+        cycle_aborted(self);
         out_clear(self);
         cpx_gw_ops_end(self, 0);
         return sync_rc;
@@ -640,10 +648,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
     self->txn = NULL;
     const int retryable = 1;  /* answers pushed before the failure: always retry */
     if (rc) {
-        cpx_audit_aborted(self->audit);
-        cpx_gw_cases_aborted(self->cases);
-        cpx_outbox_seq_drop(self->ob);
-        cpx_gw_ci_aborted(self);
+        cycle_aborted(self);
         if (rc != CPX_ERR_FULL && rc != CPX_ERR_STORE && n_in > 1) {
             /* Nothing was applied. One frame may be the cause: the caller runs this
              * cycle's frames again one by one, so only the culprit is refused and one

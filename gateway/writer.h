@@ -65,9 +65,9 @@ int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n);
  * validate, encode, and verify when its envelopes name one key of the authenticated
  * sender that is enrolled in rtxn (a read transaction of this thread). Touches only x and
  * the store through rtxn, so it may run on another thread while a cycle writes; the
- * frame's own cycle then skips what is done. */
+ * frame's own cycle then skips what is done. A frame prepared ahead already (it waited
+ * more than one cycle) is left as it is. */
 void cpx_gw_writer_ahead(cpx_gw_in_t *x, int64_t now_ms, cpx_registry_t *reg, MDB_txn *rtxn);
-/* (A frame prepared ahead already is left as it is.) */
 
 /* Processes one frame in self->txn and frees what cpx_gw_writer_prepare left in it.
  * Returns CPX_OK, or a store error (CPX_ERR_FULL,

@@ -213,22 +213,6 @@ int cpx_client_encode_submit(cpx_envelope_t *const *envs, size_t n, unsigned fla
     return cpx_encode(&p.frame, out, len);
 }
 
-int cpx_client_confirm(cpx_client_t *self, uint64_t delivery_id, const uint8_t *message_id,
-                       size_t id_len, Cpx__V1__DeliveryStatus status, const char *reason)
-{
-    Cpx__V1__DeliveryAck ack = CPX__V1__DELIVERY_ACK__INIT;
-    ack.delivery_id = delivery_id;
-    ack.message_id.data = (uint8_t *)message_id;
-    ack.message_id.len = id_len;
-    ack.status = status;
-    if (reason)
-        ack.reason = (char *)reason;
-    cpx_client_frame_t frame = CPX__V1__CLIENT_FRAME__INIT;
-    frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACK;
-    frame.delivery_ack = &ack;
-    return cpx_client_send(self, &frame);
-}
-
 static void fill_ack(Cpx__V1__DeliveryAck *a, const cpx_client_confirmation_t *c)
 {
     *a = (Cpx__V1__DeliveryAck)CPX__V1__DELIVERY_ACK__INIT;
@@ -237,6 +221,18 @@ static void fill_ack(Cpx__V1__DeliveryAck *a, const cpx_client_confirmation_t *c
     a->status = c->status;
     if (c->reason)
         a->reason = (char *)c->reason;
+}
+
+int cpx_client_confirm(cpx_client_t *self, uint64_t delivery_id, const uint8_t *message_id,
+                       size_t id_len, Cpx__V1__DeliveryStatus status, const char *reason)
+{
+    const cpx_client_confirmation_t c = {delivery_id, message_id, id_len, status, reason};
+    Cpx__V1__DeliveryAck ack;
+    fill_ack(&ack, &c);
+    cpx_client_frame_t frame = CPX__V1__CLIENT_FRAME__INIT;
+    frame.frame_case = CPX__V1__CLIENT_FRAME__FRAME_DELIVERY_ACK;
+    frame.delivery_ack = &ack;
+    return cpx_client_send(self, &frame);
 }
 
 /* How many of c[0..n) fit in one DeliveryAcks frame (filling acks[]): at most

@@ -184,25 +184,48 @@ size_t cpx_varint_put(uint8_t *p, uint64_t v)
     return n;
 }
 
-/* ---- envelope spans of a Submit frame ---------------------------------------------- */
-
-/* The field at *pos: its number and wire type; for a length-delimited one its payload
- * (*start, *plen). Only varint and length-delimited fields are accepted (-1 otherwise). */
-static int next_field(const uint8_t *b, size_t len, size_t *pos, uint32_t *field,
-                      unsigned *wire, size_t *start, size_t *plen)
+int cpx_wire_field(const uint8_t *b, size_t len, size_t *pos, uint32_t *field, unsigned *wire,
+                   uint64_t *v, size_t *payload)
 {
-    uint64_t tag, v;
+    uint64_t tag;
     if (cpx_varint_get(b, len, pos, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
         return -1;
     *field = (uint32_t)(tag >> 3);
     *wire = (unsigned)(tag & 7);
-    if (*wire == 0)
-        return cpx_varint_get(b, len, pos, &v);
-    if (*wire != 2 || cpx_varint_get(b, len, pos, &v) || v > len - *pos)
+    switch (*wire) {
+    case 0:
+        return cpx_varint_get(b, len, pos, v);
+    case 1:
+    case 5: {
+        size_t w = *wire == 1 ? 8 : 4;
+        if (len - *pos < w)
+            return -1;
+        *pos += w;
+        return 0;
+    }
+    case 2:
+        if (cpx_varint_get(b, len, pos, v) || *v > len - *pos)
+            return -1;
+        *payload = *pos;
+        *pos += (size_t)*v;
+        return 0;
+    default:
         return -1;
-    *start = *pos;
-    *plen = (size_t)v;
-    *pos += (size_t)v;
+    }
+}
+
+/* ---- envelope spans of a Submit frame ---------------------------------------------- */
+
+/* The field at *pos, varint or length-delimited only (-1 otherwise); for the latter its
+ * payload (*start, *plen). */
+static int next_field(const uint8_t *b, size_t len, size_t *pos, uint32_t *field,
+                      unsigned *wire, size_t *start, size_t *plen)
+{
+    uint64_t v;
+    if (cpx_wire_field(b, len, pos, field, wire, &v, start) || (*wire != 0 && *wire != 2))
+        return -1;
+    if (*wire == 2)
+        *plen = (size_t)v;
     return 0;
 }
 

@@ -88,36 +88,12 @@ static int walk(const uint8_t *b, size_t len, span_t *spans, size_t *n_out)
 {
     size_t n = 0, pos = 0;
     while (pos < len) {
-        size_t start = pos;
-        uint64_t tag, v;
-        if (cpx_varint_get(b, len, &pos, &tag) != 0)
+        size_t start = pos, payload;
+        uint32_t field;
+        unsigned wire;
+        uint64_t v;
+        if (cpx_wire_field(b, len, &pos, &field, &wire, &v, &payload) != 0)
             return CPX_ERR_DECODE;
-        uint64_t field = tag >> 3;
-        if (field == 0 || field > 536870911u)
-            return CPX_ERR_DECODE;
-        switch (tag & 7) {
-        case 0:
-            if (cpx_varint_get(b, len, &pos, &v) != 0)
-                return CPX_ERR_DECODE;
-            break;
-        case 1:
-            if (len - pos < 8)
-                return CPX_ERR_DECODE;
-            pos += 8;
-            break;
-        case 2:
-            if (cpx_varint_get(b, len, &pos, &v) != 0 || v > len - pos)
-                return CPX_ERR_DECODE;
-            pos += (size_t)v;
-            break;
-        case 5:
-            if (len - pos < 4)
-                return CPX_ERR_DECODE;
-            pos += 4;
-            break;
-        default:
-            return CPX_ERR_DECODE;
-        }
         if (n && spans[n - 1].field == field && spans[n - 1].end == start) {
             spans[n - 1].end = pos;
             continue;

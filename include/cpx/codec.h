@@ -50,12 +50,6 @@ void cpx_arena_free(cpx_arena_t **arena);
  * envelopes, CPX_MAX_LEAF_BYTES for audit leaves. */
 int cpx_decode_client_frame(const uint8_t *buf, size_t len, cpx_client_frame_t **out);
 
-/* Where the envelopes of an encoded Submit ClientFrame lie in its bytes: off[i], len[i]
- * for envelope i, in order, so they can be kept as received instead of encoded again
- * (they decode to the very message the frame decodes to). Only for the plain shape —
- * every field once, no field the schema does not know at the Submit and Batch levels —
- * and exactly n envelopes; anything else (including a frame that would not decode) is
- * CPX_ERR_DECODE, and the caller encodes the decoded envelopes instead. */
 /* Protobuf varints, for frames assembled around bytes already encoded: how many bytes
  * v takes, and v written at p (at most 10 bytes; returns how many). */
 size_t cpx_varint_len(uint64_t v);
@@ -64,6 +58,21 @@ size_t cpx_varint_put(uint8_t *p, uint64_t v);
  * when it runs past len or over 10 bytes (then *pos is undefined). */
 int cpx_varint_get(const uint8_t *b, size_t len, size_t *pos, uint64_t *v);
 
+/* Reads the field at b[*pos] (b holds len bytes), for code that walks encoded bytes
+ * without decoding them: its number (*field) and wire type (*wire), and moves *pos
+ * past it. A varint (0) leaves its value in *v; a length-delimited field (2) its
+ * payload's length in *v and the payload's offset in *payload; fixed64 (1) and fixed32
+ * (5) are skipped. -1 (then *pos is undefined) for field 0 or above 2^29 - 1, groups,
+ * an unknown wire type, or a field that runs past len. */
+int cpx_wire_field(const uint8_t *b, size_t len, size_t *pos, uint32_t *field, unsigned *wire,
+                   uint64_t *v, size_t *payload);
+
+/* Where the envelopes of an encoded Submit ClientFrame lie in its bytes: off[i], len[i]
+ * for envelope i, in order, so they can be kept as received instead of encoded again
+ * (they decode to the very message the frame decodes to). Only for the plain shape —
+ * every field once, no field the schema does not know at the Submit and Batch levels —
+ * and exactly n envelopes; anything else (including a frame that would not decode) is
+ * CPX_ERR_DECODE, and the caller encodes the decoded envelopes instead. */
 int cpx_submit_envelope_spans(const uint8_t *buf, size_t len, size_t n, size_t *off, size_t *lens);
 int cpx_decode_server_frame(const uint8_t *buf, size_t len, cpx_server_frame_t **out);
 int cpx_decode_envelope(const uint8_t *buf, size_t len, cpx_envelope_t **out);

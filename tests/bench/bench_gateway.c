@@ -272,33 +272,18 @@ typedef struct delivery_ref {
     ProtobufCBinaryData message_id;
 } delivery_ref_t;
 
-/* One field at *pos of [0, len): its number and wire type, a varint's value or a
- * length-delimited field's payload. -1 when malformed. */
+/* One field at *pos of [0, len) (cpx_wire_field), with a length-delimited field's
+ * payload as a pointer. -1 when malformed. */
 static int wire_field(const uint8_t *b, size_t len, size_t *pos, uint32_t *num, uint64_t *v,
                       const uint8_t **pl)
 {
-    uint64_t tag;
-    if (cpx_varint_get(b, len, pos, &tag))
+    unsigned wire;
+    size_t at = 0;
+    if (cpx_wire_field(b, len, pos, num, &wire, v, &at))
         return -1;
-    *num = (uint32_t)(tag >> 3);
-    switch (tag & 7) {
-    case 0:
-        return cpx_varint_get(b, len, pos, v);
-    case 2:
-        if (cpx_varint_get(b, len, pos, v) || *v > len - *pos)
-            return -1;
-        *pl = b + *pos;
-        *pos += (size_t)*v;
-        return 0;
-    case 1:
-        *pos += 8;
-        return *pos <= len ? 0 : -1;
-    case 5:
-        *pos += 4;
-        return *pos <= len ? 0 : -1;
-    default:
-        return -1;
-    }
+    if (wire == 2)
+        *pl = b + at;
+    return 0;
 }
 
 /* Deliver{delivery_id 1, envelope 2 {message_id 1}} -> ref. */

@@ -321,6 +321,42 @@ static void test_varints(void **state)
     assert_int_equal(cpx_varint_get(long_one, sizeof long_one, &pos, &v), -1);
 }
 
+/* cpx_wire_field: field 1 = varint 150, field 2 = "ab", field 3 fixed64, field 4 fixed32,
+ * in that order; then the refusals. */
+static void test_wire_field(void **state)
+{
+    (void)state;
+    const uint8_t msg[] = {0x08, 0x96, 0x01, 0x12, 0x02, 'a', 'b',
+                           0x19, 1, 2, 3, 4, 5, 6, 7, 8, 0x25, 1, 2, 3, 4};
+    size_t pos = 0, payload = 0;
+    uint32_t field;
+    unsigned wire;
+    uint64_t v = 0;
+    assert_int_equal(cpx_wire_field(msg, sizeof msg, &pos, &field, &wire, &v, &payload), 0);
+    assert_true(field == 1 && wire == 0 && v == 150 && pos == 3);
+    assert_int_equal(cpx_wire_field(msg, sizeof msg, &pos, &field, &wire, &v, &payload), 0);
+    assert_true(field == 2 && wire == 2 && v == 2 && payload == 5 && pos == 7);
+    assert_memory_equal(msg + payload, "ab", 2);
+    assert_int_equal(cpx_wire_field(msg, sizeof msg, &pos, &field, &wire, &v, &payload), 0);
+    assert_true(field == 3 && wire == 1 && pos == 16);
+    assert_int_equal(cpx_wire_field(msg, sizeof msg, &pos, &field, &wire, &v, &payload), 0);
+    assert_true(field == 4 && wire == 5 && pos == sizeof msg);
+
+    const struct { uint8_t b[4]; size_t n; } bad[] = {
+        {{0x00, 0x01}, 2},        /* field 0 */
+        {{0x0b, 0x0c}, 2},        /* a group (wire type 3) */
+        {{0x0e, 0x01}, 2},        /* wire type 6 */
+        {{0x12, 0x05, 'a'}, 3},   /* length past the end */
+        {{0x19, 1, 2}, 3},        /* fixed64 past the end */
+        {{0x25, 1}, 2},           /* fixed32 past the end */
+        {{0x08}, 1},              /* varint missing */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pos = 0;
+        assert_int_equal(cpx_wire_field(bad[i].b, bad[i].n, &pos, &field, &wire, &v, &payload), -1);
+    }
+}
+
 static void test_strerror_and_errors(void **state)
 {
     (void)state;
@@ -347,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_encode_into_bounds),
         cmocka_unit_test(test_submit_envelope_spans),
         cmocka_unit_test(test_varints),
+        cmocka_unit_test(test_wire_field),
         cmocka_unit_test(test_strerror_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
