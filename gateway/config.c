@@ -18,6 +18,7 @@ void cpx_gw_config_defaults(cpx_gw_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->map_size = (size_t)4 << 30;
+    cfg->prefill = (uint64_t)32 << 20;
     cfg->heartbeat_ms = 1000;
     cfg->offline_after_ms = 5000;
     cfg->retry_base_ms = 2000;
@@ -305,6 +306,8 @@ static int load_root(ctx_t *c, yaml_node_t *root, cpx_gw_config_t *cfg)
             rc = get_u64(c, v, name, (uint64_t)1 << 20, (uint64_t)1 << 40, 1, &u64);
             if (!rc)
                 cfg->map_size = (size_t)u64;
+        } else if (!strcmp(name, "prefill")) {
+            rc = get_u64(c, v, name, 0, (uint64_t)1 << 40, 1, &cfg->prefill);
         } else if (!strcmp(name, "keys")) {
             rc = load_keys(c, v, cfg);
         } else if (!strcmp(name, "routes")) {

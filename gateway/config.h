@@ -30,6 +30,7 @@ typedef struct cpx_gw_config {
     char endpoint[256];             /* e.g. tcp://127.0.0.1:7400 */
     char data_dir[CPX_GW_PATH_MAX];
     size_t map_size;                /* bytes */
+    uint64_t prefill;               /* bytes of zeros kept past the store's last page (0 = off) */
     char curve_secret[CPX_GW_PATH_MAX]; /* Z85 CURVE secret key file */
     char signing_key[CPX_GW_PATH_MAX];  /* Ed25519 private key, PEM (read by cpx-signer) */
     int signer_in_process;          /* keys.signer: in-process (0 = the cpx-signer process) */

@@ -21,6 +21,7 @@
 #include "outbox.h"
 #include "sealed.h"
 #include "signerlink.h"
+#include "prefill.h"
 #include "syncer.h"
 #include "verify.h"
 #include "writer.h"
@@ -576,6 +577,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
             return rc ? rc : CPX_ERR_STATE;
     }
     self->txn = txn;
+    cpx_gw_prefill_open(self->prefill);  /* zeros past the end until the commit point */
     self->appended = 0;
     self->cycles++;  /* also ends what writer.c remembered of the last transaction */
     cpx_gw_ops_begin(self);
@@ -631,6 +633,7 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
      * commits and before anything of it (see the comment above pending_clear). */
     if (!sync_rc)
         sync_rc = flush_pending(self);
+    cpx_gw_prefill_close(self->prefill);  /* nothing is written past the end from here */
     if (sync_rc) {
         mdb_txn_abort(txn);
         self->txn = NULL;
@@ -1098,6 +1101,7 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
     if (!(self->sessions = cpx_gw_sessions_new(cfg->in_flight)) ||
         !(self->syncer = cpx_gw_syncer_new(self->env)))
         goto fail;
+    self->prefill = cpx_gw_prefill_new(self->env, cfg->prefill);  /* NULL: off */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (!(self->verify = cpx_gw_verify_new(cores > 1 ? (unsigned)(cores < 8 ? cores : 8) : 1)) ||
         !(self->ahead = cpx_gw_ahead_new(self->env, self->reg)))
@@ -1148,6 +1152,7 @@ void cpx_gw_server_destroy(cpx_gw_t **self_p)
     for (size_t i = 0; i < self->n_keycache; i++)
         cpx_key_destroy(&self->keycache[i].key);
     cpx_gw_syncer_destroy(&self->syncer);  /* waits for a flush in flight */
+    cpx_gw_prefill_destroy(&self->prefill);
     pending_clear(self);
     free(self->out_pending);
     free(self->group_buf);

@@ -107,6 +107,7 @@ typedef struct cpx_gw {
 
     cpx_gw_out_t *out;              /* replies and deliveries of the cycle */
     size_t n_out, cap_out;
+    struct cpx_gw_prefill *prefill; /* zeros past the last page (prefill.h); NULL = off */
     /* The last committed cycle while its background flush runs (server.c, syncer.h):
      * its replies and deliveries, its head's size and the dashboard view it audited,
      * all released only once that commit is durable. */
