@@ -27,7 +27,6 @@ void cpx_gw_config_defaults(cpx_gw_config_t *cfg)
     cfg->queue_limit = 2000000;
     cfg->in_flight = 256;
     cfg->batch_max = 4096;
-    cfg->head_interval = 1;
     cfg->status_interval_ms = 1000;
     cfg->auth_refused_per_key_ms = 60000;
     cfg->auth_refused_per_min = 60;
@@ -329,13 +328,12 @@ static int load_root(ctx_t *c, yaml_node_t *root, cpx_gw_config_t *cfg)
         } else if (!strcmp(name, "batch_max")) {
             rc = get_u32(c, v, name, 1, 65536, &cfg->batch_max);
         } else if (!strcmp(name, "head_interval")) {
+            /* Every committed cycle signs one head and its Acks carry that head's size
+             * (docs/protocol.md): a longer interval would hold Acks back for a head. */
             const char *s = scalar(v);
-            if (s && !strcmp(s, "batch")) {
-                cfg->head_interval = 1;
-                rc = CPX_OK;
-            } else {
-                rc = get_u32(c, v, name, 1, 1000000, &cfg->head_interval);
-            }
+            rc = s && (!strcmp(s, "batch") || !strcmp(s, "1"))
+                     ? CPX_OK
+                     : fail(c, v, name, "only batch (one signed head per committed cycle) is supported");
         } else if (!strcmp(name, "status_interval_ms")) {
             rc = get_u32(c, v, name, 100, 3600000, &cfg->status_interval_ms);
         } else if (!strcmp(name, "auth_refused_per_key_ms")) {

@@ -47,7 +47,6 @@ typedef struct cpx_gw_config {
     uint32_t queue_limit;           /* waiting deliveries per department */
     uint32_t in_flight;             /* unconfirmed deliveries per department */
     uint32_t batch_max;             /* envelopes per poll cycle (group commit) */
-    uint32_t head_interval;         /* sign a head every N cycles that appended (1 = each) */
     uint32_t status_interval_ms;    /* status record for cpxctl status */
     uint32_t auth_refused_per_key_ms; /* at most one AUTH_REFUSED leaf per key per ... */
     uint32_t auth_refused_per_min;  /* ... and at most this many per minute overall */

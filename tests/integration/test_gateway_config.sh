@@ -43,6 +43,10 @@ heartbeat_ms: 1000
 offline_after_ms: 500"
 expect size_unit "map_size: unexpected 'GB' after the number" <<< "$base
 map_size: 4GB"
+expect prefill_unit "prefill: unexpected 'MB' after the number" <<< "$base
+prefill: 32MB"
+expect head_interval "head_interval.yaml:7:16: head_interval: only batch" <<< "$base
+head_interval: 10"
 printf 'rules:\n  - name: x\n    bogus: [\n' > "$T/bad_routes.yaml"
 expect routes "bad_routes.yaml:[0-9]+:[0-9]+" <<< "$base
 routes: bad_routes.yaml"
