@@ -95,7 +95,9 @@ def main(build):
         at_last_ack = state["delivered"]
         check(len(acked) == len(want) and nacked == 0,
               "all %d envelopes acknowledged (%d acks, %d nacks)" % (len(want), len(acked), nacked))
-        check(at_last_ack >= 8 * WINDOW // 5,
+        # A stalled recipient gets about one window; a flowing one gets 3 to 4 windows alone,
+        # and 1.6 once under ctest -j2 on 2 loaded cores: 1.25 windows tells them apart.
+        check(at_last_ack >= 5 * WINDOW // 4,
               "deliveries kept flowing during the flood: %d received before the last Ack "
               "(window %d; a stalled recipient gets about one window)" % (at_last_ack, WINDOW))
 
