@@ -17,7 +17,7 @@
 
 #define MOD "prefill"
 /* One pwrite: a commit that reaches its commit point while one runs waits for it
- * (cpx_gw_prefill_close), so it stays well under a millisecond. */
+ * (cpx_gw_prefill_close), so it stays under a millisecond (about 0.6 ms here). */
 #define CHUNK ((size_t)1 << 20)
 /* What one write window may fill: twice what the last cycle grew the file by, within
  * these bounds. Filled at the window's start, it is done long before the commit in a
@@ -162,6 +162,17 @@ static int data_path(MDB_env *env, char *out, size_t size)
     return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
+/* Frees what new() set up; the thread, if any, has been joined. */
+static void release(cpx_gw_prefill_t *self)
+{
+    pthread_cond_destroy(&self->cond);
+    pthread_mutex_destroy(&self->mu);
+    free(self->zeros);
+    if (self->fd >= 0)
+        close(self->fd);
+    free(self);
+}
+
 cpx_gw_prefill_t *cpx_gw_prefill_new(MDB_env *env, uint64_t ahead)
 {
     if (!env || !ahead)
@@ -173,32 +184,28 @@ cpx_gw_prefill_t *cpx_gw_prefill_new(MDB_env *env, uint64_t ahead)
     cpx_gw_prefill_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    pthread_mutex_init(&self->mu, NULL);
+    pthread_cond_init(&self->cond, NULL);
     self->env = env;
     self->psize = st.ms_psize;
     self->ahead = (ahead + ALIGN - 1) / ALIGN * ALIGN;
+    self->want = 1;
     self->fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
     if (self->fd < 0) {
         cpx_log_info(MOD, "msg=\"off: the store's file system refuses O_DIRECT\" err=\"%s\"",
                      strerror(errno));
-        free(self);
+        release(self);
         return NULL;
     }
     if (posix_memalign((void **)&self->zeros, ALIGN, CHUNK)) {
-        close(self->fd);
-        free(self);
+        self->zeros = NULL;
+        release(self);
         return NULL;
     }
     memset(self->zeros, 0, CHUNK);
-    pthread_mutex_init(&self->mu, NULL);
-    pthread_cond_init(&self->cond, NULL);
-    self->want = 1;
     if (pthread_create(&self->th, NULL, run, self)) {
         cpx_log_error(MOD, "msg=\"cannot start the prefill thread\"");
-        pthread_cond_destroy(&self->cond);
-        pthread_mutex_destroy(&self->mu);
-        free(self->zeros);
-        close(self->fd);
-        free(self);
+        release(self);
         return NULL;
     }
     return self;
@@ -214,11 +221,7 @@ void cpx_gw_prefill_destroy(cpx_gw_prefill_t **self_p)
     pthread_cond_broadcast(&self->cond);
     pthread_mutex_unlock(&self->mu);
     pthread_join(self->th, NULL);
-    pthread_cond_destroy(&self->cond);
-    pthread_mutex_destroy(&self->mu);
-    free(self->zeros);
-    close(self->fd);
-    free(self);
+    release(self);
     *self_p = NULL;
 }
 

@@ -589,6 +589,32 @@ static const uint8_t *one_signer(cpx_envelope_t *const *envs, size_t n, const ch
     return kid;
 }
 
+/* The key to verify envelopes signed under key id kid of dept with: enrolled and not
+ * revoked. NULL otherwise (the writer then refuses the envelopes with the reason, or
+ * verifies them on its own). Without may_evict a key that would evict another from the
+ * full cache is not taken either (NULL): pool jobs hold their keys until the run ends,
+ * and an eviction would free a key an earlier job holds. */
+static int verifying_key(cpx_gw_t *self, const char *dept, const uint8_t *kid, int may_evict,
+                         cpx_key_t **key)
+{
+    *key = NULL;
+    uint8_t pub[CPX_ED25519_PUB_LEN];
+    int rc = enrolled_key(self, dept, kid, pub);
+    if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
+        return CPX_OK;
+    if (rc)
+        return rc;
+    if (!may_evict && self->n_keycache == CPX_GW_KEYCACHE) {
+        size_t i = 0;
+        while (i < self->n_keycache && memcmp(self->keycache[i].pub, pub, CPX_ED25519_PUB_LEN))
+            i++;
+        if (i == self->n_keycache)
+            return CPX_OK;
+    }
+    *key = signing_key(self, pub);
+    return *key ? CPX_OK : CPX_ERR_CRYPTO;
+}
+
 /* When every envelope of a batch names the authenticated sender and one enrolled key,
  * verifies them together: one Ed25519 check per distinct batch root instead of one
  * per envelope. Otherwise leaves *res NULL and each envelope is checked on its own. */
@@ -598,17 +624,10 @@ static int preverify(cpx_gw_t *self, const cpx_gw_in_t *in, const Cpx__V1__Batch
     *res = NULL;
     *rcs = NULL;
     const uint8_t *kid = one_signer(b->envelopes, b->n_envelopes, in->dept);
-    if (!kid)
-        return CPX_OK;
-    uint8_t pub[CPX_ED25519_PUB_LEN];
-    int rc = enrolled_key(self, in->dept, kid, pub);
-    if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
-        return CPX_OK;  /* each envelope is refused with the reason */
-    if (rc)
-        return rc;
-    cpx_key_t *key = signing_key(self, pub);
-    if (!key)
-        return CPX_ERR_CRYPTO;
+    cpx_key_t *key = NULL;
+    int rc = kid ? verifying_key(self, in->dept, kid, 1, &key) : CPX_OK;
+    if (rc || !key)
+        return rc;  /* without a key each envelope is refused with the reason */
     *res = calloc(b->n_envelopes, sizeof **res);
     *rcs = calloc(b->n_envelopes, sizeof **rcs);
     if (!*res || !*rcs) {
@@ -776,29 +795,6 @@ void cpx_gw_writer_release(cpx_gw_in_t *in)
     in->prepared = 0;
     in->ahead = 0;
     unprepare(in);
-}
-
-/* The key a pool job verifies with: key id kid of dept, enrolled and not revoked.
- * NULL otherwise (the writer then refuses the envelopes with the reason, or verifies
- * them on its own). */
-static int job_key(cpx_gw_t *self, const char *dept, const uint8_t *kid, const cpx_key_t **key)
-{
-    *key = NULL;
-    uint8_t pub[CPX_ED25519_PUB_LEN];
-    int rc = enrolled_key(self, dept, kid, pub);
-    if (rc == CPX_ERR_NOT_FOUND || rc == CPX_ERR_REFUSED)
-        return CPX_OK;
-    if (rc)
-        return rc;
-    /* A full cache evicts, which would free a key an earlier job holds: such
-     * envelopes are verified in their turn instead. */
-    int cached = 0;
-    for (size_t i = 0; i < self->n_keycache && !cached; i++)
-        cached = !memcmp(self->keycache[i].pub, pub, CPX_ED25519_PUB_LEN);
-    if (!cached && self->n_keycache == CPX_GW_KEYCACHE)
-        return CPX_OK;
-    *key = signing_key(self, pub);
-    return *key ? CPX_OK : CPX_ERR_CRYPTO;
 }
 
 /* Jobs beyond one per frame: the case index's own (cpx_gw_ci_prepare_jobs). */
@@ -976,8 +972,8 @@ int cpx_gw_writer_prepare(cpx_gw_t *self, cpx_gw_in_t *const *in, size_t n)
         const uint8_t *kid = x->res ? NULL : one_signer(envs, ne, x->dept);
         if (!kid)
             continue;  /* verified ahead, or checked envelope by envelope in turn */
-        const cpx_key_t *key = NULL;
-        if ((rc = job_key(self, x->dept, kid, &key)) || !key)
+        cpx_key_t *key = NULL;
+        if ((rc = verifying_key(self, x->dept, kid, 0, &key)) || !key)
             continue;
         x->res = calloc(ne, sizeof *x->res);
         x->rcs = calloc(ne, sizeof *x->rcs);

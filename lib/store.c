@@ -152,9 +152,15 @@ int cpx_counter_begin(cpx_counter_t *c, MDB_txn *txn)
     return CPX_OK;
 }
 
+/* Begun in txn and not ended or dropped since. */
+static int held_in(const cpx_counter_t *c, MDB_txn *txn)
+{
+    return c->held && c->txn == txn && c->txn_id == mdb_txn_id(txn);
+}
+
 int cpx_counter_take(cpx_counter_t *c, MDB_txn *txn, uint64_t *out)
 {
-    if (c->held && c->txn == txn && c->txn_id == mdb_txn_id(txn)) {
+    if (held_in(c, txn)) {
         *out = c->next++;
         c->dirty = 1;
         return CPX_OK;
@@ -168,8 +174,7 @@ int cpx_counter_take(cpx_counter_t *c, MDB_txn *txn, uint64_t *out)
 
 int cpx_counter_end(cpx_counter_t *c, MDB_txn *txn)
 {
-    int held = c->held && c->txn == txn && c->txn_id == mdb_txn_id(txn);
-    int rc = held && c->dirty ? counter_write(c, txn, c->next) : CPX_OK;
+    int rc = held_in(c, txn) && c->dirty ? counter_write(c, txn, c->next) : CPX_OK;
     c->held = 0;
     c->dirty = 0;
     return rc;

@@ -80,6 +80,8 @@ static void run(const char *path, int pages, int rounds, int prefilled, double q
     if (fd < 0)
         die("open");
     double *d = malloc(sizeof *d * (size_t)rounds);
+    if (!d)
+        die("malloc");
     off_t end = PAGE;
     for (int r = 0; r < rounds; r++) {
         for (int p = 0; p < pages; p++, end += PAGE)

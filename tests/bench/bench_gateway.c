@@ -339,8 +339,6 @@ static size_t delivery_refs(const uint8_t *b, size_t len, delivery_ref_t *refs, 
     return n;
 }
 
-/* Confirms the n deliveries of one frame (TAKEN) in one DeliveryAcks frame; counts
- * the distinct ones. */
 /* The delivery ids a recipient has counted: an open-addressing set (ids start at 1, so
  * 0 marks a free slot) of at least twice the flow's size. Delivery ids keep growing
  * across flows and rounds on one gateway, so they cannot index a table of this flow's
@@ -361,6 +359,8 @@ static int id_set_add(id_set_t *set, uint64_t id)
     return 1;
 }
 
+/* Confirms the n deliveries of one frame (TAKEN) in one DeliveryAcks frame; counts
+ * the distinct ones. */
 static void confirm(void *s, const delivery_ref_t *d, size_t n, id_set_t *seen, recv_ctx_t *rc)
 {
     static Cpx__V1__DeliveryAck da[CPX_MAX_GROUPED];
@@ -646,9 +646,12 @@ static void run_round(round_t *rd, uint64_t r, size_t count, const char *flows, 
     fflush(stdout);
 }
 
-static double median(double *v, int n)
+/* The median of v[0..n) (n >= 1; sorts v), and its range in *lo, *hi. */
+static double median(double *v, int n, double *lo, double *hi)
 {
     qsort(v, (size_t)n, sizeof *v, cmp);
+    *lo = v[0];
+    *hi = v[n - 1];
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
@@ -662,35 +665,27 @@ static void print_medians(const round_t *rounds, int n, int skip_peers)
     for (int q = 0; q < N_QUANT; q += 2) {
         for (int r = 0; r < n; r++)
             v[r] = rounds[r].lat[q];
-        double lo = v[0], hi = v[0];
-        for (int r = 1; r < n; r++) {
-            lo = v[r] < lo ? v[r] : lo;
-            hi = v[r] > hi ? v[r] : hi;
-        }
+        double lo, hi, med = median(v, n, &lo, &hi);
         if (hi > 0)
             printf("ack latency %-6s %.2f ms (%.2f-%.2f)\n",
-                   q == 0 ? "p50" : q == 2 ? "p99" : "max", median(v, n), lo, hi);
+                   q == 0 ? "p50" : q == 2 ? "p99" : "max", med, lo, hi);
     }
     for (int k = 0; k < 2; k++) {
         for (int r = 0; r < n; r++)
             v[r] = k ? rounds[r].gw_single : rounds[r].gw_batch;
-        printf("gateway %-14s %.0f msg/s\n", k ? "per-message" : "batch-signed", median(v, n));
+        double lo, hi, med = median(v, n, &lo, &hi);
+        printf("gateway %-14s %.0f msg/s\n", k ? "per-message" : "batch-signed", med);
     }
     for (int i = 0; i < 3 && !skip_peers; i++) {
         for (int k = 0; k < 2; k++) {
             int m = 0;
-            double lo = 1e30, hi = 0;
-            for (int r = 0; r < n; r++) {
-                if (rounds[r].res[i].rate <= 0)
-                    continue;
-                double x = (k ? rounds[r].gw_single : rounds[r].gw_batch) / rounds[r].res[i].rate;
-                v[m++] = x;
-                lo = x < lo ? x : lo;
-                hi = x > hi ? x : hi;
-            }
+            for (int r = 0; r < n; r++)
+                if (rounds[r].res[i].rate > 0)
+                    v[m++] = (k ? rounds[r].gw_single : rounds[r].gw_batch) / rounds[r].res[i].rate;
+            double lo, hi, med = m ? median(v, m, &lo, &hi) : 0;
             if (m)
                 printf("ratio to %-22s %-13s %.2f (%.2f-%.2f over %d rounds)\n", peer_names[i],
-                       k ? "per-message" : "batch-signed", median(v, m), lo, hi, m);
+                       k ? "per-message" : "batch-signed", med, lo, hi, m);
         }
     }
 }

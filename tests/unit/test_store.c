@@ -161,6 +161,14 @@ static uint64_t stored(MDB_env *env, MDB_dbi dbi)
     return n;
 }
 
+/* The next take from c in txn is want. */
+static void takes(cpx_counter_t *c, MDB_txn *txn, uint64_t want)
+{
+    uint64_t n = 0;
+    assert_int_equal(cpx_counter_take(c, txn, &n), CPX_OK);
+    assert_true(n == want);
+}
+
 static void test_counter(void **state)
 {
     (void)state;
@@ -173,24 +181,19 @@ static void test_counter(void **state)
     assert_int_equal(cpx_store_open_dbs(env, "test", dbs, 1), CPX_OK);
     cpx_counter_t c = {.dbi = meta, .key = "next"};
     MDB_txn *txn;
-    uint64_t n;
 
     /* taken alone: 1, 2 (absent counts from 1), each written at once */
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
-    assert_true(n == 1);
-    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
-    assert_true(n == 2);
+    takes(&c, txn, 1);
+    takes(&c, txn, 2);
     assert_int_equal(mdb_txn_commit(txn), 0);
     assert_true(stored(env, meta) == 3);
 
     /* held: 3..102 from memory, the record written once at end */
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     assert_int_equal(cpx_counter_begin(&c, txn), CPX_OK);
-    for (uint64_t want = 3; want < 103; want++) {
-        assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
-        assert_true(n == want);
-    }
+    for (uint64_t want = 3; want < 103; want++)
+        takes(&c, txn, want);
     MDB_val k = {4, "next"}, v;
     assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
     assert_true(cpx_be64_get(v.mv_data) == 3);  /* not yet written */
@@ -203,21 +206,18 @@ static void test_counter(void **state)
     /* held, then aborted: the numbers come back; the next begin reads the store again */
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     assert_int_equal(cpx_counter_begin(&c, txn), CPX_OK);
-    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
-    assert_true(n == 103);
+    takes(&c, txn, 103);
     mdb_txn_abort(txn);
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     assert_int_equal(cpx_counter_begin(&c, txn), CPX_OK);
-    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
-    assert_true(n == 103);
+    takes(&c, txn, 103);
     assert_int_equal(cpx_counter_end(&c, txn), CPX_OK);
     assert_int_equal(mdb_txn_commit(txn), 0);
     assert_true(stored(env, meta) == 104);
 
     /* ended (or never begun) in this transaction: a take reads and writes the store */
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
-    assert_true(n == 104);
+    takes(&c, txn, 104);
     assert_int_equal(mdb_txn_commit(txn), 0);
     assert_true(stored(env, meta) == 105);
 
@@ -225,15 +225,13 @@ static void test_counter(void **state)
      * aborted one's handle and id) takes from the store, not from the stale memory */
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     assert_int_equal(cpx_counter_begin(&c, txn), CPX_OK);
-    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
-    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
-    assert_true(n == 106);
+    takes(&c, txn, 105);
+    takes(&c, txn, 106);
     mdb_txn_abort(txn);
     cpx_counter_drop(&c);
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
     assert_int_equal(cpx_counter_end(&c, txn), CPX_OK);  /* writes nothing */
-    assert_int_equal(cpx_counter_take(&c, txn, &n), CPX_OK);
-    assert_true(n == 105);
+    takes(&c, txn, 105);
     assert_int_equal(mdb_txn_commit(txn), 0);
     assert_true(stored(env, meta) == 106);
     mdb_env_close(env);
