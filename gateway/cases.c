@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "idindex.h"
 #include "cpx/log.h"
 #include "cpx/store.h"
 #include "cpx/str.h"
@@ -46,7 +47,8 @@ typedef struct recent {
 } recent_t;
 
 struct cpx_gw_cases {
-    MDB_dbi msg, mid, cases, meta;
+    MDB_dbi msg, cases, meta;
+    cpx_gw_ids_t *ids;           /* message id -> seq (idindex.h) */
     uint8_t key[CPX_AEAD_KEY_LEN];
     /* Keyed once per handle: a fresh cipher context per message would cost more than
      * the AES-GCM of a ~1 KiB envelope itself. Counter nonces: one sealer per handle. */
@@ -151,8 +153,20 @@ int cpx_gw_cases_keep_recent(cpx_gw_cases_t *self, size_t bytes, size_t entries)
     return CPX_OK;
 }
 
+int cpx_gw_cases_index_live(cpx_gw_cases_t *self, MDB_env *env)
+{
+    return self ? cpx_gw_ids_live(self->ids, env) : CPX_ERR_ARG;
+}
+
+int cpx_gw_cases_fold_ids(cpx_gw_cases_t *self, MDB_txn *txn)
+{
+    return self ? cpx_gw_ids_step(self->ids, txn) : CPX_OK;
+}
+
 void cpx_gw_cases_committed(cpx_gw_cases_t *self)
 {
+    if (self)
+        cpx_gw_ids_committed(self->ids);
     recent_t *r = self ? self->recent : NULL;
     if (r) {
         r->mark_tail = r->tail;
@@ -162,8 +176,10 @@ void cpx_gw_cases_committed(cpx_gw_cases_t *self)
 
 void cpx_gw_cases_aborted(cpx_gw_cases_t *self)
 {
-    if (self)
+    if (self) {
         cpx_counter_drop(&self->next_case);
+        cpx_gw_ids_aborted(self->ids);
+    }
     recent_t *r = self ? self->recent : NULL;
     if (!r)
         return;
@@ -232,10 +248,10 @@ static cpx_gw_cases_t *handle(MDB_env *env, const uint8_t key[CPX_AEAD_KEY_LEN])
     if (!self)
         return NULL;
     memcpy(self->key, key, CPX_AEAD_KEY_LEN);
-    const cpx_store_db_t dbs[] = {{"gw.msgs", 0, &self->msg}, {"gw.mid", 0, &self->mid},
-                                  {"gw.case", 0, &self->cases}, {"gw.meta", 0, &self->meta}};
+    const cpx_store_db_t dbs[] = {{"gw.msgs", 0, &self->msg}, {"gw.case", 0, &self->cases},
+                                  {"gw.meta", 0, &self->meta}};
     if (cpx_store_open_dbs(env, "cases", dbs, sizeof dbs / sizeof dbs[0]) != CPX_OK ||
-        keyed(self) != CPX_OK)
+        !(self->ids = cpx_gw_ids_open(env)) || keyed(self) != CPX_OK)
         cpx_gw_cases_destroy(&self);
     else
         self->next_case = (cpx_counter_t){.dbi = self->meta, .key = "next_case"};
@@ -360,6 +376,7 @@ void cpx_gw_cases_destroy(cpx_gw_cases_t **self_p)
         return;
     cpx_gw_cases_t *self = *self_p;
     recent_destroy(&self->recent);
+    cpx_gw_ids_destroy(&self->ids);
     cpx_aead_sealer_destroy(&self->sealer);
     if (self->plain) {
         cpx_cleanse(self->plain, CPX_MAX_ENVELOPE_BYTES);
@@ -384,14 +401,7 @@ static int get(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl, MDB_val *v)
 static int seq_of(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                   uint64_t *seq)
 {
-    MDB_val v;
-    int rc = get(txn, self->mid, id, len, &v);
-    if (rc)
-        return rc;
-    if (v.mv_size != 8)
-        return CPX_ERR_TAMPERED;
-    *seq = cpx_be64_get(v.mv_data);
-    return CPX_OK;
+    return cpx_gw_ids_get(self->ids, txn, id, len, seq);
 }
 
 static int lp_str(const uint8_t **p, const uint8_t *end, char *out, size_t cap)
@@ -472,22 +482,27 @@ int cpx_gw_cases_head(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, siz
 
 int cpx_gw_cases_seen(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len)
 {
-    MDB_val v;
-    int rc = get(txn, self->mid, id, len, &v);
+    uint64_t seq;
+    int rc = seq_of(self, txn, id, len, &seq);
     return rc == CPX_OK ? 1 : rc == CPX_ERR_NOT_FOUND ? 0 : rc;
 }
 
 int cpx_gw_cases_envelope(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                           cpx_envelope_t **out)
 {
+    uint64_t seq;
+    int rc = seq_of(self, txn, id, len, &seq);
+    return rc ? rc : cpx_gw_cases_envelope_at(self, txn, seq, out);
+}
+
+int cpx_gw_cases_envelope_at(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
+                             cpx_envelope_t **out)
+{
     /* Its own buffer and a one-shot open: the dashboard's threads may call this
      * concurrently on one handle. */
-    uint64_t seq;
     size_t hl;
     cpx_gw_msg_t m;
-    int rc = seq_of(self, txn, id, len, &seq);
-    if (!rc)
-        rc = get_head(self, txn, seq, &m, &hl);
+    int rc = get_head(self, txn, seq, &m, &hl);
     if (rc)
         return rc;
     if (!m.env_len)
@@ -538,12 +553,8 @@ int cpx_gw_cases_put_message(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
         if ((rc = cpx_aead_sealer_seal(self->sealer, aad, al, env, env_len, p)))
             return rc;  /* the caller aborts the cycle: the reserved bytes never commit */
     }
-    MDB_val ik = {len, (void *)id}, iv = {8, k};
-    rc = mdb_put(txn, self->mid, &ik, &iv, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST)
-        return CPX_ERR_STATE;
-    if (rc)
-        return cpx_store_err(rc, "cases: put id");
+    if ((rc = cpx_gw_ids_put(self->ids, txn, id, len, seq)))
+        return rc;
     recent_add(self->recent, seq, sender, sl, case_id, cl, env, env_len);
     return CPX_OK;
 }

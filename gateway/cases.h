@@ -9,7 +9,7 @@
  *                      clear head (sender_len .. case_id), sealed by a
  *                      cpx_aead_sealer per handle (counter nonces). Keys only grow
  *                      (MDB_APPEND), so accepting touches the right edge of the tree only;
- *            "gw.mid"  message id -> BE64(seq): the small dedupe index;
+ *            "gw.mid", "gw.midlog": message id -> seq, the dedupe index (idindex.h);
  *            "gw.case" case id -> case record: town of the minor (may be empty);
  *            "gw.meta" "next_case" -> BE64 counter; "store_key_id" -> the first 8 bytes
  *                      of SHA-256("cpx.v1.store-key" 00 | store key), written at first
@@ -62,6 +62,11 @@ int cpx_gw_cases_seen(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, siz
 int cpx_gw_cases_keep_recent(cpx_gw_cases_t *self, size_t bytes, size_t entries);
 void cpx_gw_cases_committed(cpx_gw_cases_t *self);
 void cpx_gw_cases_aborted(cpx_gw_cases_t *self);
+/* The writer's handle keeps the newest message ids in memory and folds them into the
+ * id index (idindex.h): index_live once at start, fold_ids in every write transaction
+ * before its commit; committed/aborted above tell it how the transaction ended. */
+int cpx_gw_cases_index_live(cpx_gw_cases_t *self, MDB_env *env);
+int cpx_gw_cases_fold_ids(cpx_gw_cases_t *self, MDB_txn *txn);
 /* Gets answered from those copies (for tests and metrics). */
 uint64_t cpx_gw_cases_recent_hits(const cpx_gw_cases_t *self);
 
@@ -90,6 +95,10 @@ int cpx_gw_cases_head(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, siz
  * CPX_ERR_NOT_FOUND when absent. Safe to call from several threads on one handle. */
 int cpx_gw_cases_envelope(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                           cpx_envelope_t **out);
+/* The same by the message's ACCEPTED leaf seq: the way for handles other than the
+ * writer's, which find the newest ids only by scanning the id log (idindex.h). */
+int cpx_gw_cases_envelope_at(cpx_gw_cases_t *self, MDB_txn *txn, uint64_t seq,
+                             cpx_envelope_t **out);
 
 /* Stores an accepted message under its ACCEPTED leaf seq (greater than every stored
  * one) and indexes its id. CPX_ERR_STATE when seq does not grow, store errors. */

@@ -287,7 +287,7 @@ static int fold_accepted(cpx_gw_http_t *h, agg_t *a, MDB_txn *txn, const cpx_aud
     if (!is_report && !is_ref && !is_disp)
         return CPX_OK;
     cpx_envelope_t *env = NULL;
-    int rc = cpx_gw_cases_envelope(h->cases, txn, l->message_id.data, l->message_id.len, &env);
+    int rc = cpx_gw_cases_envelope_at(h->cases, txn, l->seq, &env);  /* stored under it */
     if (rc)
         return rc == CPX_ERR_NOT_FOUND ? CPX_OK : rc;  /* erased at end of retention */
     if (is_report && env->discovery_report) {

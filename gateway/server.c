@@ -616,6 +616,8 @@ static int cycle(cpx_gw_t *self, inbound_t *const *in, size_t n_in, refusal_t *r
         rc = cpx_outbox_seq_end(self->ob, txn);
     if (!rc)
         rc = cpx_gw_cases_counter_end(self->cases, txn);
+    if (!rc)
+        rc = cpx_gw_cases_fold_ids(self->cases, txn);
 
     uint64_t head_size = self->tree_size;
     if (!rc && self->appended) {
@@ -1078,7 +1080,8 @@ cpx_gw_t *cpx_gw_server_new(const cpx_gw_config_t *cfg)
     }
     /* Deliveries mostly follow acceptance within a cycle or two: recent messages are
      * kept in the clear for them (16 MiB: some 10,000 reports, several cycles). */
-    if (cpx_gw_cases_keep_recent(self->cases, RECENT_BYTES, RECENT_ENTRIES))
+    if (cpx_gw_cases_keep_recent(self->cases, RECENT_BYTES, RECENT_ENTRIES) ||
+        cpx_gw_cases_index_live(self->cases, self->env))
         goto fail;
     if (!(self->sign_key = cpx_gw_signing_key(cfg))) {  /* gateway/signerlink.c */
         cpx_log_error("server", "msg=\"cannot load signing key\" path=%s", cfg->signing_key);
