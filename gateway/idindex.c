@@ -1,6 +1,9 @@
 /* idindex.c — message ids: a tree of old ids, a log of new ones, folded in sorted runs. */
 #include "idindex.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,9 +15,13 @@
 
 #define FOLD_MIN ((size_t)65536)
 #define FOLD_MAX ((size_t)1 << 20)
-/* Ids moved per cycle. A fold of 65,536 then takes 16 cycles, and each step costs about
- * what a busy cycle's own puts do, so no cycle stalls behind a whole fold. */
-#define FOLD_STEP ((size_t)4096)
+/* Ids moved per cycle: twice the ids the cycle put, within these bounds; log records
+ * cleared per cycle: four times that (a delete at the log's head is cheap). A fold so
+ * outruns the arrivals (a run of R ids takes 5R/8 cycles' arrivals), and a step costs
+ * about what the cycle's own puts cost: no cycle stalls behind a whole fold (a fold of
+ * 65,536 in one step held a quiet cycle for tens of milliseconds). */
+#define STEP_MIN ((size_t)64)
+#define STEP_MAX ((size_t)8192)
 
 typedef struct ent {
     uint64_t seq;
@@ -31,11 +38,16 @@ struct cpx_gw_ids {
     uint32_t *slot;              /* 1 + index into ent, 0 empty; linear probing */
     size_t slot_mask;
     uint64_t k0, k1;             /* hash seed: ids are chosen by the senders */
-    /* The fold in progress: ent[0, run_n) sorted by id. run_pos counts the ids in the
-     * tree as committed; run_next as this transaction leaves it. */
+    size_t put_now;              /* ids put in this transaction: sizes its step */
+    /* The fold in progress: a copy of ent[0, run_n), sorted by id on a thread of its
+     * own. moved: ids put in the tree; cleared: records deleted from the log head, both
+     * as committed, and *_next as this transaction leaves them. */
     ent_t *run;
-    size_t run_n, run_pos, run_next;
-    int run_cleared;             /* this transaction removed the run from the log */
+    size_t run_n, moved, moved_next, cleared, cleared_next;
+    pthread_t sorter;
+    int sorting;                 /* sorter to join */
+    int sorting_thread;          /* sort_run runs on its own thread */
+    atomic_int sorted;
     size_t fold_at, step;        /* 0: the defaults */
 };
 
@@ -125,6 +137,7 @@ static int ent_add(cpx_gw_ids_t *self, const uint8_t *id, size_t len, uint64_t s
     e->len = (uint8_t)len;
     memcpy(e->id, id, len);
     table_add(self, self->n++);
+    self->put_now++;
     return CPX_OK;
 }
 
@@ -146,6 +159,8 @@ void cpx_gw_ids_destroy(cpx_gw_ids_t **self_p)
     if (!self_p || !*self_p)
         return;
     cpx_gw_ids_t *self = *self_p;
+    if (self->sorting)
+        pthread_join(self->sorter, NULL);
     free(self->ent);
     free(self->slot);
     free(self->run);
@@ -281,60 +296,102 @@ static size_t fold_at(cpx_gw_ids_t *self, MDB_txn *txn)
     return at;
 }
 
-/* The committed log, sorted: what this fold moves. */
+static void *sort_run(void *arg)
+{
+    cpx_gw_ids_t *self = arg;
+    /* Only on a core nothing else wants: the fold can wait, an Ack should not. */
+    struct sched_param sp = {0};
+    if (self->sorting_thread)
+        pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+    qsort(self->run, self->run_n, sizeof *self->run, ent_cmp);
+    atomic_store(&self->sorted, 1);
+    return NULL;
+}
+
+/* The committed log is what this fold moves: copied here, sorted on a thread (65,536 ids
+ * take some 10 ms, which a quiet cycle should not wait for). A tuned handle (tests)
+ * sorts at once, so that its steps are the same on every run. */
 static int fold_begin(cpx_gw_ids_t *self)
 {
     self->run = malloc(self->n_done * sizeof *self->run);
     if (!self->run)
         return CPX_ERR_NOMEM;
     memcpy(self->run, self->ent, self->n_done * sizeof *self->run);
-    qsort(self->run, self->n_done, sizeof *self->run, ent_cmp);
     self->run_n = self->n_done;
-    self->run_pos = self->run_next = 0;
+    self->moved = self->moved_next = self->cleared = self->cleared_next = 0;
+    atomic_store(&self->sorted, 0);
     cpx_log_debug("ids", "msg=\"folding message ids into the index\" count=%zu", self->run_n);
+    self->sorting_thread = !self->step;
+    if (self->sorting_thread && pthread_create(&self->sorter, NULL, sort_run, self) == 0) {
+        self->sorting = 1;
+    } else {
+        self->sorting_thread = 0;
+        sort_run(self);
+    }
     return CPX_OK;
 }
 
-/* The run's ids are all in the tree: drop them from the log, the oldest run_n records
- * (the run is the log's committed prefix, and only this module deletes from it). */
-static int fold_clear(cpx_gw_ids_t *self, MDB_txn *txn)
+static void fold_end(cpx_gw_ids_t *self)
+{
+    if (self->sorting)
+        pthread_join(self->sorter, NULL);
+    self->sorting = 0;
+    free(self->run);
+    self->run = NULL;
+    self->run_n = self->moved = self->moved_next = self->cleared = self->cleared_next = 0;
+}
+
+static size_t step_size(const cpx_gw_ids_t *self)
+{
+    if (self->step)
+        return self->step;
+    size_t n = 2 * self->put_now;
+    return n < STEP_MIN ? STEP_MIN : n > STEP_MAX ? STEP_MAX : n;
+}
+
+/* The next ids of the run into the tree, in key order: each step writes the tree pages
+ * of one slice of the key space. */
+static int fold_move(cpx_gw_ids_t *self, MDB_txn *txn, size_t n)
+{
+    size_t end = self->moved_next + n < self->run_n ? self->moved_next + n : self->run_n;
+    for (size_t i = self->moved_next; i < end; i++) {
+        const ent_t *e = &self->run[i];
+        uint8_t vb[8];
+        cpx_be64_put(vb, e->seq);
+        MDB_val k = {e->len, (void *)e->id}, v = {8, vb};
+        int rc = mdb_put(txn, self->tree, &k, &v, 0);
+        if (rc)
+            return cpx_store_err(rc, "ids: fold");
+    }
+    self->moved_next = end;
+    return CPX_OK;
+}
+
+/* Every id of the run is in the tree: the log's oldest records, which are the run's
+ * (the run is the log's committed prefix, and only this module deletes from it), go. */
+static int fold_clear(cpx_gw_ids_t *self, MDB_txn *txn, size_t n)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, self->log, &cur);
     MDB_val k, v;
-    for (size_t i = 0; i < self->run_n && !rc; i++)
+    size_t end = self->cleared_next + n < self->run_n ? self->cleared_next + n : self->run_n;
+    for (; self->cleared_next < end && !rc; self->cleared_next++)
         if (!(rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)))
             rc = mdb_cursor_del(cur, 0);
     mdb_cursor_close(cur);
-    if (rc)
-        return cpx_store_err(rc, "ids: clear log");
-    self->run_cleared = 1;
-    return CPX_OK;
+    return rc ? cpx_store_err(rc, "ids: clear log") : CPX_OK;
 }
 
 int cpx_gw_ids_step(cpx_gw_ids_t *self, MDB_txn *txn)
 {
     if (!self || !self->live)
         return CPX_OK;
-    int rc;
-    if (!self->run) {
-        if (self->n_done < fold_at(self, txn))
-            return CPX_OK;
-        if ((rc = fold_begin(self)))
-            return rc;
-    }
-    size_t step = self->step ? self->step : FOLD_STEP;
-    size_t end = self->run_next + step < self->run_n ? self->run_next + step : self->run_n;
-    for (size_t i = self->run_next; i < end; i++) {
-        const ent_t *e = &self->run[i];
-        uint8_t vb[8];
-        cpx_be64_put(vb, e->seq);
-        MDB_val k = {e->len, (void *)e->id}, v = {8, vb};
-        if ((rc = mdb_put(txn, self->tree, &k, &v, 0)))
-            return cpx_store_err(rc, "ids: fold");
-    }
-    self->run_next = end;
-    return end == self->run_n ? fold_clear(self, txn) : CPX_OK;
+    if (!self->run)
+        return self->n_done < fold_at(self, txn) ? CPX_OK : fold_begin(self);
+    if (!atomic_load(&self->sorted))
+        return CPX_OK;
+    size_t n = step_size(self);
+    return self->moved_next < self->run_n ? fold_move(self, txn, n) : fold_clear(self, txn, 4 * n);
 }
 
 void cpx_gw_ids_committed(cpx_gw_ids_t *self)
@@ -342,17 +399,16 @@ void cpx_gw_ids_committed(cpx_gw_ids_t *self)
     if (!self || !self->live)
         return;
     self->n_done = self->n;
-    self->run_pos = self->run_next;
-    if (!self->run_cleared)
+    self->put_now = 0;
+    self->moved = self->moved_next;
+    self->cleared = self->cleared_next;
+    if (!self->run || self->cleared < self->run_n)
         return;
     /* The run left the log: its entries leave the table (the rest keep their order). */
     memmove(self->ent, self->ent + self->run_n, (self->n - self->run_n) * sizeof *self->ent);
     self->n -= self->run_n;
     self->n_done = self->n;
-    free(self->run);
-    self->run = NULL;
-    self->run_n = self->run_pos = self->run_next = 0;
-    self->run_cleared = 0;
+    fold_end(self);
     if (table_rebuild(self) != CPX_OK)  /* same size: cannot fail to allocate */
         cpx_log_error("ids", "msg=\"rebuilding the id table failed\"");
 }
@@ -361,8 +417,9 @@ void cpx_gw_ids_aborted(cpx_gw_ids_t *self)
 {
     if (!self || !self->live)
         return;
-    self->run_next = self->run_pos;
-    self->run_cleared = 0;
+    self->put_now = 0;
+    self->moved_next = self->moved;
+    self->cleared_next = self->cleared;
     if (self->n != self->n_done) {
         self->n = self->n_done;
         if (table_rebuild(self) != CPX_OK)

@@ -13,11 +13,12 @@
  *
  * The writer's handle (cpx_gw_ids_live) keeps the log in memory as a hash table,
  * rebuilt from the log at start. Once the log holds fold_at ids (at least 65,536, or an
- * eighth of the tree), they are copied, sorted, and moved into the tree FOLD_STEP per
- * cycle (cpx_gw_ids_step); the last step removes them from the log. Folding only adds
- * to the tree and the last step is one transaction, so an id is always in the log or
- * the tree (or both), whatever moment a crash picks; a fold cut short is done again
- * from the start (its puts are idempotent).
+ * eighth of the tree), they are copied and sorted (on a thread), then moved into the
+ * tree a slice per cycle (cpx_gw_ids_step: twice what the cycle put), and then deleted
+ * from the log's head, also a slice per cycle. The tree only gains ids, and the log only
+ * loses ids already in the tree, so an id is always in the log or the tree (or both),
+ * whatever moment a crash picks; a fold cut short is done again from the start (its
+ * puts are idempotent).
  *
  * Other handles (the dashboard's threads) look in the tree, then scan the log: for rare
  * lookups only (the log holds up to fold_at + a run's ids).
