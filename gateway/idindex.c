@@ -203,6 +203,10 @@ int cpx_gw_ids_live(cpx_gw_ids_t *self, MDB_env *env)
     self->n_done = self->n;
     if (!rc && self->n)
         cpx_log_info("ids", "msg=\"message ids not yet folded\" count=%zu", self->n);
+    /* The chaos suite folds every few ids, so that its kills land inside folds. */
+    const char *t = getenv("CPX_TEST_ID_FOLD_AT");
+    if (t && atoi(t) > 0)
+        self->fold_at = (size_t)atoi(t);
     return rc;
 }
 
@@ -379,6 +383,15 @@ static int fold_clear(cpx_gw_ids_t *self, MDB_txn *txn, size_t n)
         if (!(rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)))
             rc = mdb_cursor_del(cur, 0);
     mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND) {
+        /* Shorter than the run: nothing else deletes from the log, so only a damaged
+         * store gets here. The run is in the tree either way; refusing every cycle from
+         * now on would help no one. */
+        cpx_log_warn("ids", "msg=\"id log shorter than the fold\" missing=%zu",
+                     self->run_n - self->cleared_next + 1);
+        self->cleared_next = self->run_n;
+        rc = 0;
+    }
     return rc ? cpx_store_err(rc, "ids: clear log") : CPX_OK;
 }
 
