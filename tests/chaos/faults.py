@@ -27,6 +27,21 @@ def _offer(load, scale=1):
             load.submit(d, n=20 * scale, batch=True)
 
 
+def _kill_rounds(gw, load, rounds, round_s):
+    """Mixed load, kill -9 of the gateway at a random moment of each round, restart,
+    reconnect (the load resends what was not answered)."""
+    for _ in range(rounds):
+        t_kill = time.time() + random.uniform(0.2, round_s)
+        while time.time() < t_kill:
+            _offer(load)
+            load.pump(0.03)
+        gw.kill9()
+        load.close()
+        gw.start()
+        load.reconnect()
+        load.pump(0.2)
+
+
 def gateway_kill(build, rounds, round_s):
     row = Row("gateway kill -9 under load", rounds)
     print("== %s (%d rounds)" % (row.name, rounds), flush=True)
@@ -34,16 +49,7 @@ def gateway_kill(build, rounds, round_s):
     try:
         gw.start()
         load = Load(gw, SENDERS, (RECEIVER,))
-        for r in range(rounds):
-            t_kill = time.time() + random.uniform(0.2, round_s)
-            while time.time() < t_kill:
-                _offer(load)
-                load.pump(0.03)
-            gw.kill9()
-            load.close()
-            gw.start()
-            load.reconnect()
-            load.pump(0.2)
+        _kill_rounds(gw, load, rounds, round_s)
         ok = load.drain(180)
         row.check(ok, "every message acknowledged and delivered after %d kills" % rounds)
         finish(row, gw, load)
@@ -64,16 +70,7 @@ def gateway_kill_fold(build, rounds, round_s):
     try:
         gw.start()
         load = Load(gw, SENDERS, (RECEIVER,))
-        for r in range(rounds):
-            t_kill = time.time() + random.uniform(0.2, round_s)
-            while time.time() < t_kill:
-                _offer(load)
-                load.pump(0.03)
-            gw.kill9()
-            load.close()
-            gw.start()
-            load.reconnect()
-            load.pump(0.2)
+        _kill_rounds(gw, load, rounds, round_s)
         ok = load.drain(180)
         row.check(ok, "every message acknowledged and delivered after %d kills" % rounds)
         before = dict(load.acks)
