@@ -185,21 +185,19 @@ int cpx_gw_ids_live(cpx_gw_ids_t *self, MDB_env *env)
     MDB_cursor *cur = NULL;
     if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)))
         return cpx_store_err(rc, "ids: begin");
-    rc = mdb_cursor_open(txn, self->log, &cur);
+    int mrc = mdb_cursor_open(txn, self->log, &cur);  /* LMDB's codes, apart from ours */
     MDB_val k, v;
-    for (int op = MDB_FIRST; !rc && !(rc = mdb_cursor_get(cur, &k, &v, op)); op = MDB_NEXT) {
-        if (k.mv_size != 8 || !v.mv_size || v.mv_size > CPX_MAX_MESSAGE_ID) {
-            rc = CPX_ERR_TAMPERED;
-            break;
-        }
-        rc = ent_add(self, v.mv_data, v.mv_size, cpx_be64_get(k.mv_data));
-    }
+    for (int op = MDB_FIRST; !rc && !mrc && !(mrc = mdb_cursor_get(cur, &k, &v, op)); op = MDB_NEXT)
+        rc = k.mv_size != 8 || !v.mv_size || v.mv_size > CPX_MAX_MESSAGE_ID
+                 ? CPX_ERR_TAMPERED
+                 : ent_add(self, v.mv_data, v.mv_size, cpx_be64_get(k.mv_data));
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
-    if (rc == MDB_NOTFOUND)
-        rc = CPX_OK;
-    else if (rc > 0)
-        rc = cpx_store_err(rc, "ids: load log");
+    if (!rc && mrc && mrc != MDB_NOTFOUND)
+        rc = cpx_store_err(mrc, "ids: load log");
+    if (rc == CPX_ERR_TAMPERED)
+        cpx_log_error("ids", "msg=\"a record of the id log (gw.midlog) is not a message id: "
+                             "the store is damaged; restore it from a backup\" count=%zu", self->n);
     self->n_done = self->n;
     if (!rc && self->n)
         cpx_log_info("ids", "msg=\"message ids not yet folded\" count=%zu", self->n);
@@ -222,7 +220,7 @@ void cpx_gw_ids_tune(cpx_gw_ids_t *self, size_t fold_at, size_t step)
 static int scan_log(cpx_gw_ids_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                     uint64_t *seq)
 {
-    MDB_cursor *cur;
+    MDB_cursor *cur = NULL;
     int rc = mdb_cursor_open(txn, self->log, &cur);
     MDB_val k, v;
     for (int op = MDB_FIRST; !rc && !(rc = mdb_cursor_get(cur, &k, &v, op)); op = MDB_NEXT)
@@ -378,7 +376,7 @@ static int fold_move(cpx_gw_ids_t *self, MDB_txn *txn, size_t n)
  * (the run is the log's committed prefix, and only this module deletes from it), go. */
 static int fold_clear(cpx_gw_ids_t *self, MDB_txn *txn, size_t n)
 {
-    MDB_cursor *cur;
+    MDB_cursor *cur = NULL;
     int rc = mdb_cursor_open(txn, self->log, &cur);
     MDB_val k, v;
     size_t end = self->cleared_next + n < self->run_n ? self->cleared_next + n : self->run_n;

@@ -270,6 +270,28 @@ static void test_refusals(void **state)
     cpx_gw_ids_destroy(&w);
 }
 
+/* A log record that cannot be an id (17 bytes) stops the writer's start: the index
+ * would otherwise miss it, and a resend of that message would be accepted again. */
+static void test_damaged_log(void **state)
+{
+    (void)state;
+    cpx_gw_ids_t *w = writer();
+    cycle(w, 0, 5, 1);
+    cpx_gw_ids_destroy(&w);
+    MDB_txn *txn = begin();
+    MDB_dbi log;
+    assert_int_equal(mdb_dbi_open(txn, "gw.midlog", 0, &log), 0);
+    uint8_t kb[8], bad[17] = {0};
+    cpx_be64_put(kb, 999999);
+    MDB_val k = {8, kb}, v = {sizeof bad, bad};
+    assert_int_equal(mdb_put(txn, log, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    w = cpx_gw_ids_open(env);
+    assert_non_null(w);
+    assert_int_equal(cpx_gw_ids_live(w, env), CPX_ERR_TAMPERED);
+    cpx_gw_ids_destroy(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +300,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_mid_fold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sorted_on_a_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_log, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
