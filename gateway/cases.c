@@ -398,12 +398,6 @@ static int get(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl, MDB_val *v)
     return rc ? cpx_store_err(rc, "cases: get") : CPX_OK;
 }
 
-static int seq_of(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
-                  uint64_t *seq)
-{
-    return cpx_gw_ids_get(self->ids, txn, id, len, seq);
-}
-
 static int lp_str(const uint8_t **p, const uint8_t *end, char *out, size_t cap)
 {
     if (*p >= end || **p >= cap || (size_t)(end - *p - 1) < **p)
@@ -461,7 +455,7 @@ int cpx_gw_cases_lookup(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, s
                         cpx_gw_msg_t *out)
 {
     uint64_t seq;
-    int rc = seq_of(self, txn, id, len, &seq);
+    int rc = cpx_gw_ids_get(self->ids, txn, id, len, &seq);
     return rc ? rc : cpx_gw_cases_get(self, txn, seq, out);
 }
 
@@ -470,7 +464,7 @@ int cpx_gw_cases_head(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, siz
 {
     uint64_t seq;
     size_t hl;
-    int rc = seq_of(self, txn, id, len, &seq);
+    int rc = cpx_gw_ids_get(self->ids, txn, id, len, &seq);
     if (!rc)
         rc = get_head(self, txn, seq, out, &hl);
     if (!rc && out->env_len)
@@ -480,18 +474,11 @@ int cpx_gw_cases_head(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, siz
     return rc;
 }
 
-int cpx_gw_cases_seen(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len)
-{
-    uint64_t seq;
-    int rc = seq_of(self, txn, id, len, &seq);
-    return rc == CPX_OK ? 1 : rc == CPX_ERR_NOT_FOUND ? 0 : rc;
-}
-
 int cpx_gw_cases_envelope(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len,
                           cpx_envelope_t **out)
 {
     uint64_t seq;
-    int rc = seq_of(self, txn, id, len, &seq);
+    int rc = cpx_gw_ids_get(self->ids, txn, id, len, &seq);
     return rc ? rc : cpx_gw_cases_envelope_at(self, txn, seq, out);
 }
 

@@ -50,9 +50,6 @@ int cpx_gw_cases_open(MDB_env *env, const char *key_path, cpx_gw_cases_t **out, 
 cpx_gw_cases_t *cpx_gw_cases_share(const cpx_gw_cases_t *self, MDB_env *env);
 void cpx_gw_cases_destroy(cpx_gw_cases_t **self_p);
 
-/* 1 when a message with this id was accepted, 0 when not, negative on error. */
-int cpx_gw_cases_seen(cpx_gw_cases_t *self, MDB_txn *txn, const uint8_t *id, size_t len);
-
 /* The writer's handle keeps the last `bytes` of messages it stored (at most `entries`,
  * a power of two) in the clear, so that cpx_gw_cases_get of a recent message reads
  * neither the store nor decrypts. Blanking a message drops (and wipes) its copy; after

@@ -46,7 +46,6 @@ struct cpx_gw_ids {
     size_t run_n, moved, moved_next, cleared, cleared_next;
     pthread_t sorter;
     int sorting;                 /* sorter to join */
-    int sorting_thread;          /* sort_run runs on its own thread */
     atomic_int sorted;
     size_t fold_at, step;        /* 0: the defaults */
 };
@@ -96,12 +95,13 @@ static void table_add(cpx_gw_ids_t *self, size_t index)
     self->slot[i] = (uint32_t)index + 1;
 }
 
-/* The table again for ent[0, n): after a grow, an abort or the end of a fold. Slots are
- * at least twice the entries' capacity, so probes stay short. */
-static int table_rebuild(cpx_gw_ids_t *self)
+/* The table again for ent[0, n), sized for cap entries: after a grow, an abort or the
+ * end of a fold. Slots are at least twice cap, so probes stay short and the table never
+ * fills. Allocates only when the size changes. */
+static int table_rebuild(cpx_gw_ids_t *self, size_t cap)
 {
     size_t want = 1024;
-    while (want < 2 * self->cap)
+    while (want < 2 * cap)
         want *= 2;
     if (want != self->slot_mask + 1 || !self->slot) {
         uint32_t *s = malloc(want * sizeof *s);
@@ -127,10 +127,10 @@ static int ent_add(cpx_gw_ids_t *self, const uint8_t *id, size_t len, uint64_t s
         if (!e)
             return CPX_ERR_NOMEM;
         self->ent = e;
-        self->cap = cap;
-        int rc = table_rebuild(self);
+        int rc = table_rebuild(self, cap);  /* the capacity grows only with its table */
         if (rc)
             return rc;
+        self->cap = cap;
     }
     ent_t *e = &self->ent[self->n];
     e->seq = seq;
@@ -179,7 +179,7 @@ int cpx_gw_ids_live(cpx_gw_ids_t *self, MDB_env *env)
     self->k0 = seed[0];
     self->k1 = seed[1];
     self->live = 1;
-    if ((rc = table_rebuild(self)))
+    if ((rc = table_rebuild(self, self->cap)))
         return rc;
     MDB_txn *txn;
     MDB_cursor *cur = NULL;
@@ -298,15 +298,18 @@ static size_t fold_at(cpx_gw_ids_t *self, MDB_txn *txn)
     return at;
 }
 
-static void *sort_run(void *arg)
+static void sort_run(cpx_gw_ids_t *self)
 {
-    cpx_gw_ids_t *self = arg;
-    /* Only on a core nothing else wants: the fold can wait, an Ack should not. */
-    struct sched_param sp = {0};
-    if (self->sorting_thread)
-        pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
     qsort(self->run, self->run_n, sizeof *self->run, ent_cmp);
     atomic_store(&self->sorted, 1);
+}
+
+static void *sorter_main(void *arg)
+{
+    /* Only on a core nothing else wants: the fold can wait, an Ack should not. */
+    struct sched_param sp = {0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+    sort_run(arg);
     return NULL;
 }
 
@@ -326,13 +329,10 @@ static int fold_begin(cpx_gw_ids_t *self)
     self->moved = self->moved_next = self->cleared = self->cleared_next = 0;
     atomic_store(&self->sorted, 0);
     cpx_log_debug("ids", "msg=\"folding message ids into the index\" count=%zu", self->run_n);
-    self->sorting_thread = !self->step;
-    if (self->sorting_thread && pthread_create(&self->sorter, NULL, sort_run, self) == 0) {
+    if (!self->step && pthread_create(&self->sorter, NULL, sorter_main, self) == 0)
         self->sorting = 1;
-    } else {
-        self->sorting_thread = 0;
+    else
         sort_run(self);
-    }
     return CPX_OK;
 }
 
@@ -423,7 +423,7 @@ void cpx_gw_ids_committed(cpx_gw_ids_t *self)
     self->n -= self->run_n;
     self->n_done = self->n;
     fold_end(self);
-    if (table_rebuild(self) != CPX_OK)  /* same size: cannot fail to allocate */
+    if (table_rebuild(self, self->cap) != CPX_OK)  /* same size: allocates nothing */
         cpx_log_error("ids", "msg=\"rebuilding the id table failed\"");
 }
 
@@ -436,7 +436,7 @@ void cpx_gw_ids_aborted(cpx_gw_ids_t *self)
     self->cleared_next = self->cleared;
     if (self->n != self->n_done) {
         self->n = self->n_done;
-        if (table_rebuild(self) != CPX_OK)
+        if (table_rebuild(self, self->cap) != CPX_OK)  /* same size: allocates nothing */
             cpx_log_error("ids", "msg=\"rebuilding the id table failed\"");
     }
 }

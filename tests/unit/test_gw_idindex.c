@@ -270,6 +270,22 @@ static void test_refusals(void **state)
     cpx_gw_ids_destroy(&w);
 }
 
+/* 10,000 ids and no fold: the table grows past its first capacity (4,096) twice and
+ * finds every id, before and after a restart. */
+static void test_table_grows(void **state)
+{
+    (void)state;
+    cpx_gw_ids_t *w = writer();
+    cpx_gw_ids_tune(w, 1u << 20, 30);
+    for (uint64_t n = 0; n < 10000; n += 1000)
+        cycle(w, n, n + 1000, 1);
+    all_found(w, 10000);
+    cpx_gw_ids_destroy(&w);
+    w = writer();
+    all_found(w, 10000);
+    cpx_gw_ids_destroy(&w);
+}
+
 /* A log record that cannot be an id (17 bytes) stops the writer's start: the index
  * would otherwise miss it, and a resend of that message would be accepted again. */
 static void test_damaged_log(void **state)
@@ -300,6 +316,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_mid_fold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sorted_on_a_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_table_grows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_log, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
