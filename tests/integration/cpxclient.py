@@ -402,12 +402,14 @@ class Client:
                 into[x.message_id] = x
         return acks, nacks, kinds
 
-    def reply(self, env, timeout_ms=5000):
-        """Submits env (signed) and returns its Ack or Nack frame."""
+    def reply(self, env, timeout_ms=5000, keep=None):
+        """Submits env (signed) and returns its Ack or Nack frame. Frames of other kinds
+        that come first (a Deliver can overtake the Ack) are appended to keep when given,
+        else dropped: a dropped Deliver comes again only after the resend backoff."""
         self.submit(env)
         deadline = time.time() + timeout_ms / 1000.0
         while time.time() < deadline:
-            f = self.wait("ack|nack", int((deadline - time.time()) * 1000) + 1)
+            f = self.wait("ack|nack", int((deadline - time.time()) * 1000) + 1, keep)
             if f is None:
                 return None
             x = getattr(f, f.WhichOneof("frame"))
