@@ -265,6 +265,40 @@ static void test_ed25519_generate(void **state)
     cpx_key_destroy(&b);
 }
 
+/* cpx_key_sign runs on libsodium, OpenSSL holds the key files: for random keys and
+ * messages of every length from 0, the signature must be the very bytes OpenSSL makes
+ * (Ed25519 is deterministic), and verify under both. */
+static void test_ed25519_same_as_openssl(void **state)
+{
+    (void)state;
+    uint8_t seed[32], msg[300], ours[64], theirs[64];
+    for (size_t t = 0; t < 64; t++) {
+        assert_int_equal(cpx_random(seed, sizeof seed), CPX_OK);
+        size_t len = t == 0 ? 0 : (t * 37) % sizeof msg;
+        assert_int_equal(cpx_random(msg, sizeof msg), CPX_OK);
+        cpx_key_t *k = cpx_key_from_raw_private_for_test(seed);
+        assert_non_null(k);
+        assert_int_equal(cpx_key_sign(k, len ? msg : NULL, len, ours), CPX_OK);
+
+        EVP_PKEY *pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+        assert_non_null(pk);
+        EVP_MD_CTX *c = EVP_MD_CTX_new();
+        size_t sl = sizeof theirs;
+        assert_int_equal(EVP_DigestSignInit_ex(c, NULL, NULL, NULL, NULL, pk, NULL), 1);
+        assert_int_equal(EVP_DigestSign(c, theirs, &sl, msg, len), 1);
+        assert_int_equal(sl, 64);
+        assert_memory_equal(ours, theirs, 64);
+        assert_int_equal(EVP_DigestVerifyInit_ex(c, NULL, NULL, NULL, NULL, pk, NULL), 1);
+        assert_int_equal(EVP_DigestVerify(c, ours, 64, msg, len), 1);
+        EVP_MD_CTX_free(c);
+        EVP_PKEY_free(pk);
+        assert_int_equal(cpx_key_verify(k, len ? msg : NULL, len, ours, 64), CPX_OK);
+        ours[t % 64] ^= 0x10;
+        assert_int_equal(cpx_key_verify(k, len ? msg : NULL, len, ours, 64), CPX_ERR_BAD_SIGNATURE);
+        cpx_key_destroy(&k);
+    }
+}
+
 /* ---- PEM files ----------------------------------------------------------------------- */
 
 static char tmpdir[64];
@@ -689,6 +723,7 @@ int main(void)
         cmocka_unit_test(test_ct_equal_and_hex),
         cmocka_unit_test(test_ed25519_rfc8032),
         cmocka_unit_test(test_ed25519_generate),
+        cmocka_unit_test(test_ed25519_same_as_openssl),
         cmocka_unit_test(test_pem_round_trip),
         cmocka_unit_test(test_pem_refuses_other_keys),
         cmocka_unit_test(test_aead_known_answer),
