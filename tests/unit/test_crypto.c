@@ -365,6 +365,23 @@ static void test_pem_round_trip(void **state)
     assert_null(swapped);
     assert_int_equal(cpx_key_save_private(lp, path_in("pub-as-priv")), CPX_ERR_ARG);
     assert_null(cpx_key_load_private(path_in("missing")));
+    /* A key made from the raw public bytes (no OpenSSL object) is written as the same
+     * PEM, has the same id, verifies, and cannot sign. */
+    cpx_key_t *rk = cpx_key_from_raw_public(r0);
+    assert_non_null(rk);
+    uint8_t id0[CPX_KEY_ID_LEN], id1[CPX_KEY_ID_LEN];
+    cpx_key_id(k, id0);
+    cpx_key_id(rk, id1);
+    assert_memory_equal(id0, id1, sizeof id0);
+    assert_int_equal(cpx_key_verify(rk, "x", 1, sig, 64), CPX_OK);
+    assert_int_equal(cpx_key_sign(rk, "x", 1, sig), CPX_ERR_ARG);
+    assert_int_equal(cpx_key_save_public(rk, path_in("raw.sign.pub")), CPX_OK);
+    cpx_key_t *rl = cpx_key_load_public(path_in("raw.sign.pub"));
+    assert_non_null(rl);
+    cpx_key_public_raw(rl, r1);
+    assert_memory_equal(r0, r1, 32);
+    cpx_key_destroy(&rl);
+    cpx_key_destroy(&rk);
     cpx_key_destroy(&k);
     cpx_key_destroy(&lk);
     cpx_key_destroy(&lp);
