@@ -205,6 +205,19 @@ static bool key_expand(cpx_key_t *k)
     return k->has_sk = ok;
 }
 
+/* A key object holding only its public half and id: what every key starts as. */
+static cpx_key_t *key_new(const uint8_t pub[CPX_ED25519_PUB_LEN])
+{
+    cpx_key_t *k = calloc(1, sizeof *k);
+    if (!k)
+        return NULL;
+    memcpy(k->pub, pub, sizeof k->pub);
+    uint8_t h[CPX_SHA256_LEN];
+    cpx_sha256(k->pub, sizeof k->pub, h);
+    memcpy(k->id, h, sizeof k->id);
+    return k;
+}
+
 /* Wraps pkey (taking ownership) after checking it is Ed25519. */
 static cpx_key_t *key_wrap(EVP_PKEY *pkey, bool priv, const char *what)
 {
@@ -215,26 +228,22 @@ static cpx_key_t *key_wrap(EVP_PKEY *pkey, bool priv, const char *what)
         EVP_PKEY_free(pkey);
         return NULL;
     }
-    cpx_key_t *k = calloc(1, sizeof *k);
-    size_t len = sizeof k->pub;
-    if (!k || EVP_PKEY_get_raw_public_key(pkey, k->pub, &len) != 1 || len != sizeof k->pub) {
-        if (k)
-            cpx_log_openssl(MOD, "reading raw public key");
-        free(k);
+    uint8_t pub[CPX_ED25519_PUB_LEN];
+    size_t len = sizeof pub;
+    if (EVP_PKEY_get_raw_public_key(pkey, pub, &len) != 1 || len != sizeof pub) {
+        cpx_log_openssl(MOD, "reading raw public key");
+        EVP_PKEY_free(pkey);
+        return NULL;
+    }
+    cpx_key_t *k = key_new(pub);
+    if (!k) {
         EVP_PKEY_free(pkey);
         return NULL;
     }
     k->pkey = pkey;
     k->priv = priv;
-    uint8_t h[CPX_SHA256_LEN];
-    cpx_sha256(k->pub, sizeof k->pub, h);
-    memcpy(k->id, h, sizeof k->id);
-    if (priv && !key_expand(k)) {
-        EVP_PKEY_free(pkey);
-        cpx_cleanse(k, sizeof *k);
-        free(k);
-        return NULL;
-    }
+    if (priv && !key_expand(k))
+        cpx_key_destroy(&k);  /* frees pkey and cleanses */
     return k;
 }
 
@@ -297,16 +306,7 @@ cpx_key_t *cpx_key_load_public(const char *path) { return key_load(path, false);
  * makes the OpenSSL object then (write_pem_fd). */
 cpx_key_t *cpx_key_from_raw_public(const uint8_t raw[CPX_ED25519_PUB_LEN])
 {
-    if (!raw)
-        return NULL;
-    cpx_key_t *k = calloc(1, sizeof *k);
-    if (!k)
-        return NULL;
-    memcpy(k->pub, raw, sizeof k->pub);
-    uint8_t h[CPX_SHA256_LEN];
-    cpx_sha256(k->pub, sizeof k->pub, h);
-    memcpy(k->id, h, sizeof k->id);
-    return k;
+    return raw ? key_new(raw) : NULL;
 }
 
 /* Test hook (not in the public header): a private key from its 32-byte RFC 8032 seed,
