@@ -27,67 +27,62 @@ def _offer(load, scale=1):
             load.submit(d, n=20 * scale, batch=True)
 
 
-def _kill_rounds(gw, load, rounds, round_s):
+def _kill_scenario(build, name, rounds, round_s, env=None, after=None):
     """Mixed load, kill -9 of the gateway at a random moment of each round, restart,
-    reconnect (the load resends what was not answered)."""
-    for _ in range(rounds):
-        t_kill = time.time() + random.uniform(0.2, round_s)
-        while time.time() < t_kill:
-            _offer(load)
-            load.pump(0.03)
-        gw.kill9()
-        load.close()
-        gw.start()
-        load.reconnect()
-        load.pump(0.2)
-
-
-def gateway_kill(build, rounds, round_s):
-    row = Row("gateway kill -9 under load", rounds)
+    reconnect (the load resends what was not answered); then everything must be
+    acknowledged and delivered, after(row, load) check what more it will, and finish()
+    the usual end checks."""
+    row = Row(name, rounds)
     print("== %s (%d rounds)" % (row.name, rounds), flush=True)
-    gw = Gateway(build, DEPTS)
+    gw = Gateway(build, DEPTS, env=env)
     try:
         gw.start()
         load = Load(gw, SENDERS, (RECEIVER,))
-        _kill_rounds(gw, load, rounds, round_s)
+        for _ in range(rounds):
+            t_kill = time.time() + random.uniform(0.2, round_s)
+            while time.time() < t_kill:
+                _offer(load)
+                load.pump(0.03)
+            gw.kill9()
+            load.close()
+            gw.start()
+            load.reconnect()
+            load.pump(0.2)
         ok = load.drain(180)
         row.check(ok, "every message acknowledged and delivered after %d kills" % rounds)
+        if after:
+            after(row, load)
         finish(row, gw, load)
     except Exception as e:  # noqa: BLE001
         row.check(False, "exception %r; gateway log: %s" % (e, gw.logtext()[-800:]))
     finally:
         gw.cleanup()
     return row
+
+
+def gateway_kill(build, rounds, round_s):
+    return _kill_scenario(build, "gateway kill -9 under load", rounds, round_s)
+
+
+def _resent_get_original_acks(row, load):
+    """Every message sent again is answered with the Ack it first had."""
+    before = dict(load.acks)
+    load.forget_acks()
+    load.reconnect()
+    ok = load.drain(180)
+    row.check(ok, "every message resent is answered again")
+    same = [m for m, a in before.items() if load.acks.get(m) != a]
+    row.check(not same, "every resent message gets its original Ack (%d of %d differ)"
+              % (len(same), len(before)))
+    load.acks.update({m: a for m, a in before.items() if m not in load.acks})
 
 
 def gateway_kill_fold(build, rounds, round_s):
     """kill -9 while message ids fold from the id log into the id index (a fold every 64
     ids, CPX_TEST_ID_FOLD_AT): after the kills every message is resent, and each must be
     answered with its original Ack, so no id was forgotten at any moment of a fold."""
-    row = Row("gateway kill -9 while ids fold", rounds)
-    print("== %s (%d rounds)" % (row.name, rounds), flush=True)
-    gw = Gateway(build, DEPTS, env={"CPX_TEST_ID_FOLD_AT": "64"})
-    try:
-        gw.start()
-        load = Load(gw, SENDERS, (RECEIVER,))
-        _kill_rounds(gw, load, rounds, round_s)
-        ok = load.drain(180)
-        row.check(ok, "every message acknowledged and delivered after %d kills" % rounds)
-        before = dict(load.acks)
-        load.forget_acks()
-        load.reconnect()
-        ok = load.drain(180)
-        row.check(ok, "every message resent is answered again")
-        same = [m for m, a in before.items() if load.acks.get(m) != a]
-        row.check(not same, "every resent message gets its original Ack (%d of %d differ)"
-                  % (len(same), len(before)))
-        load.acks.update({m: a for m, a in before.items() if m not in load.acks})
-        finish(row, gw, load)
-    except Exception as e:  # noqa: BLE001
-        row.check(False, "exception %r; gateway log: %s" % (e, gw.logtext()[-800:]))
-    finally:
-        gw.cleanup()
-    return row
+    return _kill_scenario(build, "gateway kill -9 while ids fold", rounds, round_s,
+                          env={"CPX_TEST_ID_FOLD_AT": "64"}, after=_resent_get_original_acks)
 
 
 def store_full(build):
