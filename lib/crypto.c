@@ -1,8 +1,13 @@
 /* crypto.c — SHA-256, HMAC, Ed25519 keys, AES-256-GCM and randomness over OpenSSL 3 EVP.
  *
- * SHA-256 is the hot path (Merkle nodes, audit leaves): the EVP_MD is fetched once per
- * process and each thread reuses one EVP_MD_CTX, so a hash costs no allocation and no
- * provider lookup. */
+ * SHA-256 is the hot path (Merkle nodes, audit leaves, field commitments: about twenty
+ * short hashes per accepted message). It calls OpenSSL's SHA256_Init/Update/Final, the
+ * very block functions (SHA extensions where the CPU has them) that the EVP digest of
+ * the default provider runs, without EVP's dispatch: 114 ns instead of 205 ns for a
+ * 65-byte Merkle node on this project's machines. They are deprecated in OpenSSL 3 but
+ * present in every build of it that keeps deprecated functions, as Debian's does. */
+/* SHA256_Init/Update/Final (see above); the rest of this file uses EVP. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "cpx/crypto.h"
 
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <sodium.h>
 
 #include "cpx/err.h"
@@ -32,23 +38,6 @@
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static EVP_MD *g_sha256;
 static EVP_CIPHER *g_gcm;
-static pthread_key_t g_ctx_key;
-static int g_ctx_key_ok;
-
-static void ctx_free(void *p) { EVP_MD_CTX_free(p); }
-
-/* The main thread never runs pthread_key destructors; free its context at exit so
- * leak checkers stay quiet. */
-static void at_exit_free(void)
-{
-    if (!g_ctx_key_ok)
-        return;
-    EVP_MD_CTX *ctx = pthread_getspecific(g_ctx_key);
-    if (ctx) {
-        pthread_setspecific(g_ctx_key, NULL);
-        EVP_MD_CTX_free(ctx);
-    }
-}
 
 static void init_once(void)
 {
@@ -56,10 +45,6 @@ static void init_once(void)
     g_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     if (!g_sha256 || !g_gcm)
         cpx_log_openssl(MOD, "fetching SHA256/AES-256-GCM");
-    if (pthread_key_create(&g_ctx_key, ctx_free) == 0) {
-        g_ctx_key_ok = 1;
-        atexit(at_exit_free);
-    }
 }
 
 static const EVP_MD *sha256_md(void)
@@ -74,20 +59,6 @@ static const EVP_CIPHER *gcm_cipher(void)
     return g_gcm ? g_gcm : EVP_aes_256_gcm();
 }
 
-static EVP_MD_CTX *thread_ctx(void)
-{
-    pthread_once(&g_once, init_once);
-    EVP_MD_CTX *ctx = g_ctx_key_ok ? pthread_getspecific(g_ctx_key) : NULL;
-    if (!ctx) {
-        ctx = EVP_MD_CTX_new();
-        if (ctx && g_ctx_key_ok && pthread_setspecific(g_ctx_key, ctx) != 0) {
-            EVP_MD_CTX_free(ctx);
-            ctx = NULL;
-        }
-    }
-    return ctx;
-}
-
 /* SHA-256 cannot fail short of memory exhaustion or a broken provider; there is no
  * safe value to return, so stop rather than hand out a wrong hash. */
 static void hash_fatal(void)
@@ -98,15 +69,15 @@ static void hash_fatal(void)
 
 void cpx_sha256_v(const cpx_iov_t *iov, size_t n, uint8_t out[CPX_SHA256_LEN])
 {
-    EVP_MD_CTX *ctx = thread_ctx();
-    if (!ctx || !EVP_DigestInit_ex2(ctx, sha256_md(), NULL))
+    SHA256_CTX ctx;
+    if (!SHA256_Init(&ctx))
         hash_fatal();
     for (size_t i = 0; i < n; i++)
-        if (iov[i].len && !EVP_DigestUpdate(ctx, iov[i].base, iov[i].len))
+        if (iov[i].len && !SHA256_Update(&ctx, iov[i].base, iov[i].len))
             hash_fatal();
-    unsigned int len = 0;
-    if (!EVP_DigestFinal_ex(ctx, out, &len) || len != CPX_SHA256_LEN)
+    if (!SHA256_Final(out, &ctx))
         hash_fatal();
+    OPENSSL_cleanse(&ctx, sizeof ctx);
 }
 
 void cpx_sha256(const void *data, size_t len, uint8_t out[CPX_SHA256_LEN])
