@@ -131,15 +131,12 @@ static void send_frame_owned(cpx_gw_t *self, const uint8_t *rid, size_t rid_len,
                              uint8_t *data, size_t len)
 {
     zmq_msg_t m;
-    if (zmq_send(self->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        free(base);
-        return;
-    }
     if (zmq_msg_init_data(&m, data, len, free_sent, base)) {
         free(base);
         return;
     }
-    if (zmq_msg_send(&m, self->router, ZMQ_DONTWAIT) < 0)
+    if (zmq_send(self->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&m, self->router, ZMQ_DONTWAIT) < 0)
         zmq_msg_close(&m);  /* frees base */
 }
 
@@ -182,9 +179,9 @@ static void send_out(cpx_gw_t *self, cpx_gw_out_t *o, uint64_t tree_size)
 static int group_reserve(cpx_gw_t *self, size_t need)
 {
     need += 16;
-    if (self->group_buf && need <= self->group_cap)
+    if (need <= self->group_cap)
         return 1;
-    size_t cap = self->group_buf ? self->group_cap : 65536;
+    size_t cap = self->group_cap ? self->group_cap : 65536;
     while (cap < need)
         cap *= 2;
     uint8_t *b = realloc(self->group_buf, cap);
