@@ -781,10 +781,12 @@ static void trim_map(cpx_gw_t *self, int idle)
         len = self->map_len;
     if (madvise(self->map_addr, len, MADV_DONTNEED))
         cpx_log_debug("server", "msg=\"madvise failed\" err=\"%s\"", strerror(errno));
-    /* The heap too, once traffic stops: a flood's frames and decodes are freed after
-     * their cycle, but malloc keeps the pages (its mmap threshold rises after large
-     * frees) unless told. Not while frames flow: trimming a large heap takes
-     * milliseconds, which showed as ack latency spikes of 20-45 ms at 5,000 msg/s. */
+    /* The heap too, once submissions stop: a flood's frames and decodes are freed after
+     * their cycle, but malloc keeps the pages (main.c keeps blocks of frame size in the
+     * heap) unless told. Not while they flow: trimming a large heap takes milliseconds,
+     * which showed as ack latency spikes of 20-45 ms at 5,000 msg/s. Heartbeats and
+     * other frames without submissions do not hold it back: connected clients send one
+     * every second, and a trim that waited for a loop with no frame at all rarely ran. */
     if (idle)
         malloc_trim(0);
 }
@@ -1009,7 +1011,9 @@ int cpx_gw_server_run(cpx_gw_t *self)
         held_bytes = wait_bytes;
         if (rc)
             break;
-        trim_map(self, n_in == 0);
+        if (cycle_bytes || n_wait)
+            self->last_submit_ms = self->now_ms;
+        trim_map(self, self->now_ms - self->last_submit_ms >= TRIM_INTERVAL_MS);
         if (self->now_ms - self->last_hb_ms >= (int64_t)self->cfg.heartbeat_ms / 4) {
             heartbeats(self);
             self->last_hb_ms = self->now_ms;

@@ -128,6 +128,7 @@ typedef struct cpx_gw {
 
     int64_t last_status_ms, last_hb_ms;
     int64_t last_trim_ms;           /* last release of LMDB map pages (server.c) */
+    int64_t last_submit_ms;         /* last cycle that read a Submit frame */
     void *map_addr;                 /* LMDB map (found in /proc/self/maps) */
     size_t map_len;
     uint64_t status_sig;            /* what the last status record showed */
