@@ -6,7 +6,7 @@
  * the default provider runs, without EVP's dispatch: 114 ns instead of 205 ns for a
  * 65-byte Merkle node on this project's machines. They are deprecated in OpenSSL 3 but
  * present in every build of it that keeps deprecated functions, as Debian's does. */
-/* SHA256_Init/Update/Final (see above); the rest of this file uses EVP. */
+/* For SHA256_Init/Update/Final (see above) without deprecation warnings. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "cpx/crypto.h"
 

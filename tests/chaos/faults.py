@@ -64,13 +64,15 @@ def gateway_kill(build, rounds, round_s):
     return _kill_scenario(build, "gateway kill -9 under load", rounds, round_s)
 
 
-def _resent_get_original_acks(row, load):
-    """Every message sent again is answered with the Ack it first had."""
-    before = dict(load.acks)
+def _resent_get_original_acks(row, load, before=None, timeout=180,
+                               answered="every message resent is answered again"):
+    """Every message is sent again and must be answered (the check `answered`) with the
+    Ack it had before: that in before (message id -> Ack), by default load's Acks now."""
+    before = dict(load.acks) if before is None else before
     load.forget_acks()
     load.reconnect()
-    ok = load.drain(180)
-    row.check(ok, "every message resent is answered again")
+    ok = load.drain(timeout)
+    row.check(ok, answered)
     same = [m for m, a in before.items() if load.acks.get(m) != a]
     row.check(not same, "every resent message gets its original Ack (%d of %d differ)"
               % (len(same), len(before)))
@@ -110,14 +112,9 @@ def store_full(build):
         gw.start()
         load.confirm = True
         # resend everything, acknowledged ones too: the original Acks must come back
-        load.forget_acks()
-        load.reconnect()
-        ok = load.drain(120)
-        row.check(ok, "after a larger map_size every message is acknowledged and delivered")
-        same = [m for m, a in before.items() if load.acks.get(m) != a]
-        row.check(not same, "every message acknowledged before is answered with its original Ack (%d differ)"
-                  % len(same))
-        load.acks.update({m: a for m, a in before.items() if m not in load.acks})
+        _resent_get_original_acks(
+            row, load, before, 120,
+            "after a larger map_size every message is acknowledged and delivered")
         finish(row, gw, load)
     except Exception as e:  # noqa: BLE001
         row.check(False, "exception %r; gateway log: %s" % (e, gw.logtext()[-800:]))
